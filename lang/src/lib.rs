@@ -1,0 +1,1 @@
+//! mmql syntax.
