@@ -1,1 +1,6 @@
-//! mmql compiler.
+//! mmql compiler: format-file types, name resolution, checking, the plan, BPF lowering and
+//! object output. No I/O, no printing, no kernel: callers hand in text and get values back.
+#![deny(clippy::unwrap_used)]
+
+pub mod bpf;
+pub mod format;

@@ -1,0 +1,1 @@
+//! ELF object writer (placeholder).

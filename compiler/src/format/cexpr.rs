@@ -1,0 +1,1 @@
+//! C constant expressions in `print fmt` (placeholder).

@@ -1,0 +1,1 @@
+//! `print fmt` symbol tables (placeholder).
