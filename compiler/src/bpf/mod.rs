@@ -4,9 +4,11 @@
 //! a standard BPF ELF object that aya (and bpftool) load.
 
 pub mod insn;
+pub mod listing;
 pub mod object;
 
 pub use insn::Insn;
+pub use listing::{listing, program_listing};
 
 /// A map as the object declares it (legacy `maps` section, `struct bpf_map_def`).
 #[derive(Debug, Clone, PartialEq, Eq)]
