@@ -1,1 +1,4 @@
-//! stdlib
+//! What ships inside the mmql binary: bundled recipes, the format-file snapshot of the
+//! kernel mmql was built against, and domain knowledge about mm tracepoints.
+
+pub mod knowledge;
