@@ -7,6 +7,7 @@ pub mod insn;
 pub mod listing;
 pub mod object;
 
+pub use self::object::{write_object, ObjectError};
 pub use insn::Insn;
 pub use listing::{listing, program_listing};
 
