@@ -1,0 +1,256 @@
+//! The checked program: what the checker produces from the AST and the catalog, and what
+//! `explain`, lowering and the runtime's userspace part consume. Names are resolved, every
+//! expression is typed, fields carry their record offsets.
+
+use mmql_lang::Span;
+
+use crate::types::{Symtab, Type};
+
+pub type MapId = usize;
+pub type LocalId = usize;
+pub type PrintfId = usize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub probes: Vec<KProbe>,
+    pub maps: Vec<MapInfo>,
+    pub symtabs: Vec<Symtab>,
+    pub printfs: Vec<PrintfSpec>,
+    pub begin: Vec<UStmt>,
+    pub end: Vec<UStmt>,
+    pub timers: Vec<Timer>,
+}
+
+/// One tracepoint program: a probe body specialised to one event's record layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KProbe {
+    /// Index of the source probe this came from (several events → several KProbes).
+    pub source_index: usize,
+    pub category: String,
+    pub event: String,
+    pub role: ProbeRole,
+    pub filter: Option<TExpr>,
+    pub body: Vec<TStmt>,
+    pub locals: Vec<Type>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeRole {
+    Plain,
+    /// The begin half of a span: saves `nsecs` and the listed begin fields in `state`.
+    SpanBegin { state: MapId, key: SpanKeyExpr, saved: Vec<SavedField> },
+    /// The end half: looks the begin state up, runs the body, deletes the state.
+    SpanEnd { state: MapId, key: SpanKeyExpr, begin_event: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanKeyExpr {
+    Thread,
+    /// A field of both events (e.g. `nid`): (begin-record field, end-record field).
+    Field { name: String, begin: FieldRef, end: FieldRef },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedField {
+    pub name: String,
+    pub field: FieldRef,
+    pub ty: Type,
+}
+
+/// How to read one field out of the tracepoint record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldRef {
+    pub name: String,
+    pub offset: u32,
+    pub size: u32,
+    pub signed: bool,
+    pub kind: FieldAccess,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldAccess {
+    Int,
+    /// `char name[len]` inline.
+    CharArray { len: u32 },
+    /// `__data_loc char[]`: the u32 at `offset` locates the string in the record.
+    DataLoc,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapInfo {
+    /// `@name` as written (`@` for the anonymous map).
+    pub name: String,
+    pub keys: Vec<Type>,
+    /// Names for the key columns in JSON output (`comm`, `order`, `key1`).
+    pub key_names: Vec<String>,
+    pub value: ValueKind,
+    /// When the single key comes from a small fixed domain: the number of slots, so the map
+    /// can be a per-CPU array.
+    pub domain: Option<u32>,
+    /// Span states are internal maps: not printed.
+    pub internal: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueKind {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Stats,
+    Hist,
+    Lhist { lo: i64, hi: i64, step: i64 },
+    /// Plain assignment: the last value written.
+    Last(Type),
+    /// Span begin state: start time plus saved fields (8 bytes each).
+    SpanState { saved: u32 },
+}
+
+impl ValueKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ValueKind::Count => "count",
+            ValueKind::Sum => "sum",
+            ValueKind::Min => "min",
+            ValueKind::Max => "max",
+            ValueKind::Avg => "avg",
+            ValueKind::Stats => "stats",
+            ValueKind::Hist => "hist",
+            ValueKind::Lhist { .. } => "lhist",
+            ValueKind::Last(_) => "value",
+            ValueKind::SpanState { .. } => "span state",
+        }
+    }
+
+    pub fn is_aggregation(&self) -> bool {
+        !matches!(self, ValueKind::Last(_) | ValueKind::SpanState { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintfSpec {
+    pub format: String,
+    pub args: Vec<Type>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timer {
+    pub nanos: u64,
+    pub repeat: bool,
+    pub body: Vec<UStmt>,
+    pub span: Span,
+}
+
+/// Statements of `begin`, `end`, `every` and `after` blocks: they run in userspace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UStmt {
+    Print { map: MapId, top: Option<u64> },
+    Clear(MapId),
+    Zero(MapId),
+    Printf { format: String, args: Vec<UArg> },
+    Time(String),
+    Exit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UArg {
+    Int(i64),
+    Str(String),
+    /// The merged value of a scalar map (count/sum/min/max/avg/value).
+    MapValue(MapId),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TExpr {
+    pub kind: TExprKind,
+    pub ty: Type,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TExprKind {
+    Int(i64),
+    Str(String),
+    Field(FieldRef),
+    /// A field saved by the span's begin event: index into the saved list.
+    BeginField(u32),
+    /// Nanoseconds since the span's begin.
+    Duration,
+    Builtin(Builtin),
+    Local(LocalId),
+    /// Read of a `Last` map (0 / empty when absent).
+    MapRead { map: MapId, keys: Vec<TExpr> },
+    Unary(mmql_lang::ast::UnOp, Box<TExpr>),
+    Binary(mmql_lang::ast::BinOp, Box<TExpr>, Box<TExpr>),
+    Ternary(Box<TExpr>, Box<TExpr>, Box<TExpr>),
+    /// `ksym(addr)`: the value is the address; output symbolises it.
+    Ksym(Box<TExpr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Pid,
+    Tid,
+    Uid,
+    Comm,
+    Cpu,
+    Nsecs,
+    Kstack,
+}
+
+impl Builtin {
+    pub const ALL: &'static [(&'static str, Builtin)] = &[
+        ("pid", Builtin::Pid),
+        ("tid", Builtin::Tid),
+        ("uid", Builtin::Uid),
+        ("comm", Builtin::Comm),
+        ("cpu", Builtin::Cpu),
+        ("nsecs", Builtin::Nsecs),
+        ("kstack", Builtin::Kstack),
+    ];
+
+    pub fn lookup(name: &str) -> Option<Builtin> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|&(_, b)| b)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, b)| *b == self).map_or("?", |(n, _)| n)
+    }
+
+    pub fn ty(self) -> Type {
+        match self {
+            Builtin::Pid | Builtin::Tid | Builtin::Uid | Builtin::Cpu => Type::Int { signed: false, bytes: 4 },
+            Builtin::Comm => Type::Str { cap: 16 },
+            Builtin::Nsecs => Type::U64,
+            Builtin::Kstack => Type::Stack,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TStmt {
+    Let { local: LocalId, value: TExpr },
+    Update { map: MapId, keys: Vec<TExpr>, op: AggOp, span: Span },
+    Delete { map: MapId, keys: Vec<TExpr> },
+    If { cond: TExpr, then: Vec<TStmt>, els: Vec<TStmt> },
+    Printf { id: PrintfId, args: Vec<TExpr> },
+    Exit,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggOp {
+    Count,
+    /// `sum(e)`; also `++` (1), `--` (-1), `+= e`, `-= e`.
+    Sum(TExpr),
+    Min(TExpr),
+    Max(TExpr),
+    Avg(TExpr),
+    Stats(TExpr),
+    Hist(TExpr),
+    Lhist(TExpr),
+    Assign(TExpr),
+}

@@ -1,0 +1,168 @@
+//! Event-name resolution: a probe header pattern (`kmem:mm_page_*`, `vmscan:direct_reclaim`,
+//! `vmscan:mm_vmscan_writepage`) → the tracepoints of the catalog it means, or a span.
+
+use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
+use mmql_lang::Span;
+use mmql_stdlib::knowledge::{self, SpanKey};
+
+use crate::format::Catalog;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// Plain events (one, or many from a glob): (category, name).
+    Events(Vec<(String, String)>),
+    /// A begin/end pair.
+    Span { category: String, begin: String, end: String, key: SpanKey },
+}
+
+pub struct Resolution {
+    pub resolved: Resolved,
+    /// Notes such as "resolved through a known rename".
+    pub notes: Vec<Diagnostic>,
+}
+
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+/// Names tried for `name` in `category`: as written, then with the redundant prefixes.
+fn candidates(category: &str, name: &str) -> Vec<String> {
+    let mut v = vec![name.to_string()];
+    for p in knowledge::NAME_PREFIXES {
+        let prefix = p.replace("{}", category);
+        if !name.starts_with(&prefix) {
+            v.push(format!("{prefix}{name}"));
+        }
+    }
+    v
+}
+
+pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolution, Diagnostic> {
+    let parts: Vec<&str> = pattern.split(':').collect();
+    let (category, name) = match parts.as_slice() {
+        [c, n] if !c.is_empty() && !n.is_empty() => (*c, *n),
+        [prefix, c, n] if matches!(*prefix, "tracepoint" | "t") => {
+            return Err(Diagnostic::error(Code::E0102, format!("`{pattern}` is bpftrace's spelling"))
+                .at(span, "drop the `tracepoint:` prefix")
+                .with_help(format!("write `on {c}:{n}`")));
+        }
+        [single] => return Err(missing_category(single, span, catalog)),
+        _ => {
+            return Err(Diagnostic::error(Code::E0102, format!("`{pattern}` is not an event name"))
+                .at(span, "expected CATEGORY:NAME")
+                .with_help("for example `on kmem:mm_page_alloc`"));
+        }
+    };
+
+    let cats: Vec<&str> = catalog.categories().collect();
+    let matching_cats: Vec<&str> = cats.iter().copied().filter(|c| glob_match(category, c)).collect();
+    if matching_cats.is_empty() {
+        let help = did_you_mean(category, cats.iter().copied()).unwrap_or_else(|| {
+            "mm categories: kmem, vmscan, compaction, huge_memory, oom, migrate (`mmql list` shows all)".to_string()
+        });
+        return Err(Diagnostic::error(Code::E0101, format!("no tracepoint category `{category}`"))
+            .at(span, "unknown category")
+            .with_help(help));
+    }
+
+    if is_glob(category) || is_glob(name) {
+        let mut found = Vec::new();
+        for c in &matching_cats {
+            for cand in candidates(c, name) {
+                let hits: Vec<(String, String)> = catalog
+                    .events
+                    .keys()
+                    .filter(|(ec, en)| ec == c && glob_match(&cand, en))
+                    .cloned()
+                    .collect();
+                if !hits.is_empty() {
+                    found.extend(hits);
+                    break;
+                }
+            }
+        }
+        if found.is_empty() {
+            return Err(Diagnostic::error(Code::E0103, format!("`{pattern}` matches no tracepoint"))
+                .at(span, "matches nothing")
+                .with_help("`mmql list 'CATEGORY:*'` shows what exists"));
+        }
+        return Ok(Resolution { resolved: Resolved::Events(found), notes: vec![] });
+    }
+
+    let mut notes = Vec::new();
+    for cand in candidates(category, name) {
+        if catalog.get(category, &cand).is_some() {
+            return Ok(Resolution { resolved: Resolved::Events(vec![(category.into(), cand)]), notes });
+        }
+    }
+    for cand in candidates(category, name) {
+        for (c, old, new) in knowledge::RENAMES {
+            let (from, to) = if cand == *old { (old, new) } else if cand == *new { (new, old) } else { continue };
+            if *c == category && catalog.get(category, to).is_some() {
+                notes.push(
+                    Diagnostic::note(Code::W0001, format!("`{category}:{from}` is called `{category}:{to}` on this kernel"))
+                        .at(span, format!("resolved to `{category}:{to}`")),
+                );
+                return Ok(Resolution { resolved: Resolved::Events(vec![(category.into(), to.to_string())]), notes });
+            }
+        }
+        for (b, e) in knowledge::SPAN_SUFFIXES {
+            let (begin, end) = (format!("{cand}{b}"), format!("{cand}{e}"));
+            if catalog.get(category, &begin).is_some() && catalog.get(category, &end).is_some() {
+                let key = knowledge::span_key(category, &cand);
+                return Ok(Resolution {
+                    resolved: Resolved::Span { category: category.into(), begin, end, key },
+                    notes,
+                });
+            }
+        }
+    }
+    let names = catalog.events.keys().filter(|(c, _)| c == category).map(|(_, n)| n.as_str());
+    let mut help = did_you_mean(name, names.clone());
+    if help.is_none() {
+        let long = format!("mm_{category}_{name}");
+        help = did_you_mean(&long, names);
+    }
+    Err(Diagnostic::error(Code::E0102, format!("no tracepoint `{name}` in category `{category}`"))
+        .at(span, "unknown tracepoint")
+        .with_help(help.unwrap_or_else(|| format!("`mmql list '{category}:*'` shows this category's tracepoints"))))
+}
+
+fn missing_category(name: &str, span: Span, catalog: &Catalog) -> Diagnostic {
+    let owner = catalog
+        .events
+        .keys()
+        .find(|(c, n)| candidates(c, name).iter().any(|cand| cand == n));
+    let d = Diagnostic::error(Code::E0102, format!("`{name}` needs a category"))
+        .at(span, "expected CATEGORY:NAME");
+    match owner {
+        Some((c, n)) => d.with_help(format!("did you mean `{c}:{n}`?")),
+        None => d.with_help("for example `on kmem:mm_page_alloc`; `mmql list` shows every tracepoint"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("mm_page_*", "mm_page_alloc"));
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("k?alloc", "kmalloc"));
+        assert!(!glob_match("mm_page_*", "kmalloc"));
+    }
+}
