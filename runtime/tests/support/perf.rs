@@ -1,0 +1,110 @@
+//! Ground truth from `perf stat`: exact event counts for one command, independent of mmql, for
+//! tests that compare a tracer's numbers against the kernel's own counters.
+
+use std::collections::HashMap;
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::SkipReason;
+
+/// `None` when `perf` runs here; the skip reason otherwise.
+pub fn require_perf() -> Option<SkipReason> {
+    super::require_tool("perf")
+}
+
+/// What one `perf stat` run saw, plus the command's own exit status and output.
+#[derive(Debug)]
+pub struct PerfRun {
+    pub counts: HashMap<String, u64>,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `perf stat -x, -e EV1,EV2 -- cmd…` and returns each event's count, keyed by the event
+/// name as given. Panics, with perf's report, if perf cannot count every event or the command
+/// fails: ground truth that silently lacks a number is worse than none.
+pub fn count_events(events: &[&str], cmd: &[&str]) -> HashMap<String, u64> {
+    let run = stat(events, cmd);
+    assert!(
+        run.status.success(),
+        "`{}` under perf stat failed ({}):\n{}",
+        cmd.join(" "),
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run.counts
+}
+
+/// Like [`count_events`] but returns the command's status and output too, and accepts a
+/// failing command (a crash or an OOM kill can be the point of a test).
+pub fn stat(events: &[&str], cmd: &[&str]) -> PerfRun {
+    assert!(
+        !events.is_empty() && !cmd.is_empty(),
+        "need events and a command"
+    );
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // The CSV goes to its own file: on stderr it would interleave with the command's output.
+    let report = std::env::temp_dir().join(format!(
+        "mmql-perf-{}-{}.csv",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let out = Command::new("perf")
+        .args(["stat", "-x,", "-o"])
+        .arg(&report)
+        .arg("-e")
+        .arg(events.join(","))
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run perf ({e}); install it with `apt-get install linux-perf`")
+        });
+    let csv = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    let counts = parse_csv(&csv).unwrap_or_else(|e| {
+        panic!(
+            "perf stat gave no usable counts: {e}\nreport:\n{csv}\nperf stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    for ev in events {
+        assert!(
+            counts.contains_key(*ev),
+            "perf stat did not report `{ev}`; report:\n{csv}"
+        );
+    }
+    PerfRun {
+        counts,
+        status: out.status,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
+}
+
+/// Parses `perf stat -x,` output: `count,unit,event,run-time,percent,…` per line, with `#`
+/// comments and blank lines in between. A count of `<not counted>` or `<not supported>` is an
+/// error naming the event, because a test reading it as zero would be wrong.
+pub fn parse_csv(text: &str) -> Result<HashMap<String, u64>, String> {
+    let mut counts = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() < 3 {
+            return Err(format!("malformed line `{line}`"));
+        }
+        let event = fields[2].to_string();
+        let count = fields[0]
+            .parse::<u64>()
+            .map_err(|_| format!("`{event}` has no count (`{}`)", fields[0]))?;
+        counts.insert(event, count);
+    }
+    if counts.is_empty() {
+        return Err("no counts in report".into());
+    }
+    Ok(counts)
+}

@@ -1,0 +1,138 @@
+//! mmql-workload: command line → one memory-management workload, reported as `key=value` lines
+//! on stdout so tests can compare what was done with what a tracer saw.
+//!
+//! Every command prints `pid=` first (flushed), so a test can find the process before it
+//! finishes; errors go to stderr with exit status 1, usage errors with status 2.
+
+mod commands;
+mod mem;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: mmql-workload <command> [options]
+
+commands:
+  churn --pages N [--rounds R] [--order O]
+        mmap N anonymous pages, write one byte per page, munmap; R times (default 1).
+        --order O (> 0) aligns the mapping to 2^O pages and asks for THP with MADV_HUGEPAGE;
+        whether the kernel uses order-O folios depends on its THP policy (printed).
+  hugepage --mb M [--seconds S] [--khugepaged]
+        2 MiB-aligned region with MADV_HUGEPAGE, touched, held S seconds (default 0).
+        --khugepaged faults the region in as small pages first, then sets MADV_HUGEPAGE, so
+        only khugepaged can collapse it during the hold.
+  hog --mb M [--step-mb K]
+        allocate and touch K MiB at a time (default 4) until M MiB, reporting each step.
+  compact
+        write 1 to /proc/sys/vm/compact_memory (root), compacting in this process's context.
+  oom-adj --value V
+        write V (-1000..1000) to /proc/self/oom_score_adj.
+  sleep --ms N      sleep N milliseconds and exit 0
+  crash             abort() (dies by SIGABRT)
+  forever           sleep until killed
+";
+
+/// Options of one command: `--name value` pairs plus bare `--name` switches.
+pub struct Opts {
+    values: HashMap<String, i64>,
+    switches: Vec<String>,
+}
+
+impl Opts {
+    /// Parses `args` allowing only the named value options and switches, so a typo in a test
+    /// fails loudly instead of silently running a different workload.
+    fn parse(args: &[String], values: &[&str], switches: &[&str]) -> Result<Opts, String> {
+        let mut opts = Opts {
+            values: HashMap::new(),
+            switches: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let name = arg
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument `{arg}`"))?;
+            if switches.contains(&name) {
+                opts.switches.push(name.to_string());
+            } else if values.contains(&name) {
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("`--{name}` needs a value"))?;
+                let n = v
+                    .parse::<i64>()
+                    .map_err(|_| format!("`--{name}` wants an integer, got `{v}`"))?;
+                opts.values.insert(name.to_string(), n);
+            } else {
+                return Err(format!("unknown option `--{name}`"));
+            }
+        }
+        Ok(opts)
+    }
+
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.values.get(name).copied()
+    }
+
+    /// A non-negative count, required unless a default is given.
+    pub fn count(&self, name: &str, default: Option<u64>) -> Result<u64, String> {
+        match (self.int(name), default) {
+            (Some(v), _) if v >= 0 => Ok(v as u64),
+            (Some(v), _) => Err(format!("`--{name}` must not be negative, got {v}")),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(format!("`--{name}` is required")),
+        }
+    }
+
+    pub fn switch(&self, name: &str) -> bool {
+        self.switches.iter().any(|s| s == name)
+    }
+}
+
+/// Failure of a command: bad usage (exit 2) or a failing system call (exit 1).
+pub enum Failure {
+    Usage(String),
+    Os(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Usage(s)
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => return Err(Failure::Usage("missing command".into())),
+    };
+    match cmd {
+        "churn" => commands::churn(&Opts::parse(rest, &["pages", "rounds", "order"], &[])?),
+        "hugepage" => commands::hugepage(&Opts::parse(rest, &["mb", "seconds"], &["khugepaged"])?),
+        "hog" => commands::hog(&Opts::parse(rest, &["mb", "step-mb"], &[])?),
+        "compact" => commands::compact(&Opts::parse(rest, &[], &[])?),
+        "oom-adj" => commands::oom_adj(&Opts::parse(rest, &["value"], &[])?),
+        "sleep" => commands::sleep(&Opts::parse(rest, &["ms"], &[])?),
+        "crash" => commands::crash(&Opts::parse(rest, &[], &[])?),
+        "forever" => commands::forever(&Opts::parse(rest, &[], &[])?),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(Failure::Usage(format!("unknown command `{other}`"))),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("mmql-workload: {msg}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Os(msg)) => {
+            eprintln!("mmql-workload: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
