@@ -13,7 +13,8 @@
 //! - `{"type":"warning","msg":"..."}` and `{"type":"error","msg":"..."}` — runtime notices.
 //! - `{"type":"map","name":"@orders","kind":"count","keys":["comm","order"],"data":...}` — one
 //!   map. `kind` is one of `count sum avg min max stats hist lhist value` and fixes the shape
-//!   of each value below. `keys` names the key components (`[]` for a scalar map).
+//!   of each value below (`null` for an empty map). `keys` names the key components (`[]` for
+//!   a scalar map).
 //!   - Scalar map: `data` is the value itself (`null` if the map is empty).
 //!   - Keyed map: `data` is an array of `{"key":[k1,k2],"value":...}`, in the same order as
 //!     the text output (ascending by value, so the largest is last).
@@ -46,7 +47,10 @@ pub fn write_map_top(w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io
     out.push_str(r#"{"type":"map","name":"#);
     push_str(&mut out, &map.name);
     out.push_str(r#","kind":"#);
-    push_str(&mut out, kind_of(map));
+    match kind_of(map) {
+        Some(kind) => push_str(&mut out, kind),
+        None => out.push_str("null"),
+    }
     out.push_str(r#","keys":["#);
     for (i, k) in map.key_names.iter().enumerate() {
         if i > 0 {
@@ -127,19 +131,20 @@ fn write_msg(w: &mut dyn Write, ty: &str, msg: &str) -> io::Result<()> {
     w.write_all(out.as_bytes())
 }
 
-/// The `kind` field: taken from the first row; every row of one map has the same aggregation.
-fn kind_of(map: &MapDump) -> &'static str {
-    match map.rows.first().map(|r| &r.1) {
-        Some(AggValue::Count(_)) => "count",
-        Some(AggValue::Sum(_)) => "sum",
-        Some(AggValue::Avg { .. }) => "avg",
-        Some(AggValue::Min(_)) => "min",
-        Some(AggValue::Max(_)) => "max",
-        Some(AggValue::Stats { .. }) => "stats",
-        Some(AggValue::Hist(_)) => "hist",
-        Some(AggValue::Lhist { .. }) => "lhist",
-        Some(AggValue::Last(_)) | None => "value",
-    }
+/// The `kind` field: taken from the first row, since every row of one map holds the same
+/// aggregation; `None` for an empty map, whose aggregation the dump cannot tell.
+fn kind_of(map: &MapDump) -> Option<&'static str> {
+    Some(match &map.rows.first()?.1 {
+        AggValue::Count(_) => "count",
+        AggValue::Sum(_) => "sum",
+        AggValue::Avg { .. } => "avg",
+        AggValue::Min(_) => "min",
+        AggValue::Max(_) => "max",
+        AggValue::Stats { .. } => "stats",
+        AggValue::Hist(_) => "hist",
+        AggValue::Lhist { .. } => "lhist",
+        AggValue::Last(_) => "value",
+    })
 }
 
 /// Appends `s` as a JSON string literal; serde_json does the escaping so control characters
@@ -350,6 +355,8 @@ mod tests {
             rows: vec![],
         };
         assert_eq!(map_json(&empty_scalar)["data"], Value::Null);
+        assert_eq!(map_json(&empty_scalar)["kind"], Value::Null);
+        assert_eq!(map_json(&empty)["kind"], Value::Null);
     }
 
     #[test]

@@ -306,13 +306,13 @@ fn pad(out: &mut String, spec: &Spec, prefix: &str, body: &str, numeric: bool) {
     if spec.flags.left {
         out.push_str(prefix);
         out.push_str(body);
-        out.extend(std::iter::repeat(' ').take(fill));
+        out.push_str(&" ".repeat(fill));
     } else if numeric && spec.flags.zero && spec.precision.is_none() {
         out.push_str(prefix);
-        out.extend(std::iter::repeat('0').take(fill));
+        out.push_str(&"0".repeat(fill));
         out.push_str(body);
     } else {
-        out.extend(std::iter::repeat(' ').take(fill));
+        out.push_str(&" ".repeat(fill));
         out.push_str(prefix);
         out.push_str(body);
     }
