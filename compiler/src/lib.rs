@@ -3,4 +3,11 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod bpf;
+pub mod btf;
+pub mod check;
+pub mod explain;
 pub mod format;
+pub mod pipeline;
+pub mod program;
+pub mod resolve;
+pub mod types;

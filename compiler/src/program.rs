@@ -31,7 +31,8 @@ pub struct KProbe {
     pub role: ProbeRole,
     pub filter: Option<TExpr>,
     pub body: Vec<TStmt>,
-    pub locals: Vec<Type>,
+    /// Locals by id: (name, type).
+    pub locals: Vec<(String, Type)>,
     pub span: Span,
 }
 
@@ -39,16 +40,28 @@ pub struct KProbe {
 pub enum ProbeRole {
     Plain,
     /// The begin half of a span: saves `nsecs` and the listed begin fields in `state`.
-    SpanBegin { state: MapId, key: SpanKeyExpr, saved: Vec<SavedField> },
+    SpanBegin {
+        state: MapId,
+        key: SpanKeyExpr,
+        saved: Vec<SavedField>,
+    },
     /// The end half: looks the begin state up, runs the body, deletes the state.
-    SpanEnd { state: MapId, key: SpanKeyExpr, begin_event: String },
+    SpanEnd {
+        state: MapId,
+        key: SpanKeyExpr,
+        begin_event: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpanKeyExpr {
     Thread,
     /// A field of both events (e.g. `nid`): (begin-record field, end-record field).
-    Field { name: String, begin: FieldRef, end: FieldRef },
+    Field {
+        name: String,
+        begin: FieldRef,
+        end: FieldRef,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +85,9 @@ pub struct FieldRef {
 pub enum FieldAccess {
     Int,
     /// `char name[len]` inline.
-    CharArray { len: u32 },
+    CharArray {
+        len: u32,
+    },
     /// `__data_loc char[]`: the u32 at `offset` locates the string in the record.
     DataLoc,
 }
@@ -102,11 +117,17 @@ pub enum ValueKind {
     Avg,
     Stats,
     Hist,
-    Lhist { lo: i64, hi: i64, step: i64 },
+    Lhist {
+        lo: i64,
+        hi: i64,
+        step: i64,
+    },
     /// Plain assignment: the last value written.
     Last(Type),
     /// Span begin state: start time plus saved fields (8 bytes each).
-    SpanState { saved: u32 },
+    SpanState {
+        saved: u32,
+    },
 }
 
 impl ValueKind {
@@ -183,7 +204,10 @@ pub enum TExprKind {
     Builtin(Builtin),
     Local(LocalId),
     /// Read of a `Last` map (0 / empty when absent).
-    MapRead { map: MapId, keys: Vec<TExpr> },
+    MapRead {
+        map: MapId,
+        keys: Vec<TExpr>,
+    },
     Unary(mmql_lang::ast::UnOp, Box<TExpr>),
     Binary(mmql_lang::ast::BinOp, Box<TExpr>, Box<TExpr>),
     Ternary(Box<TExpr>, Box<TExpr>, Box<TExpr>),
@@ -218,12 +242,18 @@ impl Builtin {
     }
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, b)| *b == self).map_or("?", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("?", |(n, _)| n)
     }
 
     pub fn ty(self) -> Type {
         match self {
-            Builtin::Pid | Builtin::Tid | Builtin::Uid | Builtin::Cpu => Type::Int { signed: false, bytes: 4 },
+            Builtin::Pid | Builtin::Tid | Builtin::Uid | Builtin::Cpu => Type::Int {
+                signed: false,
+                bytes: 4,
+            },
             Builtin::Comm => Type::Str { cap: 16 },
             Builtin::Nsecs => Type::U64,
             Builtin::Kstack => Type::Stack,
@@ -233,11 +263,29 @@ impl Builtin {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TStmt {
-    Let { local: LocalId, value: TExpr },
-    Update { map: MapId, keys: Vec<TExpr>, op: AggOp, span: Span },
-    Delete { map: MapId, keys: Vec<TExpr> },
-    If { cond: TExpr, then: Vec<TStmt>, els: Vec<TStmt> },
-    Printf { id: PrintfId, args: Vec<TExpr> },
+    Let {
+        local: LocalId,
+        value: TExpr,
+    },
+    Update {
+        map: MapId,
+        keys: Vec<TExpr>,
+        op: AggOp,
+        span: Span,
+    },
+    Delete {
+        map: MapId,
+        keys: Vec<TExpr>,
+    },
+    If {
+        cond: TExpr,
+        then: Vec<TStmt>,
+        els: Vec<TStmt>,
+    },
+    Printf {
+        id: PrintfId,
+        args: Vec<TExpr>,
+    },
     Exit,
 }
 

@@ -12,7 +12,12 @@ pub enum Resolved {
     /// Plain events (one, or many from a glob): (category, name).
     Events(Vec<(String, String)>),
     /// A begin/end pair.
-    Span { category: String, begin: String, end: String, key: SpanKey },
+    Span {
+        category: String,
+        begin: String,
+        end: String,
+        key: SpanKey,
+    },
 }
 
 pub struct Resolution {
@@ -55,27 +60,39 @@ pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolutio
     let (category, name) = match parts.as_slice() {
         [c, n] if !c.is_empty() && !n.is_empty() => (*c, *n),
         [prefix, c, n] if matches!(*prefix, "tracepoint" | "t") => {
-            return Err(Diagnostic::error(Code::E0102, format!("`{pattern}` is bpftrace's spelling"))
-                .at(span, "drop the `tracepoint:` prefix")
-                .with_help(format!("write `on {c}:{n}`")));
+            return Err(Diagnostic::error(
+                Code::E0102,
+                format!("`{pattern}` is bpftrace's spelling"),
+            )
+            .at(span, "drop the `tracepoint:` prefix")
+            .with_help(format!("write `on {c}:{n}`")));
         }
         [single] => return Err(missing_category(single, span, catalog)),
         _ => {
-            return Err(Diagnostic::error(Code::E0102, format!("`{pattern}` is not an event name"))
-                .at(span, "expected CATEGORY:NAME")
-                .with_help("for example `on kmem:mm_page_alloc`"));
+            return Err(Diagnostic::error(
+                Code::E0102,
+                format!("`{pattern}` is not an event name"),
+            )
+            .at(span, "expected CATEGORY:NAME")
+            .with_help("for example `on kmem:mm_page_alloc`"));
         }
     };
 
     let cats: Vec<&str> = catalog.categories().collect();
-    let matching_cats: Vec<&str> = cats.iter().copied().filter(|c| glob_match(category, c)).collect();
+    let matching_cats: Vec<&str> = cats
+        .iter()
+        .copied()
+        .filter(|c| glob_match(category, c))
+        .collect();
     if matching_cats.is_empty() {
         let help = did_you_mean(category, cats.iter().copied()).unwrap_or_else(|| {
             "mm categories: kmem, vmscan, compaction, huge_memory, oom, migrate (`mmql list` shows all)".to_string()
         });
-        return Err(Diagnostic::error(Code::E0101, format!("no tracepoint category `{category}`"))
-            .at(span, "unknown category")
-            .with_help(help));
+        return Err(
+            Diagnostic::error(Code::E0101, format!("no tracepoint category `{category}`"))
+                .at(span, "unknown category")
+                .with_help(help),
+        );
     }
 
     if is_glob(category) || is_glob(name) {
@@ -95,28 +112,49 @@ pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolutio
             }
         }
         if found.is_empty() {
-            return Err(Diagnostic::error(Code::E0103, format!("`{pattern}` matches no tracepoint"))
-                .at(span, "matches nothing")
-                .with_help("`mmql list 'CATEGORY:*'` shows what exists"));
+            return Err(Diagnostic::error(
+                Code::E0103,
+                format!("`{pattern}` matches no tracepoint"),
+            )
+            .at(span, "matches nothing")
+            .with_help("`mmql list 'CATEGORY:*'` shows what exists"));
         }
-        return Ok(Resolution { resolved: Resolved::Events(found), notes: vec![] });
+        return Ok(Resolution {
+            resolved: Resolved::Events(found),
+            notes: vec![],
+        });
     }
 
     let mut notes = Vec::new();
     for cand in candidates(category, name) {
         if catalog.get(category, &cand).is_some() {
-            return Ok(Resolution { resolved: Resolved::Events(vec![(category.into(), cand)]), notes });
+            return Ok(Resolution {
+                resolved: Resolved::Events(vec![(category.into(), cand)]),
+                notes,
+            });
         }
     }
     for cand in candidates(category, name) {
         for (c, old, new) in knowledge::RENAMES {
-            let (from, to) = if cand == *old { (old, new) } else if cand == *new { (new, old) } else { continue };
+            let (from, to) = if cand == *old {
+                (old, new)
+            } else if cand == *new {
+                (new, old)
+            } else {
+                continue;
+            };
             if *c == category && catalog.get(category, to).is_some() {
                 notes.push(
-                    Diagnostic::note(Code::W0001, format!("`{category}:{from}` is called `{category}:{to}` on this kernel"))
-                        .at(span, format!("resolved to `{category}:{to}`")),
+                    Diagnostic::note(
+                        Code::W0001,
+                        format!("`{category}:{from}` is called `{category}:{to}` on this kernel"),
+                    )
+                    .at(span, format!("resolved to `{category}:{to}`")),
                 );
-                return Ok(Resolution { resolved: Resolved::Events(vec![(category.into(), to.to_string())]), notes });
+                return Ok(Resolution {
+                    resolved: Resolved::Events(vec![(category.into(), to.to_string())]),
+                    notes,
+                });
             }
         }
         for (b, e) in knowledge::SPAN_SUFFIXES {
@@ -124,21 +162,37 @@ pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolutio
             if catalog.get(category, &begin).is_some() && catalog.get(category, &end).is_some() {
                 let key = knowledge::span_key(category, &cand);
                 return Ok(Resolution {
-                    resolved: Resolved::Span { category: category.into(), begin, end, key },
+                    resolved: Resolved::Span {
+                        category: category.into(),
+                        begin,
+                        end,
+                        key,
+                    },
                     notes,
                 });
             }
         }
     }
-    let names = catalog.events.keys().filter(|(c, _)| c == category).map(|(_, n)| n.as_str());
+    let names = catalog
+        .events
+        .keys()
+        .filter(|(c, _)| c == category)
+        .map(|(_, n)| n.as_str());
     let mut help = did_you_mean(name, names.clone());
     if help.is_none() {
         let long = format!("mm_{category}_{name}");
         help = did_you_mean(&long, names);
     }
-    Err(Diagnostic::error(Code::E0102, format!("no tracepoint `{name}` in category `{category}`"))
-        .at(span, "unknown tracepoint")
-        .with_help(help.unwrap_or_else(|| format!("`mmql list '{category}:*'` shows this category's tracepoints"))))
+    Err(Diagnostic::error(
+        Code::E0102,
+        format!("no tracepoint `{name}` in category `{category}`"),
+    )
+    .at(span, "unknown tracepoint")
+    .with_help(
+        help.unwrap_or_else(|| {
+            format!("`mmql list '{category}:*'` shows this category's tracepoints")
+        }),
+    ))
 }
 
 fn missing_category(name: &str, span: Span, catalog: &Catalog) -> Diagnostic {
@@ -150,7 +204,9 @@ fn missing_category(name: &str, span: Span, catalog: &Catalog) -> Diagnostic {
         .at(span, "expected CATEGORY:NAME");
     match owner {
         Some((c, n)) => d.with_help(format!("did you mean `{c}:{n}`?")),
-        None => d.with_help("for example `on kmem:mm_page_alloc`; `mmql list` shows every tracepoint"),
+        None => {
+            d.with_help("for example `on kmem:mm_page_alloc`; `mmql list` shows every tracepoint")
+        }
     }
 }
 
@@ -165,4 +221,47 @@ mod tests {
         assert!(glob_match("k?alloc", "kmalloc"));
         assert!(!glob_match("mm_page_*", "kmalloc"));
     }
+}
+
+/// A span the catalog offers: `on CATEGORY:NAME` for a begin/end pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanDef {
+    pub category: String,
+    /// The short name users write (`direct_reclaim`).
+    pub name: String,
+    pub begin: String,
+    pub end: String,
+    pub key: SpanKey,
+}
+
+/// Every span in the catalog, sorted by category and name.
+pub fn spans(catalog: &Catalog) -> Vec<SpanDef> {
+    let mut out = Vec::new();
+    for (category, begin) in catalog.events.keys() {
+        for (b, e) in knowledge::SPAN_SUFFIXES {
+            let Some(stem) = begin.strip_suffix(b) else {
+                continue;
+            };
+            let end = format!("{stem}{e}");
+            if catalog.get(category, &end).is_none()
+                || out
+                    .iter()
+                    .any(|s: &SpanDef| s.category == *category && s.begin == *begin)
+            {
+                continue;
+            }
+            let short = knowledge::NAME_PREFIXES
+                .iter()
+                .find_map(|p| stem.strip_prefix(&p.replace("{}", category)))
+                .unwrap_or(stem);
+            out.push(SpanDef {
+                category: category.clone(),
+                name: short.to_string(),
+                begin: begin.clone(),
+                end,
+                key: knowledge::span_key(category, stem),
+            });
+        }
+    }
+    out
 }

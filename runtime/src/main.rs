@@ -1,2 +1,44 @@
+//! mmql's entry point: parse the command line, dispatch to a command, map the outcome to an
+//! exit code (0 success, 1 script or runtime error, 2 usage error).
+
+mod cli;
+mod commands;
+mod formats;
 mod output;
-fn main(){}
+mod sys;
+mod verifier;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = commands::Context::new(&cli.common);
+    let result = match (&cli.command, &cli.list) {
+        (Some(Command::Check(s)), _) => commands::check::run(&ctx, s),
+        (Some(Command::Explain(s)), _) => commands::explain::run(&ctx, s),
+        (Some(Command::List { pattern, verbose }), _) => {
+            commands::list::run(&ctx, pattern.as_deref(), *verbose)
+        }
+        (None, Some(pattern)) => commands::list::run(&ctx, Some(pattern), false),
+        (
+            Some(
+                Command::Build { .. }
+                | Command::Run { .. }
+                | Command::Recipes
+                | Command::Show { .. },
+            ),
+            _,
+        )
+        | (None, None) => Err(commands::Failure::Message(
+            "running scripts lands with the BPF back end".into(),
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
+    }
+}

@@ -14,17 +14,28 @@ use crate::types::{Type, TypeDisplay};
 /// Longest string mmql copies out of a `__data_loc` field.
 pub const DATA_LOC_CAP: u32 = 64;
 
-pub(crate) const AGGREGATIONS: &[&str] = &["count", "sum", "avg", "min", "max", "stats", "hist", "lhist"];
+pub(crate) const AGGREGATIONS: &[&str] = &[
+    "count", "sum", "avg", "min", "max", "stats", "hist", "lhist",
+];
 pub(crate) const USER_FUNCTIONS: &[&str] = &["print", "clear", "zero", "time"];
 pub(crate) const STATEMENT_FUNCTIONS: &[&str] = &["printf", "exit", "delete"];
 pub(crate) const VALUE_FUNCTIONS: &[&str] = &["ksym"];
 
 pub(crate) fn poison(span: Span) -> TExpr {
-    TExpr { kind: TExprKind::Int(0), ty: Type::Void, span }
+    TExpr {
+        kind: TExprKind::Int(0),
+        ty: Type::Void,
+        span,
+    }
 }
 
 fn all_functions() -> impl Iterator<Item = &'static str> {
-    AGGREGATIONS.iter().chain(USER_FUNCTIONS).chain(STATEMENT_FUNCTIONS).chain(VALUE_FUNCTIONS).copied()
+    AGGREGATIONS
+        .iter()
+        .chain(USER_FUNCTIONS)
+        .chain(STATEMENT_FUNCTIONS)
+        .chain(VALUE_FUNCTIONS)
+        .copied()
 }
 
 impl Checker<'_> {
@@ -53,60 +64,106 @@ impl Checker<'_> {
                     }
                     _ => Type::I64,
                 };
-                TExpr { kind: TExprKind::Int(*n as i64), ty, span }
+                TExpr {
+                    kind: TExprKind::Int(*n as i64),
+                    ty,
+                    span,
+                }
             }
-            ExprKind::Str(s) => TExpr { kind: TExprKind::Str(s.clone()), ty: Type::Str { cap: s.len() as u32 + 1 }, span },
-            ExprKind::Bool(b) => TExpr { kind: TExprKind::Int(i64::from(*b)), ty: Type::Bool, span },
+            ExprKind::Str(s) => TExpr {
+                kind: TExprKind::Str(s.clone()),
+                ty: Type::Str {
+                    cap: s.len() as u32 + 1,
+                },
+                span,
+            },
+            ExprKind::Bool(b) => TExpr {
+                kind: TExprKind::Int(i64::from(*b)),
+                ty: Type::Bool,
+                span,
+            },
             ExprKind::Name(n) => self.name(n, span, scope, expect),
-            ExprKind::Qualified { base, field } => self.qualified(&base.node, base.span, &field.node, field.span, span, scope),
+            ExprKind::Qualified { base, field } => {
+                self.qualified(&base.node, base.span, &field.node, field.span, span, scope)
+            }
             ExprKind::Map(m) => self.map_read(m, scope),
             ExprKind::Unary(op, inner) => self.unary(*op, inner, span, scope),
             ExprKind::Binary(op, a, b) => self.binary(*op, a, b, span, scope, expect),
             ExprKind::Ternary(c, a, b) => {
                 let c = self.condition(c, scope);
                 let a = self.expr(a, scope, expect);
-                let b = self.expr(b, scope, Some(&a.ty).filter(|t| **t != Type::Void).or(expect));
+                let b = self.expr(
+                    b,
+                    scope,
+                    Some(&a.ty).filter(|t| **t != Type::Void).or(expect),
+                );
                 let ty = match (&a.ty, &b.ty) {
                     (Type::Void, _) | (_, Type::Void) => Type::Void,
                     (Type::Str { cap: x }, Type::Str { cap: y }) => Type::Str { cap: (*x).max(*y) },
                     (x, y) if x == y => x.clone(),
                     (x, y) if x.is_integer_like() && y.is_integer_like() => Type::I64,
                     (x, y) => {
-                        let (xs, ys) = (TypeDisplay(x, &self.symtabs).to_string(), TypeDisplay(y, &self.symtabs).to_string());
+                        let (xs, ys) = (
+                            TypeDisplay(x, &self.symtabs).to_string(),
+                            TypeDisplay(y, &self.symtabs).to_string(),
+                        );
                         self.report(
-                            Diagnostic::error(Code::E0201, "the two branches of `?:` have different types")
-                                .at(b.span, format!("this is a {ys}"))
-                                .also(a.span, format!("this is a {xs}")),
+                            Diagnostic::error(
+                                Code::E0201,
+                                "the two branches of `?:` have different types",
+                            )
+                            .at(b.span, format!("this is a {ys}"))
+                            .also(a.span, format!("this is a {xs}")),
                         );
                         Type::Void
                     }
                 };
-                TExpr { kind: TExprKind::Ternary(Box::new(c), Box::new(a), Box::new(b)), ty, span }
+                TExpr {
+                    kind: TExprKind::Ternary(Box::new(c), Box::new(a), Box::new(b)),
+                    ty,
+                    span,
+                }
             }
-            ExprKind::Call { func, args } => self.value_call(&func.node, func.span, args, span, scope),
+            ExprKind::Call { func, args } => {
+                self.value_call(&func.node, func.span, args, span, scope)
+            }
         }
     }
 
     fn warn_number_for_name(&mut self, n: i64, ty: &Type, span: Span) {
-        let (Type::Enum(id) | Type::Flags(id)) = ty else { return };
-        let Some(tab) = self.symtabs.get(*id) else { return };
+        let (Type::Enum(id) | Type::Flags(id)) = ty else {
+            return;
+        };
+        let Some(tab) = self.symtabs.get(*id) else {
+            return;
+        };
         let name = tab.render(n);
         if name != n.to_string() {
             self.report(
                 Diagnostic::warning(Code::W0003, format!("`{n}` has a name here: `{name}`"))
                     .at(span, format!("write `{name}`"))
-                    .with_note("names are checked against the kernel's format file; numbers are not"),
+                    .with_note(
+                        "names are checked against the kernel's format file; numbers are not",
+                    ),
             );
         }
     }
 
     fn name(&mut self, n: &str, span: Span, scope: &mut Scope, expect: Option<&Type>) -> TExpr {
         if let Some(&(_, id)) = scope.locals.iter().rev().find(|(name, _)| name == n) {
-            return TExpr { kind: TExprKind::Local(id), ty: scope.local_types[id].clone(), span };
+            return TExpr {
+                kind: TExprKind::Local(id),
+                ty: scope.local_types[id].clone(),
+                span,
+            };
         }
         if let Some(t @ (Type::Enum(id) | Type::Flags(id))) = expect {
             if let Some(v) = self.symtabs.get(*id).and_then(|s| s.value_of(n)) {
-                return TExpr { kind: TExprKind::Int(v), ty: t.clone(), span };
+                return TExpr {
+                    kind: TExprKind::Int(v),
+                    ty: t.clone(),
+                    span,
+                };
             }
         }
         let builtin = Builtin::lookup(n);
@@ -127,18 +184,29 @@ impl Checker<'_> {
             }
         }
         if scope.span.is_some() && n == "duration" {
-            return TExpr { kind: TExprKind::Duration, ty: Type::U64, span };
+            return TExpr {
+                kind: TExprKind::Duration,
+                ty: Type::U64,
+                span,
+            };
         }
         if let Some(b) = builtin {
             if scope.event.is_none() {
                 self.report(
-                    Diagnostic::error(Code::E0112, format!("`{n}` only has a value inside an event probe"))
-                        .at(span, "no event here")
-                        .with_help("`begin`, `end`, `every` and `after` blocks run in userspace"),
+                    Diagnostic::error(
+                        Code::E0112,
+                        format!("`{n}` only has a value inside an event probe"),
+                    )
+                    .at(span, "no event here")
+                    .with_help("`begin`, `end`, `every` and `after` blocks run in userspace"),
                 );
                 return poison(span);
             }
-            return TExpr { kind: TExprKind::Builtin(b), ty: b.ty(), span };
+            return TExpr {
+                kind: TExprKind::Builtin(b),
+                ty: b.ty(),
+                span,
+            };
         }
         // A name of some enum, used where no enum is expected.
         if let Some(event) = scope.event {
@@ -149,9 +217,15 @@ impl Checker<'_> {
             });
             if let Some(f) = owner {
                 self.report(
-                    Diagnostic::error(Code::E0105, format!("`{n}` is a name of `{}` values, not a value by itself", f.name))
-                        .at(span, "compare a field with it")
-                        .with_help(format!("for example `{} == {n}`", f.name)),
+                    Diagnostic::error(
+                        Code::E0105,
+                        format!(
+                            "`{n}` is a name of `{}` values, not a value by itself",
+                            f.name
+                        ),
+                    )
+                    .at(span, "compare a field with it")
+                    .with_help(format!("for example `{} == {n}`", f.name)),
                 );
                 return poison(span);
             }
@@ -162,8 +236,16 @@ impl Checker<'_> {
             candidates.extend(Builtin::ALL.iter().map(|(n, _)| *n));
         }
         if let Some(t @ (Type::Enum(id) | Type::Flags(id))) = expect {
-            let names: Vec<String> = self.symtabs.get(*id).map(|s| s.names().map(str::to_string).collect()).unwrap_or_default();
-            let kind = if matches!(t, Type::Flags(_)) { "flag" } else { "value" };
+            let names: Vec<String> = self
+                .symtabs
+                .get(*id)
+                .map(|s| s.names().map(str::to_string).collect())
+                .unwrap_or_default();
+            let kind = if matches!(t, Type::Flags(_)) {
+                "flag"
+            } else {
+                "value"
+            };
             let help = did_you_mean(n, names.iter().map(String::as_str))
                 .unwrap_or_else(|| format!("known names: {}", preview(&names)));
             self.report(
@@ -173,7 +255,11 @@ impl Checker<'_> {
             );
             return poison(span);
         }
-        let what = if scope.event.is_some() { format!("in {}", scope.what) } else { "here".to_string() };
+        let what = if scope.event.is_some() {
+            format!("in {}", scope.what)
+        } else {
+            "here".to_string()
+        };
         let help = did_you_mean(n, candidates.iter().copied()).or_else(|| {
             scope.event.map(|ev| {
                 let fields: Vec<String> = ev.fields.iter().map(|f| f.name.clone()).collect();
@@ -188,12 +274,21 @@ impl Checker<'_> {
         poison(span)
     }
 
-    fn qualified(&mut self, base: &str, bspan: Span, field: &str, fspan: Span, span: Span, scope: &mut Scope) -> TExpr {
+    fn qualified(
+        &mut self,
+        base: &str,
+        bspan: Span,
+        field: &str,
+        fspan: Span,
+        span: Span,
+        scope: &mut Scope,
+    ) -> TExpr {
         match base {
             "args" => {
                 let Some(event) = scope.event else {
                     self.report(
-                        Diagnostic::error(Code::E0112, "`args` only exists inside an event probe").at(bspan, "no event here"),
+                        Diagnostic::error(Code::E0112, "`args` only exists inside an event probe")
+                            .at(bspan, "no event here"),
                     );
                     return poison(span);
                 };
@@ -219,30 +314,57 @@ impl Checker<'_> {
                 let ty = self.field_type(begin, f, fspan);
                 if matches!(ty, Type::Str { .. } | Type::Void) {
                     self.report(
-                        Diagnostic::error(Code::E0212, "begin fields that are strings cannot be carried to the end event yet")
-                            .at(span, "a string field"),
+                        Diagnostic::error(
+                            Code::E0212,
+                            "begin fields that are strings cannot be carried to the end event yet",
+                        )
+                        .at(span, "a string field"),
                     );
                     return poison(span);
                 }
-                let Some(sp) = scope.span.as_mut() else { return poison(span) };
+                let Some(sp) = scope.span.as_mut() else {
+                    return poison(span);
+                };
                 let idx = match sp.saved.iter().position(|s| s.name == field) {
                     Some(i) => i,
                     None => {
-                        sp.saved.push(SavedField { name: field.to_string(), field: field_ref(f), ty: ty.clone() });
+                        sp.saved.push(SavedField {
+                            name: field.to_string(),
+                            field: field_ref(f),
+                            ty: ty.clone(),
+                        });
                         sp.saved.len() - 1
                     }
                 };
-                TExpr { kind: TExprKind::BeginField(idx as u32), ty, span }
+                TExpr {
+                    kind: TExprKind::BeginField(idx as u32),
+                    ty,
+                    span,
+                }
             }
             "current" => match Builtin::lookup(field) {
-                Some(b) if scope.event.is_some() => TExpr { kind: TExprKind::Builtin(b), ty: b.ty(), span },
+                Some(b) if scope.event.is_some() => TExpr {
+                    kind: TExprKind::Builtin(b),
+                    ty: b.ty(),
+                    span,
+                },
                 Some(_) => {
-                    self.report(Diagnostic::error(Code::E0112, "`current` only exists inside an event probe").at(bspan, "no event here"));
+                    self.report(
+                        Diagnostic::error(
+                            Code::E0112,
+                            "`current` only exists inside an event probe",
+                        )
+                        .at(bspan, "no event here"),
+                    );
                     poison(span)
                 }
                 None => {
                     let help = did_you_mean(field, Builtin::ALL.iter().map(|(n, _)| *n));
-                    self.report(Diagnostic::error(Code::E0105, format!("no builtin `{field}`")).at(fspan, "unknown builtin").help_opt(help));
+                    self.report(
+                        Diagnostic::error(Code::E0105, format!("no builtin `{field}`"))
+                            .at(fspan, "unknown builtin")
+                            .help_opt(help),
+                    );
                     poison(span)
                 }
             },
@@ -259,9 +381,17 @@ impl Checker<'_> {
 
     fn unknown_field(&mut self, event: &Event, field: &str, span: Span, what: &str) -> TExpr {
         let names: Vec<&str> = event.fields.iter().map(|f| f.name.as_str()).collect();
-        let help = did_you_mean(field, names.iter().copied())
-            .unwrap_or_else(|| format!("fields of {what}: {}", preview(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())));
-        self.report(Diagnostic::error(Code::E0104, format!("{what} has no field `{field}`")).at(span, "unknown field").with_help(help));
+        let help = did_you_mean(field, names.iter().copied()).unwrap_or_else(|| {
+            format!(
+                "fields of {what}: {}",
+                preview(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            )
+        });
+        self.report(
+            Diagnostic::error(Code::E0104, format!("{what} has no field `{field}`"))
+                .at(span, "unknown field")
+                .with_help(help),
+        );
         poison(span)
     }
 
@@ -272,17 +402,33 @@ impl Checker<'_> {
                 Some(sym) => {
                     let origin = format!("{}:{}.{}", event.category, event.name, f.name);
                     let id = self.symtab(origin, sym);
-                    if matches!(sym, crate::format::Symbols::Flags(_)) { Type::Flags(id) } else { Type::Enum(id) }
+                    if matches!(sym, crate::format::Symbols::Flags(_)) {
+                        Type::Flags(id)
+                    } else {
+                        Type::Enum(id)
+                    }
                 }
-                None => Type::Int { signed: f.signed, bytes: f.size.min(8) as u8 },
+                None => Type::Int {
+                    signed: f.signed,
+                    bytes: f.size.min(8) as u8,
+                },
             },
-            FieldKind::Pointer => Type::Int { signed: false, bytes: 8 },
+            FieldKind::Pointer => Type::Int {
+                signed: false,
+                bytes: 8,
+            },
             FieldKind::CharArray { len } => Type::Str { cap: *len },
             FieldKind::DataLocString => Type::Str { cap: DATA_LOC_CAP },
             FieldKind::Array { .. } | FieldKind::Unsupported => {
                 self.report(
-                    Diagnostic::error(Code::E0204, format!("field `{}` ({}) cannot be read by mmql yet", f.name, f.c_type))
-                        .at(span, "an array field"),
+                    Diagnostic::error(
+                        Code::E0204,
+                        format!(
+                            "field `{}` ({}) cannot be read by mmql yet",
+                            f.name, f.c_type
+                        ),
+                    )
+                    .at(span, "an array field"),
                 );
                 Type::Void
             }
@@ -294,29 +440,50 @@ impl Checker<'_> {
         if ty == Type::Void {
             return poison(span);
         }
-        TExpr { kind: TExprKind::Field(field_ref(f)), ty, span }
+        TExpr {
+            kind: TExprKind::Field(field_ref(f)),
+            ty,
+            span,
+        }
     }
 
     fn unary(&mut self, op: UnOp, inner: &Expr, span: Span, scope: &mut Scope) -> TExpr {
         let t = self.expr(inner, scope, None);
         if matches!(t.ty, Type::Str { .. } | Type::Stack) {
             self.report(
-                Diagnostic::error(Code::E0201, format!("`{}` needs a number", op.symbol())).at(inner.span, "not a number"),
+                Diagnostic::error(Code::E0201, format!("`{}` needs a number", op.symbol()))
+                    .at(inner.span, "not a number"),
             );
             return poison(span);
         }
         if let (UnOp::Neg, TExprKind::Int(n)) = (op, &t.kind) {
-            return TExpr { kind: TExprKind::Int(n.wrapping_neg()), ty: Type::I64, span };
+            return TExpr {
+                kind: TExprKind::Int(n.wrapping_neg()),
+                ty: Type::I64,
+                span,
+            };
         }
         let ty = match op {
             UnOp::Not => Type::Bool,
             UnOp::Neg => Type::I64,
             UnOp::BitNot => Type::U64,
         };
-        TExpr { kind: TExprKind::Unary(op, Box::new(t)), ty, span }
+        TExpr {
+            kind: TExprKind::Unary(op, Box::new(t)),
+            ty,
+            span,
+        }
     }
 
-    fn binary(&mut self, op: BinOp, a: &Expr, b: &Expr, span: Span, scope: &mut Scope, expect: Option<&Type>) -> TExpr {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        a: &Expr,
+        b: &Expr,
+        span: Span,
+        scope: &mut Scope,
+        expect: Option<&Type>,
+    ) -> TExpr {
         // `success == status`: let the side that knows its type go first.
         let swap = matches!(&a.node, ExprKind::Name(n) if !self.resolves_plainly(n, scope))
             && (op.is_comparison() || op == BinOp::Has);
@@ -325,9 +492,17 @@ impl Checker<'_> {
             let ta = self.expr(a, scope, Some(&tb.ty));
             (ta, tb)
         } else {
-            let pass = if matches!(op, BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor) { expect } else { None };
+            let pass = if matches!(op, BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor) {
+                expect
+            } else {
+                None
+            };
             let ta = self.expr(a, scope, pass);
-            let hint = if op.is_comparison() || op == BinOp::Has || pass.is_some() { Some(ta.ty.clone()) } else { None };
+            let hint = if op.is_comparison() || op == BinOp::Has || pass.is_some() {
+                Some(ta.ty.clone())
+            } else {
+                None
+            };
             let tb = self.expr(b, scope, hint.as_ref().filter(|t| **t != Type::Void));
             (ta, tb)
         };
@@ -343,15 +518,22 @@ impl Checker<'_> {
                 }
                 if !(lit(&ta) || lit(&tb)) {
                     self.report(
-                        Diagnostic::error(Code::E0212, "strings can only be compared with a string literal")
-                            .at(span, "two non-literal strings")
-                            .with_help("compare each with a literal, e.g. `comm == \"kswapd0\"`"),
+                        Diagnostic::error(
+                            Code::E0212,
+                            "strings can only be compared with a string literal",
+                        )
+                        .at(span, "two non-literal strings")
+                        .with_help("compare each with a literal, e.g. `comm == \"kswapd0\"`"),
                     );
                     return poison(span);
                 }
                 Type::Bool
             }
-            _ if is_str(&ta.ty) || is_str(&tb.ty) || ta.ty == Type::Stack || tb.ty == Type::Stack => {
+            _ if is_str(&ta.ty)
+                || is_str(&tb.ty)
+                || ta.ty == Type::Stack
+                || tb.ty == Type::Stack =>
+            {
                 return self.mismatch(op, &ta, &tb, span);
             }
             BinOp::Has => {
@@ -361,14 +543,27 @@ impl Checker<'_> {
                 Type::Bool
             }
             BinOp::Div | BinOp::Mod if matches!(tb.kind, TExprKind::Int(0)) => {
-                self.report(Diagnostic::error(Code::E0214, "division by zero").at(b.span, "this is zero"));
+                self.report(
+                    Diagnostic::error(Code::E0214, "division by zero").at(b.span, "this is zero"),
+                );
                 return poison(span);
             }
             _ if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) => Type::Bool,
-            BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor if ta.ty == tb.ty && matches!(ta.ty, Type::Flags(_)) => ta.ty.clone(),
-            _ => Type::Int { signed: ta.ty.is_signed() || tb.ty.is_signed(), bytes: 8 },
+            BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor
+                if ta.ty == tb.ty && matches!(ta.ty, Type::Flags(_)) =>
+            {
+                ta.ty.clone()
+            }
+            _ => Type::Int {
+                signed: ta.ty.is_signed() || tb.ty.is_signed(),
+                bytes: 8,
+            },
         };
-        TExpr { kind: TExprKind::Binary(op, Box::new(ta), Box::new(tb)), ty, span }
+        TExpr {
+            kind: TExprKind::Binary(op, Box::new(ta), Box::new(tb)),
+            ty,
+            span,
+        }
     }
 
     fn resolves_plainly(&self, n: &str, scope: &Scope) -> bool {
@@ -379,48 +574,86 @@ impl Checker<'_> {
     }
 
     fn mismatch(&mut self, op: BinOp, a: &TExpr, b: &TExpr, span: Span) -> TExpr {
-        let (x, y) = (TypeDisplay(&a.ty, &self.symtabs).to_string(), TypeDisplay(&b.ty, &self.symtabs).to_string());
+        let (x, y) = (
+            TypeDisplay(&a.ty, &self.symtabs).to_string(),
+            TypeDisplay(&b.ty, &self.symtabs).to_string(),
+        );
         self.report(
-            Diagnostic::error(Code::E0201, format!("`{}` cannot combine a {x} and a {y}", op.symbol()))
-                .at(b.span, format!("this is a {y}"))
-                .also(a.span, format!("this is a {x}"))
-                .with_help(match op {
-                    BinOp::Has => "`has` tests bits of a flags field: `gfp_flags has __GFP_DIRECT_RECLAIM`".to_string(),
-                    _ => "strings support only `==` and `!=` against a literal".to_string(),
-                }),
+            Diagnostic::error(
+                Code::E0201,
+                format!("`{}` cannot combine a {x} and a {y}", op.symbol()),
+            )
+            .at(b.span, format!("this is a {y}"))
+            .also(a.span, format!("this is a {x}"))
+            .with_help(match op {
+                BinOp::Has => {
+                    "`has` tests bits of a flags field: `gfp_flags has __GFP_DIRECT_RECLAIM`"
+                        .to_string()
+                }
+                _ => "strings support only `==` and `!=` against a literal".to_string(),
+            }),
         );
         poison(span)
     }
 
-    fn value_call(&mut self, func: &str, fspan: Span, args: &[Expr], span: Span, scope: &mut Scope) -> TExpr {
+    fn value_call(
+        &mut self,
+        func: &str,
+        fspan: Span,
+        args: &[Expr],
+        span: Span,
+        scope: &mut Scope,
+    ) -> TExpr {
         match func {
             "ksym" => {
                 if args.len() != 1 {
-                    self.report(Diagnostic::error(Code::E0203, "`ksym` takes one argument").at(span, "an address, e.g. `ksym(call_site)`"));
+                    self.report(
+                        Diagnostic::error(Code::E0203, "`ksym` takes one argument")
+                            .at(span, "an address, e.g. `ksym(call_site)`"),
+                    );
                     return poison(span);
                 }
                 let a = self.expr(&args[0], scope, None);
                 if !matches!(a.ty, Type::Int { .. } | Type::Void) {
-                    self.report(Diagnostic::error(Code::E0204, "`ksym` needs an address").at(args[0].span, "not an integer"));
+                    self.report(
+                        Diagnostic::error(Code::E0204, "`ksym` needs an address")
+                            .at(args[0].span, "not an integer"),
+                    );
                     return poison(span);
                 }
-                TExpr { kind: TExprKind::Ksym(Box::new(a)), ty: Type::Sym, span }
+                TExpr {
+                    kind: TExprKind::Ksym(Box::new(a)),
+                    ty: Type::Sym,
+                    span,
+                }
             }
             f if AGGREGATIONS.contains(&f) => {
                 self.report(
-                    Diagnostic::error(Code::E0207, format!("`{f}()` is an aggregation, not a value"))
-                        .at(span, "used as a value")
-                        .with_help(format!("assign it to a map: `@m = {f}(...)`, then `print(@m)`")),
+                    Diagnostic::error(
+                        Code::E0207,
+                        format!("`{f}()` is an aggregation, not a value"),
+                    )
+                    .at(span, "used as a value")
+                    .with_help(format!(
+                        "assign it to a map: `@m = {f}(...)`, then `print(@m)`"
+                    )),
                 );
                 poison(span)
             }
             f if USER_FUNCTIONS.contains(&f) || STATEMENT_FUNCTIONS.contains(&f) => {
-                self.report(Diagnostic::error(Code::E0207, format!("`{f}()` does not return a value")).at(span, "used as a value"));
+                self.report(
+                    Diagnostic::error(Code::E0207, format!("`{f}()` does not return a value"))
+                        .at(span, "used as a value"),
+                );
                 poison(span)
             }
             f => {
                 let help = did_you_mean(f, all_functions());
-                self.report(Diagnostic::error(Code::E0106, format!("unknown function `{f}`")).at(fspan, "not a function mmql knows").help_opt(help));
+                self.report(
+                    Diagnostic::error(Code::E0106, format!("unknown function `{f}`"))
+                        .at(fspan, "not a function mmql knows")
+                        .help_opt(help),
+                );
                 poison(span)
             }
         }
@@ -430,7 +663,12 @@ impl Checker<'_> {
 /// The first few names of a list, for help lines.
 pub(crate) fn preview(names: &[String]) -> String {
     const MAX: usize = 12;
-    let mut s = names.iter().take(MAX).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let mut s = names
+        .iter()
+        .take(MAX)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > MAX {
         s.push_str(&format!(" and {} more", names.len() - MAX));
     }

@@ -34,7 +34,14 @@ pub fn check(script: &Script, catalog: &Catalog) -> Result<Checked, Vec<Diagnost
     let mut first = Checker::new(catalog, true);
     first.run(script);
     let mut second = Checker::new(catalog, false);
-    second.maps = first.maps.iter().map(|m| MapSlot { info: m.info.clone(), defined_at: m.defined_at }).collect();
+    second.maps = first
+        .maps
+        .iter()
+        .map(|m| MapSlot {
+            info: m.info.clone(),
+            defined_at: m.defined_at,
+        })
+        .collect();
     second.map_index = first.map_index.clone();
     second.symtabs = first.symtabs.clone();
     second.run(script);
@@ -66,8 +73,11 @@ pub(crate) struct Checker<'c> {
 pub(crate) struct Scope<'e> {
     pub event: Option<&'e Event>,
     pub span: Option<SpanScope<'e>>,
+    /// Locals in scope now (inner blocks pop theirs).
     pub locals: Vec<(String, LocalId)>,
+    /// Every local ever declared, by id.
     pub local_types: Vec<Type>,
+    pub local_names: Vec<String>,
     /// Probe header, for messages.
     pub what: String,
 }
@@ -107,12 +117,19 @@ impl<'c> Checker<'c> {
             match &probe.kind {
                 ProbeKind::Events(patterns) => self.event_probe(index, probe, patterns),
                 ProbeKind::Begin | ProbeKind::End => {
-                    let slot = if matches!(probe.kind, ProbeKind::Begin) { &mut seen_begin } else { &mut seen_end };
+                    let slot = if matches!(probe.kind, ProbeKind::Begin) {
+                        &mut seen_begin
+                    } else {
+                        &mut seen_end
+                    };
                     if let Some(first) = *slot {
-                        let d = Diagnostic::error(Code::E0113, "a script has at most one `on begin` and one `on end`")
-                            .at(probe.head_span, "second one here")
-                            .also(first, "first one here")
-                            .with_help("merge the two blocks");
+                        let d = Diagnostic::error(
+                            Code::E0113,
+                            "a script has at most one `on begin` and one `on end`",
+                        )
+                        .at(probe.head_span, "second one here")
+                        .also(first, "first one here")
+                        .with_help("merge the two blocks");
                         self.report(d);
                         continue;
                     }
@@ -134,13 +151,23 @@ impl<'c> Checker<'c> {
                     }
                     let body = self.user_block(&probe.body, probe.filter.as_ref());
                     let repeat = matches!(probe.kind, ProbeKind::Every(_));
-                    self.timers.push(Timer { nanos: d.node, repeat, body, span: probe.head_span });
+                    self.timers.push(Timer {
+                        nanos: d.node,
+                        repeat,
+                        body,
+                        span: probe.head_span,
+                    });
                 }
             }
         }
     }
 
-    fn event_probe(&mut self, index: usize, probe: &mmql_lang::ast::Probe, patterns: &[mmql_lang::Spanned<String>]) {
+    fn event_probe(
+        &mut self,
+        index: usize,
+        probe: &mmql_lang::ast::Probe,
+        patterns: &[mmql_lang::Spanned<String>],
+    ) {
         let mut plain: Vec<(String, String)> = Vec::new();
         let mut spans = Vec::new();
         for p in patterns {
@@ -151,7 +178,12 @@ impl<'c> Checker<'c> {
                     }
                     match res.resolved {
                         Resolved::Events(evs) => plain.extend(evs),
-                        Resolved::Span { category, begin, end, key } => spans.push((p.span, category, begin, end, key)),
+                        Resolved::Span {
+                            category,
+                            begin,
+                            end,
+                            key,
+                        } => spans.push((p.span, category, begin, end, key)),
                     }
                 }
                 Err(d) => self.report(d),
@@ -171,7 +203,9 @@ impl<'c> Checker<'c> {
         plain.dedup();
         let catalog = self.catalog;
         for (category, name) in plain {
-            let Some(event) = catalog.get(&category, &name) else { continue };
+            let Some(event) = catalog.get(&category, &name) else {
+                continue;
+            };
             let mut scope = Scope::new(Some(event), None, format!("{category}:{name}"));
             let filter = probe.filter.as_ref().map(|f| self.condition(f, &mut scope));
             let body = self.kernel_block(&probe.body, &mut scope);
@@ -182,7 +216,7 @@ impl<'c> Checker<'c> {
                 role: ProbeRole::Plain,
                 filter,
                 body,
-                locals: scope.local_types,
+                locals: scope.locals_out(),
                 span: probe.head_span,
             });
         }
@@ -198,31 +232,49 @@ impl<'c> Checker<'c> {
         key: SpanKey,
     ) {
         let catalog = self.catalog;
-        let (Some(bev), Some(eev)) = (catalog.get(category, begin), catalog.get(category, end)) else { return };
+        let (Some(bev), Some(eev)) = (catalog.get(category, begin), catalog.get(category, end))
+        else {
+            return;
+        };
         let key = match key {
             SpanKey::Thread => SpanKeyExpr::Thread,
             SpanKey::Field(f) => match (bev.field(f), eev.field(f)) {
-                (Some(bf), Some(ef)) => {
-                    SpanKeyExpr::Field { name: f.to_string(), begin: field_ref(bf), end: field_ref(ef) }
-                }
+                (Some(bf), Some(ef)) => SpanKeyExpr::Field {
+                    name: f.to_string(),
+                    begin: field_ref(bf),
+                    end: field_ref(ef),
+                },
                 _ => SpanKeyExpr::Thread,
             },
         };
-        let mut scope = Scope::new(Some(eev), Some(SpanScope { begin: bev, saved: vec![] }), format!("{category}:{begin}..{end}"));
+        let mut scope = Scope::new(
+            Some(eev),
+            Some(SpanScope {
+                begin: bev,
+                saved: vec![],
+            }),
+            format!("{category}:{begin}..{end}"),
+        );
         let filter = probe.filter.as_ref().map(|f| self.condition(f, &mut scope));
         let body = self.kernel_block(&probe.body, &mut scope);
         let saved = scope.span.take().map(|s| s.saved).unwrap_or_default();
         let state_name = format!("@__span{index}");
         let state = self.internal_map(
             &state_name,
-            ValueKind::SpanState { saved: saved.len() as u32 },
+            ValueKind::SpanState {
+                saved: saved.len() as u32,
+            },
             probe.head_span,
         );
         self.probes.push(KProbe {
             source_index: index,
             category: category.to_string(),
             event: begin.to_string(),
-            role: ProbeRole::SpanBegin { state, key: key.clone(), saved },
+            role: ProbeRole::SpanBegin {
+                state,
+                key: key.clone(),
+                saved,
+            },
             filter: None,
             body: vec![],
             locals: vec![],
@@ -232,10 +284,14 @@ impl<'c> Checker<'c> {
             source_index: index,
             category: category.to_string(),
             event: end.to_string(),
-            role: ProbeRole::SpanEnd { state, key, begin_event: begin.to_string() },
+            role: ProbeRole::SpanEnd {
+                state,
+                key,
+                begin_event: begin.to_string(),
+            },
             filter,
             body,
-            locals: scope.local_types,
+            locals: scope.locals_out(),
             span: probe.head_span,
         });
     }
@@ -265,17 +321,30 @@ impl<'c> Checker<'c> {
     pub(crate) fn symtab(&mut self, origin: String, symbols: &Symbols) -> SymtabId {
         let (flags, entries): (bool, Vec<(i64, String)>) = match symbols {
             Symbols::Enum(v) => (false, v.clone()),
-            Symbols::Flags(v) => (true, v.iter().map(|(m, n)| (*m as i64, n.clone())).collect()),
+            Symbols::Flags(v) => (
+                true,
+                v.iter().map(|(m, n)| (*m as i64, n.clone())).collect(),
+            ),
         };
-        if let Some(i) = self.symtabs.iter().position(|s| s.flags == flags && s.entries == entries) {
+        if let Some(i) = self
+            .symtabs
+            .iter()
+            .position(|s| s.flags == flags && s.entries == entries)
+        {
             return i;
         }
-        self.symtabs.push(Symtab { origin, flags, entries });
+        self.symtabs.push(Symtab {
+            origin,
+            flags,
+            entries,
+        });
         self.symtabs.len() - 1
     }
 
     fn finish(mut self) -> Result<Checked, Vec<Diagnostic>> {
-        let (errors, warnings): (Vec<_>, Vec<_>) = std::mem::take(&mut self.diags).into_iter().partition(|d| d.is_error());
+        let (errors, warnings): (Vec<_>, Vec<_>) = std::mem::take(&mut self.diags)
+            .into_iter()
+            .partition(|d| d.is_error());
         if !errors.is_empty() {
             let mut all = errors;
             all.extend(warnings);
@@ -296,7 +365,24 @@ impl<'c> Checker<'c> {
 
 impl<'e> Scope<'e> {
     fn new(event: Option<&'e Event>, span: Option<SpanScope<'e>>, what: String) -> Self {
-        Scope { event, span, locals: vec![], local_types: vec![], what }
+        Scope {
+            event,
+            span,
+            locals: vec![],
+            local_types: vec![],
+            local_names: vec![],
+            what,
+        }
+    }
+}
+
+impl Scope<'_> {
+    fn locals_out(&self) -> Vec<(String, Type)> {
+        self.local_names
+            .iter()
+            .cloned()
+            .zip(self.local_types.iter().cloned())
+            .collect()
     }
 }
 
@@ -307,5 +393,11 @@ pub(crate) fn field_ref(f: &crate::format::Field) -> FieldRef {
         FieldKind::DataLocString => FieldAccess::DataLoc,
         _ => FieldAccess::Int,
     };
-    FieldRef { name: f.name.clone(), offset: f.offset, size: f.size, signed: f.signed, kind }
+    FieldRef {
+        name: f.name.clone(),
+        offset: f.offset,
+        size: f.size,
+        signed: f.signed,
+        kind,
+    }
 }

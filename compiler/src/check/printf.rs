@@ -57,19 +57,39 @@ pub fn parse_conversions(fmt: &str) -> Result<Vec<Conversion>, (usize, String)> 
         }
         match bytes.get(i) {
             Some(&c) if b"diuxXocs".contains(&c) => {
-                out.push(Conversion { offset: start, spec: fmt[spec_start..i].to_string(), conv: c as char });
+                out.push(Conversion {
+                    offset: start,
+                    spec: fmt[spec_start..i].to_string(),
+                    conv: c as char,
+                });
                 i += 1;
             }
             Some(&c) if c.is_ascii() => {
-                return Err((start, format!("`%{}` is not a conversion mmql supports", &fmt[spec_start..=i])));
+                return Err((
+                    start,
+                    format!(
+                        "`%{}` is not a conversion mmql supports",
+                        &fmt[spec_start..=i]
+                    ),
+                ));
             }
-            _ => return Err((start, "the format ends in the middle of a conversion".to_string())),
+            _ => {
+                return Err((
+                    start,
+                    "the format ends in the middle of a conversion".to_string(),
+                ))
+            }
         }
     }
     Ok(out)
 }
 
-pub(crate) fn check_printf(fmt: &str, fmt_span: Span, args: &[TExpr], symtabs: &[Symtab]) -> Result<(), Diagnostic> {
+pub(crate) fn check_printf(
+    fmt: &str,
+    fmt_span: Span,
+    args: &[TExpr],
+    symtabs: &[Symtab],
+) -> Result<(), Diagnostic> {
     let convs = parse_conversions(fmt).map_err(|(_, msg)| {
         Diagnostic::error(Code::E0208, msg)
             .at(fmt_span, "in this format")
@@ -78,7 +98,11 @@ pub(crate) fn check_printf(fmt: &str, fmt_span: Span, args: &[TExpr], symtabs: &
     if convs.len() != args.len() {
         let mut d = Diagnostic::error(
             Code::E0208,
-            format!("the format has {} conversion(s) but {} argument(s) follow", convs.len(), args.len()),
+            format!(
+                "the format has {} conversion(s) but {} argument(s) follow",
+                convs.len(),
+                args.len()
+            ),
         )
         .at(fmt_span, format!("{} conversion(s)", convs.len()));
         if let Some(extra) = args.get(convs.len()) {
@@ -89,13 +113,24 @@ pub(crate) fn check_printf(fmt: &str, fmt_span: Span, args: &[TExpr], symtabs: &
     for (c, a) in convs.iter().zip(args) {
         let is_text = matches!(a.ty, Type::Str { .. } | Type::Sym | Type::Stack);
         let named = matches!(a.ty, Type::Enum(_) | Type::Flags(_));
-        let ok = if c.wants_string() { is_text || named } else { a.ty.is_integer_like() || a.ty == Type::Sym };
+        let ok = if c.wants_string() {
+            is_text || named
+        } else {
+            a.ty.is_integer_like() || a.ty == Type::Sym
+        };
         if !ok {
             let ty = TypeDisplay(&a.ty, symtabs).to_string();
-            let help = if c.wants_string() { "use `%d` or `%u` for numbers" } else { "use `%s` for strings" };
-            return Err(Diagnostic::error(Code::E0208, format!("`%{}{}` does not fit a {ty}", c.spec, c.conv))
-                .at(a.span, format!("this is a {ty}"))
-                .with_help(help));
+            let help = if c.wants_string() {
+                "use `%d` or `%u` for numbers"
+            } else {
+                "use `%s` for strings"
+            };
+            return Err(Diagnostic::error(
+                Code::E0208,
+                format!("`%{}{}` does not fit a {ty}", c.spec, c.conv),
+            )
+            .at(a.span, format!("this is a {ty}"))
+            .with_help(help));
         }
     }
     Ok(())

@@ -33,45 +33,80 @@ impl Checker<'_> {
             StmtKind::Let { name, value } => {
                 let taken = scope.event.is_some_and(|e| e.field(&name.node).is_some())
                     || Builtin::lookup(&name.node).is_some()
-                    || matches!(name.node.as_str(), "args" | "begin" | "current" | "duration");
+                    || matches!(
+                        name.node.as_str(),
+                        "args" | "begin" | "current" | "duration"
+                    );
                 if taken {
                     self.report(
-                        Diagnostic::error(Code::E0111, format!("`{}` already names a field or builtin here", name.node))
-                            .at(name.span, "pick another name"),
+                        Diagnostic::error(
+                            Code::E0111,
+                            format!("`{}` already names a field or builtin here", name.node),
+                        )
+                        .at(name.span, "pick another name"),
                     );
                 }
                 let v = self.expr(value, scope, None);
                 let id = scope.local_types.len();
                 scope.local_types.push(v.ty.clone());
+                scope.local_names.push(name.node.clone());
                 scope.locals.push((name.node.clone(), id));
-                Some(TStmt::Let { local: id, value: v })
+                Some(TStmt::Let {
+                    local: id,
+                    value: v,
+                })
             }
             StmtKind::Assign { target, value } => {
                 let keys = self.map_keys(target, scope);
                 let (op, kind) = self.assigned_value(value, scope)?;
                 let map = self.define_map(target, &keys, kind, span)?;
-                Some(TStmt::Update { map, keys, op, span })
+                Some(TStmt::Update {
+                    map,
+                    keys,
+                    op,
+                    span,
+                })
             }
             StmtKind::Update { target, op, value } => {
                 let keys = self.map_keys(target, scope);
                 let v = match (op, value) {
-                    (UpdateOp::Incr, _) => TExpr { kind: TExprKind::Int(1), ty: Type::I64, span },
-                    (UpdateOp::Decr, _) => TExpr { kind: TExprKind::Int(-1), ty: Type::I64, span },
+                    (UpdateOp::Incr, _) => TExpr {
+                        kind: TExprKind::Int(1),
+                        ty: Type::I64,
+                        span,
+                    },
+                    (UpdateOp::Decr, _) => TExpr {
+                        kind: TExprKind::Int(-1),
+                        ty: Type::I64,
+                        span,
+                    },
                     (UpdateOp::AddAssign, Some(v)) => self.number(v, scope, "+="),
                     (UpdateOp::SubAssign, Some(v)) => {
                         let inner = self.number(v, scope, "-=");
                         let vspan = inner.span;
-                        TExpr { kind: TExprKind::Unary(mmql_lang::ast::UnOp::Neg, Box::new(inner)), ty: Type::I64, span: vspan }
+                        TExpr {
+                            kind: TExprKind::Unary(mmql_lang::ast::UnOp::Neg, Box::new(inner)),
+                            ty: Type::I64,
+                            span: vspan,
+                        }
                     }
                     (_, None) => return None,
                 };
                 let map = self.define_map(target, &keys, ValueKind::Sum, span)?;
-                Some(TStmt::Update { map, keys, op: AggOp::Sum(v), span })
+                Some(TStmt::Update {
+                    map,
+                    keys,
+                    op: AggOp::Sum(v),
+                    span,
+                })
             }
             StmtKind::If { cond, then, els } => {
                 let cond = self.condition(cond, scope);
                 let then = self.kernel_block(then, scope);
-                let els = els.as_ref().map(|b| self.kernel_block(b, scope)).unwrap_or_default();
+                let els = els
+                    .as_ref()
+                    .map(|b| self.kernel_block(b, scope))
+                    .unwrap_or_default();
                 Some(TStmt::If { cond, then, els })
             }
             StmtKind::Expr(e) => self.kernel_call_stmt(e, scope),
@@ -82,7 +117,10 @@ impl Checker<'_> {
         let t = self.expr(e, scope, None);
         if !(t.ty.is_integer_like() || t.ty == Type::Void) {
             let ty = TypeDisplay(&t.ty, &self.symtabs).to_string();
-            self.report(Diagnostic::error(Code::E0204, format!("`{what}` needs a number")).at(e.span, format!("this is a {ty}")));
+            self.report(
+                Diagnostic::error(Code::E0204, format!("`{what}` needs a number"))
+                    .at(e.span, format!("this is a {ty}")),
+            );
             return poison(t.span);
         }
         t
@@ -94,7 +132,10 @@ impl Checker<'_> {
             let v = self.expr(value, scope, None);
             if v.ty == Type::Stack {
                 // Stacks are fine as keys; as values they would need a second lookup.
-                self.report(Diagnostic::error(Code::E0204, "`kstack` can only be a map key").at(value.span, "use `@m[kstack] = count()`"));
+                self.report(
+                    Diagnostic::error(Code::E0204, "`kstack` can only be a map key")
+                        .at(value.span, "use `@m[kstack] = count()`"),
+                );
                 return None;
             }
             let ty = v.ty.clone();
@@ -118,7 +159,11 @@ impl Checker<'_> {
                 _ => format!("`{f}(value)` takes one argument"),
             };
             self.report(
-                Diagnostic::error(Code::E0203, format!("`{f}` called with {} argument(s)", args.len())).at(value.span, shape),
+                Diagnostic::error(
+                    Code::E0203,
+                    format!("`{f}` called with {} argument(s)", args.len()),
+                )
+                .at(value.span, shape),
             );
             return None;
         }
@@ -151,8 +196,11 @@ impl Checker<'_> {
                 let (lo, hi, step) = (consts[0], consts[1], consts[2]);
                 if step <= 0 || hi <= lo || (hi - lo) / step > 1000 {
                     self.report(
-                        Diagnostic::error(Code::E0213, "`lhist` needs min < max, step > 0 and at most 1000 buckets")
-                            .at(value.span, format!("min {lo}, max {hi}, step {step}")),
+                        Diagnostic::error(
+                            Code::E0213,
+                            "`lhist` needs min < max, step > 0 and at most 1000 buckets",
+                        )
+                        .at(value.span, format!("min {lo}, max {hi}, step {step}")),
                     );
                     return None;
                 }
@@ -164,8 +212,15 @@ impl Checker<'_> {
     fn map_keys(&mut self, m: &MapRef, scope: &mut Scope) -> Vec<TExpr> {
         if m.keys.len() > MAX_KEYS {
             self.report(
-                Diagnostic::error(Code::E0217, format!("`{}` has {} keys; at most {MAX_KEYS}", m.display_name(), m.keys.len()))
-                    .at(m.span, "too many keys"),
+                Diagnostic::error(
+                    Code::E0217,
+                    format!(
+                        "`{}` has {} keys; at most {MAX_KEYS}",
+                        m.display_name(),
+                        m.keys.len()
+                    ),
+                )
+                .at(m.span, "too many keys"),
             );
         }
         m.keys
@@ -173,7 +228,13 @@ impl Checker<'_> {
             .map(|k| {
                 let t = self.expr(k, scope, None);
                 if t.ty == Type::Bool {
-                    TExpr { ty: Type::Int { signed: false, bytes: 1 }, ..t }
+                    TExpr {
+                        ty: Type::Int {
+                            signed: false,
+                            bytes: 1,
+                        },
+                        ..t
+                    }
                 } else {
                     t
                 }
@@ -182,7 +243,13 @@ impl Checker<'_> {
     }
 
     /// Records a write to a map; checks it against the map's earlier writes.
-    fn define_map(&mut self, m: &MapRef, keys: &[TExpr], value: ValueKind, span: Span) -> Option<MapId> {
+    fn define_map(
+        &mut self,
+        m: &MapRef,
+        keys: &[TExpr],
+        value: ValueKind,
+        span: Span,
+    ) -> Option<MapId> {
         let name = m.display_name();
         let key_types: Vec<Type> = keys.iter().map(|k| k.ty.clone()).collect();
         if key_types.contains(&Type::Void) || matches!(value, ValueKind::Last(Type::Void)) {
@@ -192,11 +259,23 @@ impl Checker<'_> {
             [k] => key_domain(k, &self.symtabs),
             _ => None,
         };
-        let key_names = keys.iter().enumerate().map(|(i, k)| key_name(k, i)).collect();
+        let key_names = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| key_name(k, i))
+            .collect();
         let Some(&id) = self.map_index.get(&name) else {
             let id = self.maps.len();
             self.maps.push(MapSlot {
-                info: MapInfo { name: name.clone(), keys: key_types, key_names, value, domain, internal: false, span: m.span },
+                info: MapInfo {
+                    name: name.clone(),
+                    keys: key_types,
+                    key_names,
+                    value,
+                    domain,
+                    internal: false,
+                    span: m.span,
+                },
                 defined_at: Some(span),
             });
             self.map_index.insert(name, id);
@@ -205,9 +284,22 @@ impl Checker<'_> {
         let slot = &self.maps[id];
         let def = slot.defined_at.unwrap_or(span);
         let old = &slot.info;
-        if old.keys.len() != key_types.len() || !old.keys.iter().zip(&key_types).all(|(a, b)| compatible(a, b)) {
-            let was: Vec<String> = old.keys.iter().map(|t| TypeDisplay(t, &self.symtabs).to_string()).collect();
-            let now: Vec<String> = key_types.iter().map(|t| TypeDisplay(t, &self.symtabs).to_string()).collect();
+        if old.keys.len() != key_types.len()
+            || !old
+                .keys
+                .iter()
+                .zip(&key_types)
+                .all(|(a, b)| compatible(a, b))
+        {
+            let was: Vec<String> = old
+                .keys
+                .iter()
+                .map(|t| TypeDisplay(t, &self.symtabs).to_string())
+                .collect();
+            let now: Vec<String> = key_types
+                .iter()
+                .map(|t| TypeDisplay(t, &self.symtabs).to_string())
+                .collect();
             self.report(
                 Diagnostic::error(Code::E0205, format!("`{name}` is used with different keys"))
                     .at(m.span, format!("keys here: [{}]", now.join(", ")))
@@ -222,10 +314,17 @@ impl Checker<'_> {
         };
         if !same_kind {
             self.report(
-                Diagnostic::error(Code::E0206, format!("`{name}` holds a {} here but a {} elsewhere", value.name(), old.value.name()))
-                    .at(span, format!("a {}", value.name()))
-                    .also(def, format!("a {}", old.value.name()))
-                    .with_help("use a separate map for each aggregation"),
+                Diagnostic::error(
+                    Code::E0206,
+                    format!(
+                        "`{name}` holds a {} here but a {} elsewhere",
+                        value.name(),
+                        old.value.name()
+                    ),
+                )
+                .at(span, format!("a {}", value.name()))
+                .also(def, format!("a {}", old.value.name()))
+                .with_help("use a separate map for each aggregation"),
             );
             return None;
         }
@@ -255,7 +354,11 @@ impl Checker<'_> {
                 self.report(
                     Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
                         .at(m.span, "read here")
-                        .help_opt(help.or_else(|| Some("maps come to exist when a probe writes them: `@m[k] = ...`".into()))),
+                        .help_opt(help.or_else(|| {
+                            Some(
+                                "maps come to exist when a probe writes them: `@m[k] = ...`".into(),
+                            )
+                        })),
                 );
             }
             return poison(m.span);
@@ -274,35 +377,64 @@ impl Checker<'_> {
         if info.keys.len() != keys.len() {
             let n = info.keys.len();
             self.report(
-                Diagnostic::error(Code::E0205, format!("`{name}` has {n} key(s), read with {}", keys.len())).at(m.span, "wrong key count"),
+                Diagnostic::error(
+                    Code::E0205,
+                    format!("`{name}` has {n} key(s), read with {}", keys.len()),
+                )
+                .at(m.span, "wrong key count"),
             );
             return poison(m.span);
         }
-        TExpr { kind: TExprKind::MapRead { map: id, keys }, ty, span: m.span }
+        TExpr {
+            kind: TExprKind::MapRead { map: id, keys },
+            ty,
+            span: m.span,
+        }
     }
 
     fn kernel_call_stmt(&mut self, e: &Expr, scope: &mut Scope) -> Option<TStmt> {
-        let ExprKind::Call { func, args } = &e.node else { return None };
+        let ExprKind::Call { func, args } = &e.node else {
+            return None;
+        };
         match func.node.as_str() {
             "printf" => {
                 let (format, targs) = self.printf_args(func.span, args, e.span, scope)?;
                 let types = targs.iter().map(|a| a.ty.clone()).collect();
-                self.printfs.push(PrintfSpec { format, args: types, span: e.span });
-                Some(TStmt::Printf { id: self.printfs.len() - 1, args: targs })
+                self.printfs.push(PrintfSpec {
+                    format,
+                    args: types,
+                    span: e.span,
+                });
+                Some(TStmt::Printf {
+                    id: self.printfs.len() - 1,
+                    args: targs,
+                })
             }
             "exit" => {
                 if !args.is_empty() {
-                    self.report(Diagnostic::error(Code::E0203, "`exit()` takes no arguments").at(e.span, "remove the arguments"));
+                    self.report(
+                        Diagnostic::error(Code::E0203, "`exit()` takes no arguments")
+                            .at(e.span, "remove the arguments"),
+                    );
                 }
                 Some(TStmt::Exit)
             }
             "delete" => {
-                let [Expr { node: ExprKind::Map(m), .. }] = args.as_slice() else {
-                    self.report(Diagnostic::error(Code::E0204, "`delete` takes one map element").at(e.span, "e.g. `delete(@start[tid])`"));
+                let [Expr {
+                    node: ExprKind::Map(m),
+                    ..
+                }] = args.as_slice()
+                else {
+                    self.report(
+                        Diagnostic::error(Code::E0204, "`delete` takes one map element")
+                            .at(e.span, "e.g. `delete(@start[tid])`"),
+                    );
                     return None;
                 };
                 let read = self.map_read(m, scope);
-                let TExprKind::MapRead { map, keys } = read.kind else { return None };
+                let TExprKind::MapRead { map, keys } = read.kind else {
+                    return None;
+                };
                 Some(TStmt::Delete { map, keys })
             }
             f if USER_FUNCTIONS.contains(&f) => {
@@ -316,21 +448,38 @@ impl Checker<'_> {
             _ => {
                 let v = self.expr(e, scope, None);
                 if v.ty != Type::Void {
-                    self.report(Diagnostic::error(Code::E0207, "this value is computed and thrown away").at(e.span, "unused value"));
+                    self.report(
+                        Diagnostic::error(Code::E0207, "this value is computed and thrown away")
+                            .at(e.span, "unused value"),
+                    );
                 }
                 None
             }
         }
     }
 
-    pub(crate) fn printf_args(&mut self, fspan: Span, args: &[Expr], span: Span, scope: &mut Scope) -> Option<(String, Vec<TExpr>)> {
-        let Some(Expr { node: ExprKind::Str(format), span: fmt_span }) = args.first() else {
+    pub(crate) fn printf_args(
+        &mut self,
+        fspan: Span,
+        args: &[Expr],
+        span: Span,
+        scope: &mut Scope,
+    ) -> Option<(String, Vec<TExpr>)> {
+        let Some(Expr {
+            node: ExprKind::Str(format),
+            span: fmt_span,
+        }) = args.first()
+        else {
             self.report(
-                Diagnostic::error(Code::E0204, "`printf` needs a format string first").at(fspan.to(span), "e.g. `printf(\"%d\\n\", pid)`"),
+                Diagnostic::error(Code::E0204, "`printf` needs a format string first")
+                    .at(fspan.to(span), "e.g. `printf(\"%d\\n\", pid)`"),
             );
             return None;
         };
-        let targs: Vec<TExpr> = args[1..].iter().map(|a| self.expr(a, scope, None)).collect();
+        let targs: Vec<TExpr> = args[1..]
+            .iter()
+            .map(|a| self.expr(a, scope, None))
+            .collect();
         if targs.iter().any(|t| t.ty == Type::Void) {
             return None;
         }
@@ -374,7 +523,16 @@ fn compatible(a: &Type, b: &Type) -> bool {
 fn widen(into: &mut Type, other: &Type) {
     match (into, other) {
         (Type::Str { cap: a }, Type::Str { cap: b }) => *a = (*a).max(*b),
-        (Type::Int { signed: s1, bytes: b1 }, Type::Int { signed: s2, bytes: b2 }) => {
+        (
+            Type::Int {
+                signed: s1,
+                bytes: b1,
+            },
+            Type::Int {
+                signed: s2,
+                bytes: b2,
+            },
+        ) => {
             *s1 |= *s2;
             *b1 = (*b1).max(*b2);
         }

@@ -12,7 +12,10 @@ use crate::program::*;
 impl Checker<'_> {
     pub(crate) fn user_block(&mut self, block: &Block, filter: Option<&Expr>) -> Vec<UStmt> {
         if let Some(f) = filter {
-            self.report(Diagnostic::error(Code::E0010, "only event probes take `where`").at(f.span, "no event to filter"));
+            self.report(
+                Diagnostic::error(Code::E0010, "only event probes take `where`")
+                    .at(f.span, "no event to filter"),
+            );
         }
         let mut out = Vec::new();
         for s in &block.stmts {
@@ -34,35 +37,58 @@ impl Checker<'_> {
 
     fn user_map(&mut self, e: &Expr) -> Option<MapId> {
         let ExprKind::Map(m) = &e.node else {
-            self.report(Diagnostic::error(Code::E0204, "expected a map").at(e.span, "e.g. `@orders`"));
+            self.report(
+                Diagnostic::error(Code::E0204, "expected a map").at(e.span, "e.g. `@orders`"),
+            );
             return None;
         };
         let name = m.display_name();
         if !m.keys.is_empty() {
-            self.report(Diagnostic::error(Code::E0204, "give the whole map, without keys").at(m.span, format!("write `{name}`")));
+            self.report(
+                Diagnostic::error(Code::E0204, "give the whole map, without keys")
+                    .at(m.span, format!("write `{name}`")),
+            );
             return None;
         }
         match self.map_index.get(&name) {
             Some(&id) => Some(id),
             None => {
                 let help = did_you_mean(&name, self.map_index.keys().map(String::as_str));
-                self.report(Diagnostic::error(Code::E0216, format!("`{name}` is never written")).at(m.span, "no probe writes this map").help_opt(help));
+                self.report(
+                    Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
+                        .at(m.span, "no probe writes this map")
+                        .help_opt(help),
+                );
                 None
             }
         }
     }
 
     fn user_call(&mut self, e: &Expr) -> Option<UStmt> {
-        let ExprKind::Call { func, args } = &e.node else { return None };
+        let ExprKind::Call { func, args } = &e.node else {
+            return None;
+        };
         let f = func.node.as_str();
         match (f, args.as_slice()) {
-            ("print", [m]) => Some(UStmt::Print { map: self.user_map(m)?, top: None }),
+            ("print", [m]) => Some(UStmt::Print {
+                map: self.user_map(m)?,
+                top: None,
+            }),
             ("print", [m, n]) => {
                 let map = self.user_map(m)?;
                 match constant(n) {
-                    Some(top) if top > 0 => Some(UStmt::Print { map, top: Some(top as u64) }),
+                    Some(top) if top > 0 => Some(UStmt::Print {
+                        map,
+                        top: Some(top as u64),
+                    }),
                     _ => {
-                        self.report(Diagnostic::error(Code::E0213, "the top-N of `print` must be a positive constant").at(n.span, "e.g. `print(@m, 10)`"));
+                        self.report(
+                            Diagnostic::error(
+                                Code::E0213,
+                                "the top-N of `print` must be a positive constant",
+                            )
+                            .at(n.span, "e.g. `print(@m, 10)`"),
+                        );
                         None
                     }
                 }
@@ -71,19 +97,40 @@ impl Checker<'_> {
             ("zero", [m]) => Some(UStmt::Zero(self.user_map(m)?)),
             ("exit", []) => Some(UStmt::Exit),
             ("time", []) => Some(UStmt::Time("%H:%M:%S\n".into())),
-            ("time", [Expr { node: ExprKind::Str(s), .. }]) => Some(UStmt::Time(s.clone())),
-            ("printf", [Expr { node: ExprKind::Str(fmt), span: fspan }, rest @ ..]) => {
+            (
+                "time",
+                [Expr {
+                    node: ExprKind::Str(s),
+                    ..
+                }],
+            ) => Some(UStmt::Time(s.clone())),
+            (
+                "printf",
+                [Expr {
+                    node: ExprKind::Str(fmt),
+                    span: fspan,
+                }, rest @ ..],
+            ) => {
                 let convs = match parse_conversions(fmt) {
                     Ok(c) => c,
                     Err((_, msg)) => {
-                        self.report(Diagnostic::error(Code::E0208, msg).at(*fspan, "in this format"));
+                        self.report(
+                            Diagnostic::error(Code::E0208, msg).at(*fspan, "in this format"),
+                        );
                         return None;
                     }
                 };
                 if convs.len() != rest.len() {
                     self.report(
-                        Diagnostic::error(Code::E0208, format!("the format has {} conversion(s) but {} argument(s) follow", convs.len(), rest.len()))
-                            .at(*fspan, "here"),
+                        Diagnostic::error(
+                            Code::E0208,
+                            format!(
+                                "the format has {} conversion(s) but {} argument(s) follow",
+                                convs.len(),
+                                rest.len()
+                            ),
+                        )
+                        .at(*fspan, "here"),
                     );
                     return None;
                 }
@@ -111,20 +158,40 @@ impl Checker<'_> {
                         },
                     });
                 }
-                Some(UStmt::Printf { format: fmt.clone(), args: uargs })
+                Some(UStmt::Printf {
+                    format: fmt.clone(),
+                    args: uargs,
+                })
             }
             (name @ ("print" | "clear" | "zero" | "exit" | "time" | "printf"), _) => {
-                self.report(Diagnostic::error(Code::E0203, format!("wrong arguments to `{name}`")).at(e.span, usage(name)));
+                self.report(
+                    Diagnostic::error(Code::E0203, format!("wrong arguments to `{name}`"))
+                        .at(e.span, usage(name)),
+                );
                 None
             }
             ("delete", _) | ("ksym", _) => {
-                self.report(Diagnostic::error(Code::E0210, format!("`{f}` only works inside an event probe")).at(e.span, "in a userspace block"));
+                self.report(
+                    Diagnostic::error(
+                        Code::E0210,
+                        format!("`{f}` only works inside an event probe"),
+                    )
+                    .at(e.span, "in a userspace block"),
+                );
                 None
             }
             _ => {
                 let help = did_you_mean(f, ["print", "clear", "zero", "printf", "time", "exit"]);
-                let code = if super::expr::AGGREGATIONS.contains(&f) { Code::E0210 } else { Code::E0106 };
-                self.report(Diagnostic::error(code, format!("`{f}` cannot be called in a userspace block")).at(func.span, "not available here").help_opt(help));
+                let code = if super::expr::AGGREGATIONS.contains(&f) {
+                    Code::E0210
+                } else {
+                    Code::E0106
+                };
+                self.report(
+                    Diagnostic::error(code, format!("`{f}` cannot be called in a userspace block"))
+                        .at(func.span, "not available here")
+                        .help_opt(help),
+                );
                 None
             }
         }

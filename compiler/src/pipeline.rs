@@ -1,0 +1,14 @@
+//! The whole compiler in order, in one place: parse → resolve and check → (lower → emit).
+//! Each stage runs only when the one before it reported no error.
+
+use mmql_lang::diag::Diagnostic;
+use mmql_lang::Source;
+
+use crate::check::{check, Checked};
+use crate::format::Catalog;
+
+/// Parses and checks a script. Warnings come back with the program; errors instead of it.
+pub fn front_end(src: &Source, catalog: &Catalog) -> Result<Checked, Vec<Diagnostic>> {
+    let script = mmql_lang::parse(src)?;
+    check(&script, catalog)
+}

@@ -1,0 +1,124 @@
+//! The command line: bpftrace's habits (`-e`, `-l`, `-p`, `-c`, `-d`, `-f json`, `-o`, `-q`)
+//! plus mmql's subcommands. Definitions only; `main.rs` dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mmql",
+    version,
+    about = "A small, fast tracing language for the Linux memory-management subsystem",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  mmql -e 'on kmem:mm_page_alloc { @orders = hist(order) }'\n  mmql run direct-reclaim-latency\n  mmql list 'vmscan:*' -v\n  mmql check script.mmql"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Script file to run.
+    pub file: Option<PathBuf>,
+    /// Program text to run instead of a file.
+    #[arg(short = 'e', value_name = "PROGRAM")]
+    pub program: Option<String>,
+    /// List tracepoints matching PATTERN (like `mmql list`).
+    #[arg(short = 'l', value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]
+    pub list: Option<String>,
+    #[command(flatten)]
+    pub run: RunOpts,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Read tracepoint formats from DIR (laid out like /sys/kernel/tracing/events) instead of
+    /// the running kernel.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub formats: Option<PathBuf>,
+    /// When to colour diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunOpts {
+    /// Only trace events of this process (its thread group), filtered in the kernel.
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Start CMD after attaching, trace only it, stop when it exits.
+    #[arg(short = 'c', long = "cmd", value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// Stop after this long (`10s`, `500ms`, `2m`; a bare number means seconds).
+    #[arg(short = 'd', long = "duration", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Output format.
+    #[arg(short = 'f', long = "format", value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Write output to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Quiet: no "Attached N probes" banner.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a script against the kernel's tracepoints without running it.
+    Check(ScriptArg),
+    /// Show the checked program: probes, events, maps, actions, and the BPF listing.
+    Explain(ScriptArg),
+    /// Write the BPF object for a script.
+    Build {
+        #[command(flatten)]
+        script: ScriptArg,
+        /// Where to write the ELF object.
+        #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+        output: PathBuf,
+    },
+    /// List tracepoints (and spans and renamed events) matching a glob.
+    List {
+        /// `CATEGORY:NAME` glob, e.g. 'vmscan:*' or '*reclaim*'.
+        pattern: Option<String>,
+        /// Show every field with its mmql type, C type and value names.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// Run a bundled recipe.
+    Run {
+        /// Recipe name (see `mmql recipes`).
+        recipe: String,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// List the bundled recipes.
+    Recipes,
+    /// Print a bundled recipe's source.
+    Show { recipe: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ScriptArg {
+    /// Script file.
+    #[arg(required_unless_present = "program")]
+    pub file: Option<PathBuf>,
+    /// Program text instead of a file.
+    #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
+    pub program: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Color {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
