@@ -68,7 +68,7 @@ pub enum Command {
     /// Check a script against the kernel's tracepoints without running it.
     Check(ScriptArg),
     /// Show the checked program: probes, events, maps, actions, and the BPF listing.
-    Explain(ScriptArg),
+    Explain(ExplainArgs),
     /// Write the BPF object for a script.
     Build {
         #[command(flatten)]
@@ -106,6 +106,16 @@ pub struct ScriptArg {
     /// Program text instead of a file.
     #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
     pub program: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub script: ScriptArg,
+    /// Show only the plan, without the BPF listing (what the golden tests pin: the listing
+    /// changes with every back-end tweak, the plan only when the language does).
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
