@@ -3,11 +3,12 @@
 //! Input: finished instruction streams and map definitions from lowering. Output: the bytes of
 //! a standard BPF ELF object that aya (and bpftool) load.
 
+pub mod btf_maps;
 pub mod insn;
 pub mod listing;
 pub mod object;
 
-pub use self::object::{write_object, ObjectError};
+pub use self::object::{write_object, write_object_with, MapSection, ObjectError};
 pub use insn::Insn;
 pub use listing::{listing, program_listing};
 

@@ -4,9 +4,13 @@
 //!
 //! Layout, and why:
 //! - `license` holds `GPL\0`: ring buffer and probe-read helpers are GPL-only.
-//! - `maps` is the legacy map section: one 28-byte `struct bpf_map_def` per map and one named,
-//!   sized data symbol per map. aya reads *every* symbol in that section as a map, so the
-//!   section gets no section symbol and nothing else lives there. (`.maps` would need BTF.)
+//! - Maps, by default, are BTF-defined: a zero-filled `.maps` section with one global data
+//!   symbol per map and a `.BTF` section describing each as libbpf's `__uint()` struct
+//!   (see `btf_maps.rs`). libbpf 1.0+ (bpftool 7) rejects the legacy section outright, and
+//!   aya 0.14 reads either. `MapSection::Legacy` still writes the legacy `maps` section: one
+//!   28-byte `struct bpf_map_def` per map; aya reads *every* symbol in it as a map, so it
+//!   gets no section symbol and nothing else lives there. Loaders tolerate the `.BTF` failing
+//!   to load into the kernel for tracepoint programs, and nothing else depends on it.
 //! - One executable section per distinct section name, with one global FUNC symbol per program
 //!   at its offset. Programs that share a tracepoint share a section: aya (per symbol) and
 //!   libbpf (since 0.2, per symbol) both split a section into several programs, and the section
@@ -23,6 +27,7 @@ use object::{
     SymbolKind, SymbolScope,
 };
 
+use super::btf_maps::btf_maps;
 use super::insn::{encode, BPF_PSEUDO_MAP_FD, INSN_SIZE};
 use super::{MapDef, ProgramDef};
 
@@ -147,8 +152,27 @@ pub fn map_def_bytes(map: &MapDef) -> [u8; BPF_MAP_DEF_SIZE] {
     out
 }
 
-/// Write the object. Programs keep their order within a shared section.
+/// How maps are declared in the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MapSection {
+    /// `.maps` plus `.BTF`: loads in aya 0.14 and libbpf/bpftool.
+    #[default]
+    Btf,
+    /// The pre-BTF `maps` section of `struct bpf_map_def`: aya only.
+    Legacy,
+}
+
+/// Write the object with BTF-defined maps. Programs keep their order within a shared section.
 pub fn write_object(programs: &[ProgramDef], maps: &[MapDef]) -> Result<Vec<u8>, ObjectError> {
+    write_object_with(programs, maps, MapSection::default())
+}
+
+/// Write the object, choosing how maps are declared.
+pub fn write_object_with(
+    programs: &[ProgramDef],
+    maps: &[MapDef],
+    map_section: MapSection,
+) -> Result<Vec<u8>, ObjectError> {
     let mut names = HashSet::new();
     for m in maps {
         check_name(&m.name, &mut names)?;
@@ -167,19 +191,36 @@ pub fn write_object(programs: &[ProgramDef], maps: &[MapDef]) -> Result<Vec<u8>,
 
     let mut map_symbols: Vec<SymbolId> = Vec::with_capacity(maps.len());
     if !maps.is_empty() {
-        let section = obj.add_section(Vec::new(), b"maps".to_vec(), SectionKind::Data);
-        for m in maps {
-            let offset = obj.append_section_data(section, &map_def_bytes(m), 4);
+        let mut map_symbol = |obj: &mut Object, section, name: &str, value, size| {
             map_symbols.push(obj.add_symbol(Symbol {
-                name: m.name.as_bytes().to_vec(),
-                value: offset,
-                size: BPF_MAP_DEF_SIZE as u64,
+                name: name.as_bytes().to_vec(),
+                value,
+                size,
                 kind: SymbolKind::Data,
                 scope: SymbolScope::Dynamic,
                 weak: false,
                 section: SymbolSection::Section(section),
                 flags: SymbolFlags::None,
             }));
+        };
+        match map_section {
+            MapSection::Btf => {
+                let layout = btf_maps(maps);
+                let btf = obj.add_section(Vec::new(), b".BTF".to_vec(), SectionKind::Other);
+                obj.append_section_data(btf, &layout.btf, 4);
+                let section = obj.add_section(Vec::new(), b".maps".to_vec(), SectionKind::Data);
+                obj.append_section_data(section, &vec![0u8; layout.section_size as usize], 8);
+                for (m, (offset, size)) in maps.iter().zip(layout.slots) {
+                    map_symbol(&mut obj, section, &m.name, offset.into(), size.into());
+                }
+            }
+            MapSection::Legacy => {
+                let section = obj.add_section(Vec::new(), b"maps".to_vec(), SectionKind::Data);
+                for m in maps {
+                    let offset = obj.append_section_data(section, &map_def_bytes(m), 4);
+                    map_symbol(&mut obj, section, &m.name, offset, BPF_MAP_DEF_SIZE as u64);
+                }
+            }
         }
     }
 
@@ -272,7 +313,7 @@ mod tests {
             counter("b", "tracepoint/kmem/mm_page_alloc"),
             counter("c", "tracepoint/kmem/kfree"),
         ];
-        let bytes = write_object(&progs, &maps).expect("object");
+        let bytes = write_object_with(&progs, &maps, MapSection::Legacy).expect("object");
         let file = ElfFile64::<object::Endianness>::parse(&*bytes).expect("parse");
         assert_eq!(file.architecture(), Architecture::Bpf);
 
@@ -321,6 +362,29 @@ mod tests {
             .collect();
         assert_eq!(relocs, [(0, "events".into()), (32, "events".into())]);
         assert!(file.section_by_name("tracepoint/kmem/kfree").is_some());
+    }
+
+    #[test]
+    fn btf_maps_get_a_dot_maps_section_and_btf() {
+        let maps = [
+            map("counts", BPF_MAP_TYPE_HASH),
+            map("events", BPF_MAP_TYPE_RINGBUF),
+        ];
+        let bytes = write_object(&[counter("a", "tracepoint/kmem/kfree")], &maps).expect("obj");
+        let file = ElfFile64::<object::Endianness>::parse(&*bytes).expect("parse");
+        assert!(file.section_by_name("maps").is_none());
+        let btf = file.section_by_name(".BTF").expect(".BTF");
+        assert_eq!(&btf.data().expect("data")[..2], &[0x9f, 0xeb]);
+        let sec = file.section_by_name(".maps").expect(".maps");
+        // Four pointer members each: type, key_size, value_size, max_entries (zero flags are
+        // omitted).
+        let syms: Vec<String> = file
+            .symbols()
+            .filter(|s| s.section_index() == Some(sec.index()))
+            .map(|s| format!("{}@{}+{}", s.name().unwrap_or("?"), s.address(), s.size()))
+            .collect();
+        assert_eq!(syms, ["counts@0+32", "events@32+32"]);
+        assert_eq!(sec.size(), 64);
     }
 
     #[test]

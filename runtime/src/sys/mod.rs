@@ -1,0 +1,53 @@
+//! Kernel interfaces below aya. Input: file descriptors aya created. Output: safe calls of
+//! `bpf(2)` on byte buffers, for maps whose layouts are only known when a script is compiled
+//! (aya's typed maps fix key and value types at Rust compile time).
+
+// The loader and map readers are being written alongside; until they call in, the binary
+// would warn about every item here.
+#![allow(dead_code, unused_imports)]
+
+pub mod map;
+
+pub use map::{map_fd, possible_cpus, MapInfo, RawMap};
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `enum bpf_cmd` values used here (include/uapi/linux/bpf.h).
+pub(crate) mod cmd {
+    pub const MAP_LOOKUP_ELEM: u32 = 1;
+    pub const MAP_UPDATE_ELEM: u32 = 2;
+    pub const MAP_DELETE_ELEM: u32 = 3;
+    pub const MAP_GET_NEXT_KEY: u32 = 4;
+    pub const OBJ_GET_INFO_BY_FD: u32 = 15;
+    pub const MAP_LOOKUP_BATCH: u32 = 24;
+}
+
+/// Issue `bpf(cmd, attr, sizeof attr)`. `attr` is one `#[repr(C)]` arm of `union bpf_attr`;
+/// the kernel zero-checks nothing past `size`, so passing only the arm is enough.
+///
+/// # Safety
+/// Every pointer inside `attr` must be valid for the sizes the kernel will read or write for
+/// this command and map (the callers check buffer lengths against the map's info first).
+pub(crate) unsafe fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<i64> {
+    // SAFETY: the syscall reads `size_of::<T>()` bytes of `attr`, which is a live exclusive
+    // reference; pointers inside it are the caller's responsibility (see above).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_long,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub(crate) fn raw(fd: BorrowedFd<'_>) -> u32 {
+    // File descriptors are non-negative once borrowed.
+    fd.as_raw_fd() as u32
+}
