@@ -2,7 +2,9 @@
 //! printed reason, paths of the binaries under test, and probes of kernel state (cgroups, perf
 //! ground truth, leftover BPF objects). Use it from a test file with `mod support;`.
 //!
-//! Skipping: a test that needs root and BPF starts with `skip_unless_root_bpf!();`. When the
+//! Skipping: a test that needs root and BPF starts with `skip_unless_root_bpf!();` (in a nested
+//! module: `support::skip_unless_root_bpf!();`). Other needs use
+//! `skip_unless!(support::perf::require_perf())` and the like. When the
 //! machine cannot run it, the test prints `SKIP: <test>: <reason>` straight to stderr (past
 //! libtest's capture, so `scripts/test` can list it) and returns. With `MMQL_TEST_STRICT=1` in
 //! the environment a skip panics instead, for machines where every test is expected to run.
@@ -20,7 +22,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[allow(unused_imports)]
 pub use bpf::bpf_leftovers;
+// The macros are exported at the crate root, so test functions at the top of a test file can
+// call them bare; this re-export serves nested modules (`support::skip_unless_root_bpf!()`).
+#[allow(unused_imports)]
+pub use crate::{skip_unless, skip_unless_root_bpf};
 
 /// Why a test cannot run on this machine, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +191,7 @@ fn build_workload() -> PathBuf {
             // A stale binary beats no test at all, but say so.
             let _ = std::io::stderr().write_all(
                 format!(
-                    "warning: `cargo build -p mmql-workload` failed, using existing {}:\n{}\n",
+                    "warning: building mmql-workload failed, using the existing {}:\n{}\n",
                     built.display(),
                     String::from_utf8_lossy(&out.stderr)
                 )
