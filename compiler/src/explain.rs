@@ -36,7 +36,14 @@ pub fn explain(p: &Program) -> String {
             }
             v => v.name().to_string(),
         };
-        let keys = if m.internal {
+        // A span's state map is keyed the way its begin probe pairs events.
+        let span_key = p.probes.iter().find_map(|k| match &k.role {
+            ProbeRole::SpanBegin { state, key, .. } if p.maps[*state].name == m.name => Some(key),
+            _ => None,
+        });
+        let keys = if let Some(key) = span_key {
+            format!("keyed {}", key_text(key))
+        } else if m.internal {
             "keyed by thread or node".to_string()
         } else if keys.is_empty() {
             "no key".to_string()

@@ -84,19 +84,45 @@ fn unexpected(l: usize, tok: &Tok<'_>, r: usize, expected: &[String], text: &str
         expected.iter().any(|e| e == "\"on\"") && expected.iter().any(|e| e == "\"every\"");
     let line_start = text[..l].rfind('\n').map_or(0, |i| i + 1);
     let before = text[line_start..l].trim();
+    // The probe header as written (`tracepoint:kmem:mm_page_alloc`), to echo back fixed.
+    let header: &str = text[l..]
+        .split(|c: char| c.is_whitespace() || c == '{' || c == '/')
+        .next()
+        .unwrap_or_default();
     d = match tok {
-        Tok::Ident("interval") if wants_probe => d.with_help("timers are written `every 5s { ... }` (or `after 5s { ... }` for once)"),
-        Tok::Ident("tracepoint") | Tok::Ident("BEGIN") | Tok::Ident("END") if wants_probe => {
-            d.with_help("probes start with `on`: `on kmem:mm_page_alloc { ... }`, `on begin { ... }`, `on end { ... }`")
+        Tok::Ident("interval") if wants_probe => {
+            d.with_help("timers are written `every 5s { ... }` (or `after 5s { ... }` for once)")
         }
-        Tok::Ident(_) if wants_probe => d.with_help("probes start with `on`: `on kmem:mm_page_alloc { ... }`"),
+        Tok::Ident(p @ ("tracepoint" | "t")) if wants_probe => {
+            let event = header
+                .strip_prefix(p)
+                .and_then(|h| h.strip_prefix(':'))
+                .unwrap_or("kmem:mm_page_alloc");
+            d.with_help(format!(
+                "bpftrace's `{header}` is written `on {event} {{ ... }}` in mmql"
+            ))
+        }
+        Tok::Ident(w @ ("BEGIN" | "END")) if wants_probe => d.with_help(format!(
+            "bpftrace's `{w}` is written `on {} {{ ... }}` in mmql",
+            w.to_lowercase()
+        )),
+        Tok::Ident(_) if wants_probe && header.contains(':') => {
+            d.with_help(format!("probes start with `on`: `on {header} {{ ... }}`"))
+        }
+        Tok::Ident(_) if wants_probe => {
+            d.with_help("probes start with `on`: `on kmem:mm_page_alloc { ... }`")
+        }
         Tok::Slash if before.starts_with("on ") || expected.iter().any(|e| e == "\"where\"") => {
             d.with_help("filters are written `where EXPR` between the event and `{`, not `/EXPR/`")
         }
         Tok::Assign if expected.iter().any(|e| e == "\"==\"") => {
             d.with_help("to compare, use `==`; to store, assign to a map (`@m = ...`) or a `let`")
         }
-        Tok::Ident(_) | Tok::MapName(_) if expected.iter().any(|e| e == "\"}\"") && before.ends_with(')') => d,
+        Tok::Ident(_) | Tok::MapName(_)
+            if expected.iter().any(|e| e == "\"}\"") && before.ends_with(')') =>
+        {
+            d
+        }
         _ => d,
     };
     d

@@ -6,10 +6,10 @@ use mmql_lang::ast::{BinOp, Expr, ExprKind, UnOp};
 use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
 use mmql_lang::Span;
 
-use super::{field_ref, Checker, Scope};
+use super::{a_type, field_ref, Checker, Scope};
 use crate::format::{Event, Field, FieldKind};
 use crate::program::*;
-use crate::types::{Type, TypeDisplay};
+use crate::types::Type;
 
 /// Longest string mmql copies out of a `__data_loc` field.
 pub const DATA_LOC_CAP: u32 = 64;
@@ -42,10 +42,10 @@ impl Checker<'_> {
     pub(crate) fn condition(&mut self, e: &Expr, scope: &mut Scope) -> TExpr {
         let t = self.expr(e, scope, None);
         if !(t.ty.is_integer_like() || t.ty == Type::Void || t.ty == Type::Sym) {
-            let ty = TypeDisplay(&t.ty, &self.symtabs).to_string();
+            let ty = a_type(&t.ty, &self.symtabs);
             self.report(
                 Diagnostic::error(Code::E0202, "condition is not a boolean or integer")
-                    .at(e.span, format!("this is a {ty}"))
+                    .at(e.span, format!("this is {ty}"))
                     .with_help("compare it: strings with `== \"...\"`"),
             );
         }
@@ -103,17 +103,14 @@ impl Checker<'_> {
                     (x, y) if x == y => x.clone(),
                     (x, y) if x.is_integer_like() && y.is_integer_like() => Type::I64,
                     (x, y) => {
-                        let (xs, ys) = (
-                            TypeDisplay(x, &self.symtabs).to_string(),
-                            TypeDisplay(y, &self.symtabs).to_string(),
-                        );
+                        let (xs, ys) = (a_type(x, &self.symtabs), a_type(y, &self.symtabs));
                         self.report(
                             Diagnostic::error(
                                 Code::E0201,
                                 "the two branches of `?:` have different types",
                             )
-                            .at(b.span, format!("this is a {ys}"))
-                            .also(a.span, format!("this is a {xs}")),
+                            .at(b.span, format!("this is {ys}"))
+                            .also(a.span, format!("this is {xs}")),
                         );
                         Type::Void
                     }
@@ -216,6 +213,10 @@ impl Checker<'_> {
                 None => false,
             });
             if let Some(f) = owner {
+                let op = match f.symbols {
+                    Some(crate::format::Symbols::Flags(_)) => "has",
+                    _ => "==",
+                };
                 self.report(
                     Diagnostic::error(
                         Code::E0105,
@@ -225,10 +226,13 @@ impl Checker<'_> {
                         ),
                     )
                     .at(span, "compare a field with it")
-                    .with_help(format!("for example `{} == {n}`", f.name)),
+                    .with_help(format!("for example `{} {op} {n}`", f.name)),
                 );
                 return poison(span);
             }
+        }
+        if self.missing_from_some(n, span, scope) {
+            return poison(span);
         }
         let mut candidates: Vec<&str> = scope.locals.iter().map(|(n, _)| n.as_str()).collect();
         if let Some(ev) = scope.event {
@@ -294,6 +298,7 @@ impl Checker<'_> {
                 };
                 match event.field(field) {
                     Some(f) => self.field_expr(event, f, span),
+                    None if self.missing_from_some(field, fspan, scope) => poison(span),
                     None => self.unknown_field(event, field, fspan, &scope.what),
                 }
             }
@@ -377,6 +382,30 @@ impl Checker<'_> {
                 poison(span)
             }
         }
+    }
+
+    /// A probe over several events uses a field only some of them have: say so, rather than
+    /// "unknown name", which reads as a typo. True when reported.
+    fn missing_from_some(&mut self, n: &str, span: Span, scope: &Scope) -> bool {
+        let Some(event) = scope.event else {
+            return false;
+        };
+        let Some(owner) = self.probe_events.iter().find(|e| e.field(n).is_some()) else {
+            return false;
+        };
+        let here = format!("{}:{}", event.category, event.name);
+        self.report(
+            Diagnostic::error(
+                Code::E0110,
+                format!(
+                    "`{n}` is a field of {}:{} but not of {here}",
+                    owner.category, owner.name
+                ),
+            )
+            .at(span, format!("missing from {here}"))
+            .with_help("every event of a probe must have the fields it uses: narrow the pattern, or give these events their own probe"),
+        );
+        true
     }
 
     fn unknown_field(&mut self, event: &Event, field: &str, span: Span, what: &str) -> TExpr {
@@ -498,7 +527,13 @@ impl Checker<'_> {
                 None
             };
             let ta = self.expr(a, scope, pass);
-            let hint = if op.is_comparison() || op == BinOp::Has || pass.is_some() {
+            // `gfp_flags & __GFP_IO`: a flags field lends its names to the other operand.
+            let bit_op = matches!(op, BinOp::BitOr | BinOp::BitAnd | BinOp::BitXor);
+            let hint = if op.is_comparison()
+                || op == BinOp::Has
+                || pass.is_some()
+                || bit_op && matches!(ta.ty, Type::Flags(_))
+            {
                 Some(ta.ty.clone())
             } else {
                 None
@@ -528,6 +563,17 @@ impl Checker<'_> {
                     return poison(span);
                 }
                 Type::Bool
+            }
+            _ if op.is_comparison() && is_str(&ta.ty) && is_str(&tb.ty) => {
+                self.report(
+                    Diagnostic::error(
+                        Code::E0212,
+                        format!("strings cannot be ordered with `{}`", op.symbol()),
+                    )
+                    .at(span, "two strings")
+                    .with_help("strings support only `==` and `!=` against a literal"),
+                );
+                return poison(span);
             }
             _ if is_str(&ta.ty)
                 || is_str(&tb.ty)
@@ -574,17 +620,14 @@ impl Checker<'_> {
     }
 
     fn mismatch(&mut self, op: BinOp, a: &TExpr, b: &TExpr, span: Span) -> TExpr {
-        let (x, y) = (
-            TypeDisplay(&a.ty, &self.symtabs).to_string(),
-            TypeDisplay(&b.ty, &self.symtabs).to_string(),
-        );
+        let (x, y) = (a_type(&a.ty, &self.symtabs), a_type(&b.ty, &self.symtabs));
         self.report(
             Diagnostic::error(
                 Code::E0201,
-                format!("`{}` cannot combine a {x} and a {y}", op.symbol()),
+                format!("`{}` cannot combine {x} and {y}", op.symbol()),
             )
-            .at(b.span, format!("this is a {y}"))
-            .also(a.span, format!("this is a {x}"))
+            .at(b.span, format!("this is {y}"))
+            .also(a.span, format!("this is {x}"))
             .with_help(match op {
                 BinOp::Has => {
                     "`has` tests bits of a flags field: `gfp_flags has __GFP_DIRECT_RECLAIM`"
@@ -635,7 +678,8 @@ impl Checker<'_> {
                     )
                     .at(span, "used as a value")
                     .with_help(format!(
-                        "assign it to a map: `@m = {f}(...)`, then `print(@m)`"
+                        "assign it to a map: `@m = {f}({})`, then `print(@m)`",
+                        if f == "count" { "" } else { "..." }
                     )),
                 );
                 poison(span)
@@ -648,7 +692,10 @@ impl Checker<'_> {
                 poison(span)
             }
             f => {
-                let help = did_you_mean(f, all_functions());
+                let help = did_you_mean(f, all_functions()).or_else(|| {
+                    let names: Vec<String> = all_functions().map(str::to_string).collect();
+                    Some(format!("mmql's functions: {}", preview(&names)))
+                });
                 self.report(
                     Diagnostic::error(Code::E0106, format!("unknown function `{f}`"))
                         .at(fspan, "not a function mmql knows")

@@ -64,6 +64,8 @@ pub(crate) struct Checker<'c> {
     symtabs: Vec<Symtab>,
     printfs: Vec<PrintfSpec>,
     probes: Vec<KProbe>,
+    /// Every event of the probe being checked, for "field missing from some events".
+    probe_events: Vec<&'c Event>,
     begin: Vec<UStmt>,
     end: Vec<UStmt>,
     timers: Vec<Timer>,
@@ -98,6 +100,7 @@ impl<'c> Checker<'c> {
             symtabs: vec![],
             printfs: vec![],
             probes: vec![],
+            probe_events: vec![],
             begin: vec![],
             end: vec![],
             timers: vec![],
@@ -202,6 +205,10 @@ impl<'c> Checker<'c> {
         }
         plain.dedup();
         let catalog = self.catalog;
+        self.probe_events = plain
+            .iter()
+            .filter_map(|(c, n)| catalog.get(c, n))
+            .collect();
         for (category, name) in plain {
             let Some(event) = catalog.get(&category, &name) else {
                 continue;
@@ -220,6 +227,7 @@ impl<'c> Checker<'c> {
                 span: probe.head_span,
             });
         }
+        self.probe_events.clear();
     }
 
     fn span_probe(
@@ -384,6 +392,19 @@ impl Scope<'_> {
             .zip(self.local_types.iter().cloned())
             .collect()
     }
+}
+
+/// A type's name with its article, for messages: `a u64`, `an i64`, `an enum ...`.
+pub(crate) fn a_type(ty: &Type, symtabs: &[Symtab]) -> String {
+    let name = crate::types::TypeDisplay(ty, symtabs).to_string();
+    // Type names are read letter by letter (`u64` is "you sixty-four"), so only the vowel
+    // sounds of `i…` and `e…` (`enum`) take "an".
+    let article = if name.starts_with(['i', 'e']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 pub(crate) fn field_ref(f: &crate::format::Field) -> FieldRef {

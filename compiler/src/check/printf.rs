@@ -5,7 +5,7 @@ use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
 
 use crate::program::TExpr;
-use crate::types::{Symtab, Type, TypeDisplay};
+use crate::types::{Symtab, Type};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversion {
@@ -119,7 +119,7 @@ pub(crate) fn check_printf(
             a.ty.is_integer_like() || a.ty == Type::Sym
         };
         if !ok {
-            let ty = TypeDisplay(&a.ty, symtabs).to_string();
+            let ty = super::a_type(&a.ty, symtabs);
             let help = if c.wants_string() {
                 "use `%d` or `%u` for numbers"
             } else {
@@ -127,9 +127,9 @@ pub(crate) fn check_printf(
             };
             return Err(Diagnostic::error(
                 Code::E0208,
-                format!("`%{}{}` does not fit a {ty}", c.spec, c.conv),
+                format!("`%{}{}` does not fit {ty}", c.spec, c.conv),
             )
-            .at(a.span, format!("this is a {ty}"))
+            .at(a.span, format!("this is {ty}"))
             .with_help(help));
         }
     }

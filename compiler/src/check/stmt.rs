@@ -31,19 +31,24 @@ impl Checker<'_> {
     fn kernel_stmt(&mut self, s: &StmtKind, span: Span, scope: &mut Scope) -> Option<TStmt> {
         match s {
             StmtKind::Let { name, value } => {
-                let taken = scope.event.is_some_and(|e| e.field(&name.node).is_some())
-                    || Builtin::lookup(&name.node).is_some()
-                    || matches!(
-                        name.node.as_str(),
-                        "args" | "begin" | "current" | "duration"
-                    );
-                if taken {
+                let n = name.node.as_str();
+                let taken = if scope.event.is_some_and(|e| e.field(n).is_some()) {
+                    Some(format!("a field of {}", scope.what))
+                } else if Builtin::lookup(n).is_some() {
+                    Some("a builtin".to_string())
+                } else if matches!(n, "args" | "begin" | "current" | "duration") {
+                    Some("reserved".to_string())
+                } else {
+                    None
+                };
+                if let Some(what) = taken {
                     self.report(
                         Diagnostic::error(
                             Code::E0111,
-                            format!("`{}` already names a field or builtin here", name.node),
+                            format!("`{n}` is already {what}"),
                         )
-                        .at(name.span, "pick another name"),
+                        .at(name.span, "pick another name")
+                        .with_help(format!("a `let` may not hide a field or builtin, so `{n}` means one thing throughout a probe")),
                     );
                 }
                 let v = self.expr(value, scope, None);
@@ -116,10 +121,10 @@ impl Checker<'_> {
     fn number(&mut self, e: &Expr, scope: &mut Scope, what: &str) -> TExpr {
         let t = self.expr(e, scope, None);
         if !(t.ty.is_integer_like() || t.ty == Type::Void) {
-            let ty = TypeDisplay(&t.ty, &self.symtabs).to_string();
+            let ty = super::a_type(&t.ty, &self.symtabs);
             self.report(
                 Diagnostic::error(Code::E0204, format!("`{what}` needs a number"))
-                    .at(e.span, format!("this is a {ty}")),
+                    .at(e.span, format!("this is {ty}")),
             );
             return poison(t.span);
         }

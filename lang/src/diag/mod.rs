@@ -96,7 +96,11 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
-        .filter(|&(d, c)| d <= limit || c.contains(name) && name.len() >= 3)
+        // Besides near misses: a fragment of a name (`alloc`), or a name with something
+        // extra (`histogram` for `hist`).
+        .filter(|&(d, c)| {
+            d <= limit || c.contains(name) && name.len() >= 3 || name.contains(c) && c.len() >= 4
+        })
         .collect();
     scored.sort();
     scored.dedup();
