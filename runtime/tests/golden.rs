@@ -20,6 +20,7 @@
 //!
 //! Re-bless after an intended change, then review the diff of `tests/golden/`:
 //!     MMQL_BLESS=1 cargo test -p mmql --test golden
+//! (add `-- --nocapture` to see which files were rewritten). A new case fails until blessed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -217,12 +218,13 @@ fn diff(expected: &str, actual: &str) -> String {
             ops.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals first, as in `diff -u`.
             ops.push(('-', a[i]));
             i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
         }
     }
     const CONTEXT: usize = 2;
@@ -306,7 +308,10 @@ fn golden() {
         );
     }
     if bless {
-        eprintln!("{} case(s), {blessed} expected file(s) rewritten", cases.len());
+        eprintln!(
+            "{} case(s), {blessed} expected file(s) rewritten",
+            cases.len()
+        );
     }
     assert!(
         failures.is_empty(),
@@ -335,6 +340,7 @@ fn args_split_like_a_shell() {
 #[test]
 fn diff_marks_changed_lines() {
     let d = diff("a\nb\nc\n", "a\nB\nc\n");
+    assert!(d.contains("- b\n+ B\n"), "removal before addition: {d}");
     assert!(d.contains("- b\n"), "{d}");
     assert!(d.contains("+ B\n"), "{d}");
     assert!(d.contains("  a\n"), "{d}");
