@@ -136,3 +136,33 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Opts;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_parse_strictly() {
+        let o = Opts::parse(
+            &args(&["--pages", "8", "--khugepaged"]),
+            &["pages"],
+            &["khugepaged"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.count("pages", None), Ok(8));
+        assert_eq!(o.count("rounds", Some(1)), Ok(1));
+        assert!(o.switch("khugepaged"));
+        assert!(o.count("rounds", None).is_err());
+        assert!(Opts::parse(&args(&["--page", "8"]), &["pages"], &[]).is_err());
+        assert!(Opts::parse(&args(&["--pages"]), &["pages"], &[]).is_err());
+        assert!(Opts::parse(&args(&["--pages", "x"]), &["pages"], &[]).is_err());
+        assert!(Opts::parse(&args(&["8"]), &["pages"], &[]).is_err());
+        let neg = Opts::parse(&args(&["--pages", "-1"]), &["pages"], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(neg.count("pages", None).is_err());
+    }
+}

@@ -179,3 +179,17 @@ pub fn anon_huge_kb(addr: usize) -> Option<u64> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_mapping_is_aligned_and_touched_per_page() {
+        let align = pmd_size();
+        let m = Mapping::anon_aligned(3 * page_size() + 1, align).expect("mmap");
+        assert_eq!(m.addr() % align, 0);
+        assert_eq!(m.len(), 4 * page_size(), "length rounds up to whole pages");
+        assert_eq!(m.touch_pages(), 4);
+    }
+}
