@@ -11,3 +11,4 @@ pub mod pipeline;
 pub mod program;
 pub mod resolve;
 pub mod types;
+pub mod lower;

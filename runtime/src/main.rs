@@ -24,18 +24,12 @@ fn main() -> ExitCode {
             commands::list::run(&ctx, pattern.as_deref(), *verbose)
         }
         (None, Some(pattern)) => commands::list::run(&ctx, Some(pattern), false),
-        (
-            Some(
-                Command::Build { .. }
-                | Command::Run { .. }
-                | Command::Recipes
-                | Command::Show { .. },
-            ),
-            _,
-        )
-        | (None, None) => Err(commands::Failure::Message(
-            "running scripts lands with the BPF back end".into(),
-        )),
+        (Some(Command::Build { script, output }), _) => {
+            commands::build::run(&ctx, script, output)
+        }
+        (Some(Command::Run { .. } | Command::Recipes | Command::Show { .. }), _) | (None, None) => {
+            Err(commands::Failure::Message("running scripts lands with the BPF back end".into()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! Shared plumbing for the commands: reading the script, loading the format catalog,
 //! colour choice, and how failures are reported.
 
+pub mod build;
 pub mod check;
 pub mod explain;
 pub mod list;
@@ -64,6 +65,23 @@ impl Context {
     pub fn render(&self, diags: &[Diagnostic], src: &Source) {
         if !diags.is_empty() {
             eprint!("{}", render(diags, src, self.color));
+        }
+    }
+
+    /// Compiles to an object; prints diagnostics (warnings too).
+    pub fn compile(&self, src: &Source, opts: &mmql_compiler::lower::LowerOptions) -> Result<(mmql_compiler::lower::Compiled, LoadedCatalog), Failure> {
+        let loaded = self.catalog()?;
+        match pipeline::compile(src, &loaded.catalog, opts) {
+            Ok((compiled, warnings)) => {
+                self.render(&warnings, src);
+                Ok((compiled, loaded))
+            }
+            Err(diags) => {
+                self.render(&diags, src);
+                let n = diags.iter().filter(|d| d.is_error()).count();
+                eprintln!("mmql: {} error{} in {}", n, if n == 1 { "" } else { "s" }, src.name);
+                Err(Failure::Reported)
+            }
         }
     }
 

@@ -1,0 +1,202 @@
+//! Map layouts: which BPF map kind each script map becomes, and where every key part and
+//! value word sits. Lowering writes by these layouts; the runtime reads by them.
+//!
+//! Fixed-domain keys (no key, an enum, an order, a bool) index per-CPU arrays, whose lookups
+//! the verifier inlines; everything else is a hash. `hist`/`lhist` buckets are one more key
+//! dimension with a u64 count as the value, so every aggregation value fits in 32 bytes and
+//! a new entry can be zeroed on the 512-byte stack.
+
+use crate::bpf::{self, MapDef};
+use crate::program::{MapInfo, Program, ValueKind};
+use crate::types::Type;
+
+/// Log2 histogram buckets: [negative], [0], then [2^k, 2^(k+1)) for k in 0..64.
+pub const HIST_BUCKETS: u32 = 66;
+/// Entries of a hash map unless the script says otherwise.
+pub const HASH_ENTRIES: u32 = 10_240;
+pub const SPAN_ENTRIES: u32 = 10_240;
+pub const RINGBUF_BYTES: u32 = 1 << 20;
+pub const STACK_ENTRIES: u32 = 4_096;
+pub const STACK_DEPTH: u32 = 127;
+
+/// Slots of the per-CPU counters map: what mmql counts instead of losing silently.
+pub mod counter {
+    pub const LOST_EVENTS: u32 = 0;
+    pub const MAP_FULL: u32 = 1;
+    pub const SPAN_FULL: u32 = 2;
+    pub const OUT_OF_DOMAIN: u32 = 3;
+    pub const STACK_FAILED: u32 = 4;
+    pub const SPAN_UNMATCHED: u32 = 5;
+    pub const COUNT: u32 = 8;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapKind {
+    /// Per-CPU array; the key is a u32 index (`domain × buckets`).
+    PerCpuArray { entries: u32 },
+    PerCpuHash,
+    /// Shared hash: last-value maps and span state.
+    Hash,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapLayout {
+    /// ELF symbol (and kernel map name, so at most 15 characters).
+    pub symbol: String,
+    pub kind: MapKind,
+    /// Hash key: each key part at its offset; hist/lhist add a trailing u64 bucket.
+    pub key_size: u32,
+    pub key_offsets: Vec<u32>,
+    /// Bytes of one value (per CPU, for per-CPU maps).
+    pub value_size: u32,
+    /// hist/lhist bucket count (0 otherwise).
+    pub buckets: u32,
+    /// For arrays with a key: the number of key values (index = key × buckets + bucket).
+    pub domain: Option<u32>,
+    pub max_entries: u32,
+}
+
+impl MapLayout {
+    pub fn per_cpu(&self) -> bool {
+        !matches!(self.kind, MapKind::Hash)
+    }
+
+    pub fn def(&self) -> MapDef {
+        let (map_type, key_size) = match self.kind {
+            MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
+            MapKind::PerCpuHash => (bpf::BPF_MAP_TYPE_PERCPU_HASH, self.key_size),
+            MapKind::Hash => (bpf::BPF_MAP_TYPE_HASH, self.key_size),
+        };
+        MapDef {
+            name: self.symbol.clone(),
+            map_type,
+            key_size,
+            value_size: self.value_size,
+            max_entries: self.max_entries,
+            flags: 0,
+        }
+    }
+}
+
+pub fn value_words(v: &ValueKind) -> u32 {
+    match v {
+        ValueKind::Count | ValueKind::Sum | ValueKind::Hist | ValueKind::Lhist { .. } => 1,
+        ValueKind::Min | ValueKind::Max | ValueKind::Avg => 2,
+        ValueKind::Stats => 4,
+        ValueKind::Last(t) => t.slot_size().div_ceil(8),
+        ValueKind::SpanState { saved } => 1 + saved,
+    }
+}
+
+pub fn buckets(v: &ValueKind) -> u32 {
+    match v {
+        ValueKind::Hist => HIST_BUCKETS,
+        // below lo, one per step, at or above hi
+        ValueKind::Lhist { lo, hi, step } => ((hi - lo + step - 1) / step) as u32 + 2,
+        _ => 0,
+    }
+}
+
+/// A kernel map name: `m<index>_<name>`, cut to 15 characters.
+fn symbol(index: usize, name: &str) -> String {
+    let clean: String = name.trim_start_matches('@').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let mut s = format!("m{index}_{clean}");
+    s.truncate(15);
+    s
+}
+
+pub fn layout(index: usize, m: &MapInfo) -> MapLayout {
+    let buckets = buckets(&m.value);
+    let mut offsets = Vec::new();
+    let mut size = 0;
+    for k in &m.keys {
+        offsets.push(size);
+        size += k.slot_size().max(8);
+    }
+    let key_size = size + if buckets > 0 { 8 } else { 0 };
+    let value_size = value_words(&m.value) * 8;
+    let symbol = symbol(index, &m.name);
+    let array_entries = match (m.keys.len(), m.domain) {
+        (0, _) => Some((1, None)),
+        (1, Some(d)) => Some((d, Some(d))),
+        _ => None,
+    };
+    match (&m.value, array_entries) {
+        (ValueKind::Last(_) | ValueKind::SpanState { .. }, _) => MapLayout {
+            symbol,
+            kind: MapKind::Hash,
+            key_size: key_size.max(8),
+            key_offsets: offsets,
+            value_size,
+            buckets,
+            domain: None,
+            max_entries: if m.internal { SPAN_ENTRIES } else { HASH_ENTRIES },
+        },
+        (_, Some((entries, domain))) => {
+            let n = entries * buckets.max(1);
+            MapLayout {
+                symbol,
+                kind: MapKind::PerCpuArray { entries: n },
+                key_size: 4,
+                key_offsets: offsets,
+                value_size,
+                buckets,
+                domain,
+                max_entries: n,
+            }
+        }
+        _ => MapLayout {
+            symbol,
+            kind: MapKind::PerCpuHash,
+            key_size,
+            key_offsets: offsets,
+            value_size,
+            buckets,
+            domain: None,
+            max_entries: HASH_ENTRIES,
+        },
+    }
+}
+
+/// Layouts for every map of the program, by `MapId`.
+pub fn layouts(p: &Program) -> Vec<MapLayout> {
+    p.maps.iter().enumerate().map(|(i, m)| layout(i, m)).collect()
+}
+
+/// The built-in maps every object carries after the script's own.
+pub fn builtin_defs(uses_stack: bool, uses_ringbuf: bool) -> Vec<MapDef> {
+    let mut v = vec![MapDef {
+        name: "mmql_counters".into(),
+        map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: counter::COUNT,
+        flags: 0,
+    }];
+    if uses_ringbuf {
+        v.push(MapDef {
+            name: "mmql_events".into(),
+            map_type: bpf::BPF_MAP_TYPE_RINGBUF,
+            key_size: 0,
+            value_size: 0,
+            max_entries: RINGBUF_BYTES,
+            flags: 0,
+        });
+    }
+    if uses_stack {
+        v.push(MapDef {
+            name: "mmql_stacks".into(),
+            map_type: bpf::BPF_MAP_TYPE_STACK_TRACE,
+            key_size: 4,
+            value_size: STACK_DEPTH * 8,
+            max_entries: STACK_ENTRIES,
+            flags: 0,
+        });
+    }
+    v
+}
+
+/// Is a type's value a string copied into a buffer (rather than a u64 in a register)?
+pub fn is_buffer(t: &Type) -> bool {
+    matches!(t, Type::Str { .. })
+}

@@ -1,0 +1,282 @@
+//! Lowering: the checked `Program` → one BPF program per tracepoint (IR, register
+//! assignment, encoding), the map definitions, and the ELF object the runtime loads.
+
+mod expr;
+pub mod ir;
+pub mod layout;
+pub mod regalloc;
+mod stmt;
+
+use mmql_lang::diag::{Code, Diagnostic};
+use mmql_lang::Span;
+
+use crate::bpf::insn::{helper, AluOp, JmpOp};
+use crate::bpf::listing::program_listing;
+use crate::bpf::object::write_object;
+use crate::bpf::{MapDef, ProgramDef};
+use crate::program::*;
+use crate::types::Type;
+use ir::{Builder, Label, Op, Src};
+use layout::{builtin_defs, layouts, MapLayout};
+use regalloc::{assemble, AsmError};
+
+pub use stmt::EXIT_RECORD;
+
+/// The BPF stack every program gets.
+pub const STACK_LIMIT: u32 = 512;
+
+#[derive(Debug, Clone, Default)]
+pub struct LowerOptions {
+    /// Only events of this thread group (`-p`, `-c`), tested first in every program.
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProgSpec {
+    pub def: ProgramDef,
+    pub category: String,
+    pub event: String,
+    /// The script span of every instruction slot, for verifier messages.
+    pub spans: Vec<Span>,
+    pub probe_span: Span,
+}
+
+/// Everything the runtime needs; it never sees the AST.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub program: Program,
+    pub layouts: Vec<MapLayout>,
+    pub programs: Vec<ProgSpec>,
+    pub bpf_maps: Vec<MapDef>,
+    pub object: Vec<u8>,
+    pub counters_map: String,
+    pub events_map: Option<String>,
+    pub stack_map: Option<String>,
+}
+
+pub(crate) struct Lowerer<'a> {
+    p: &'a Program,
+    layouts: &'a [MapLayout],
+    b: Builder,
+    /// Stack slot and type of each local.
+    locals: Vec<(i16, Type)>,
+    counters: usize,
+    events: Option<usize>,
+    stacks: Option<usize>,
+    /// Where a span end keeps its copy of the begin state.
+    span_state: Option<i16>,
+    max_stack: u32,
+}
+
+pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diagnostic>> {
+    let layouts = layouts(&program);
+    let uses_ringbuf = program.probes.iter().any(|k| uses(&k.body, &|s| matches!(s, TStmt::Printf { .. } | TStmt::Exit), &|_| false));
+    let uses_stack = program.probes.iter().any(|k| {
+        uses(&k.body, &|_| false, &|e| matches!(e.kind, TExprKind::Builtin(Builtin::Kstack)))
+            || k.filter.as_ref().is_some_and(|f| expr_uses(f, &|e| matches!(e.kind, TExprKind::Builtin(Builtin::Kstack))))
+    });
+    let mut bpf_maps: Vec<MapDef> = layouts.iter().map(MapLayout::def).collect();
+    let builtins = builtin_defs(uses_stack, uses_ringbuf);
+    let counters = bpf_maps.len();
+    let events = uses_ringbuf.then_some(counters + 1);
+    let stacks = uses_stack.then_some(counters + 1 + usize::from(uses_ringbuf));
+    bpf_maps.extend(builtins);
+
+    let mut errors = Vec::new();
+    let mut programs = Vec::new();
+    for (i, k) in program.probes.iter().enumerate() {
+        let mut l = Lowerer {
+            p: &program,
+            layouts: &layouts,
+            b: Builder::default(),
+            locals: vec![],
+            counters,
+            events,
+            stacks,
+            span_state: None,
+            max_stack: 0,
+        };
+        l.b.span = k.span;
+        let exit = l.b.label();
+        l.probe(k, opts, exit);
+        l.b.place(exit);
+        l.b.push(Op::Exit);
+        if l.max_stack.max(l.b.stack) > STACK_LIMIT {
+            errors.push(
+                Diagnostic::error(Code::E0301, format!("this probe needs {} bytes of BPF stack; the limit is {STACK_LIMIT}", l.max_stack.max(l.b.stack)))
+                    .at(k.span, "too much stack")
+                    .with_help("use fewer or shorter string keys and locals in one probe"),
+            );
+            continue;
+        }
+        match assemble(&l.b.ops) {
+            Ok(asm) => {
+                let name = prog_name(i, &k.event);
+                let def = ProgramDef {
+                    name,
+                    section: format!("tracepoint/{}/{}", k.category, k.event),
+                    insns: asm.insns,
+                    map_relocs: asm.relocs,
+                };
+                programs.push(ProgSpec { def, category: k.category.clone(), event: k.event.clone(), spans: asm.spans, probe_span: k.span });
+            }
+            Err(AsmError::OutOfRegisters(span)) => errors.push(
+                Diagnostic::error(Code::E0301, "this expression needs more BPF registers than there are")
+                    .at(span, "too many values at once")
+                    .with_help("split it with `let`: locals live on the stack"),
+            ),
+            Err(AsmError::JumpTooFar(span)) => errors.push(
+                Diagnostic::error(Code::E0301, "this probe is too long for a BPF jump").at(span, "split the probe"),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let defs: Vec<ProgramDef> = programs.iter().map(|p| p.def.clone()).collect();
+    let object = write_object(&defs, &bpf_maps).map_err(|e| {
+        vec![Diagnostic::error(Code::E0301, format!("cannot write the BPF object: {e:?}"))]
+    })?;
+    Ok(Compiled {
+        counters_map: bpf_maps[counters].name.clone(),
+        events_map: events.map(|i| bpf_maps[i].name.clone()),
+        stack_map: stacks.map(|i| bpf_maps[i].name.clone()),
+        program,
+        layouts,
+        programs,
+        bpf_maps,
+        object,
+    })
+}
+
+/// The readable BPF listing of every program, maps by their script names.
+pub fn listing(c: &Compiled) -> String {
+    let mut out = String::new();
+    for p in &c.programs {
+        out.push_str(&format!("{}:{} ({}):\n", p.category, p.event, p.def.name));
+        out.push_str(&program_listing(&p.def, &c.bpf_maps));
+    }
+    out
+}
+
+/// A kernel program name: `p<index>_<event>`, cut to 15 characters.
+fn prog_name(i: usize, event: &str) -> String {
+    let mut s = format!("p{i}_{}", event.trim_start_matches("mm_"));
+    s.truncate(15);
+    s
+}
+
+fn uses(body: &[TStmt], stmt: &dyn Fn(&TStmt) -> bool, expr: &dyn Fn(&TExpr) -> bool) -> bool {
+    body.iter().any(|s| {
+        stmt(s)
+            || match s {
+                TStmt::Let { value, .. } => expr_uses(value, expr),
+                TStmt::Update { keys, op, .. } => {
+                    keys.iter().any(|k| expr_uses(k, expr))
+                        || match op {
+                            AggOp::Count => false,
+                            AggOp::Sum(e) | AggOp::Min(e) | AggOp::Max(e) | AggOp::Avg(e) | AggOp::Stats(e) | AggOp::Hist(e) | AggOp::Lhist(e) | AggOp::Assign(e) => {
+                                expr_uses(e, expr)
+                            }
+                        }
+                }
+                TStmt::Delete { keys, .. } => keys.iter().any(|k| expr_uses(k, expr)),
+                TStmt::If { cond, then, els } => expr_uses(cond, expr) || uses(then, stmt, expr) || uses(els, stmt, expr),
+                TStmt::Printf { args, .. } => args.iter().any(|a| expr_uses(a, expr)),
+                TStmt::Exit => false,
+            }
+    })
+}
+
+fn expr_uses(e: &TExpr, f: &dyn Fn(&TExpr) -> bool) -> bool {
+    f(e) || match &e.kind {
+        TExprKind::MapRead { keys, .. } => keys.iter().any(|k| expr_uses(k, f)),
+        TExprKind::Unary(_, a) | TExprKind::Ksym(a) => expr_uses(a, f),
+        TExprKind::Binary(_, a, b) => expr_uses(a, f) || expr_uses(b, f),
+        TExprKind::Ternary(c, a, b) => expr_uses(c, f) || expr_uses(a, f) || expr_uses(b, f),
+        _ => false,
+    }
+}
+
+impl Lowerer<'_> {
+    fn probe(&mut self, k: &KProbe, opts: &LowerOptions, exit: Label) {
+        for (_, ty) in &k.locals {
+            let off = self.b.alloc(ty.slot_size().max(8));
+            self.locals.push((off, ty.clone()));
+        }
+        if let Some(pid) = opts.pid {
+            let v = self.b.call(helper::GET_CURRENT_PID_TGID, vec![]);
+            self.b.alu(AluOp::Rsh, v, Src::Imm(32));
+            let want = self.b.imm(i64::from(pid));
+            self.b.push(Op::Br { op: JmpOp::Ne, a: v, b: Src::V(want), target: exit });
+        }
+        match &k.role {
+            ProbeRole::Plain => {
+                if let Some(f) = &k.filter {
+                    self.cond(f, exit);
+                }
+                self.stmts(&k.body);
+            }
+            ProbeRole::SpanBegin { state, key, saved } => {
+                let words = 1 + saved.len() as u32;
+                let val = self.b.alloc(8 * words);
+                let key_off = self.span_key(key, true);
+                let now = self.b.call(helper::KTIME_GET_NS, vec![]);
+                self.b.push(Op::StoreStack { off: val, size: crate::bpf::insn::Size::DW, src: Src::V(now) });
+                for (i, s) in saved.iter().enumerate() {
+                    let v = self.field(&s.field);
+                    self.b.push(Op::StoreStack { off: val + 8 * (i as i16 + 1), size: crate::bpf::insn::Size::DW, src: Src::V(v) });
+                }
+                let m = self.b.map(*state);
+                let kp = self.b.stack_addr(key_off);
+                let vp = self.b.stack_addr(val);
+                let r = self.b.call(helper::MAP_UPDATE_ELEM, vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(0)]);
+                let ok = self.b.label();
+                self.b.push(Op::Br { op: JmpOp::Sge, a: r, b: Src::Imm(0), target: ok });
+                self.count(layout::counter::SPAN_FULL);
+                self.b.place(ok);
+            }
+            ProbeRole::SpanEnd { state, key, .. } => {
+                let words = match self.p.maps[*state].value {
+                    ValueKind::SpanState { saved } => 1 + saved,
+                    _ => 1,
+                };
+                let copy = self.b.alloc(8 * words);
+                self.span_state = Some(copy);
+                let key_off = self.span_key(key, false);
+                let m = self.b.map(*state);
+                let kp = self.b.stack_addr(key_off);
+                let v = self.b.call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+                let have = self.b.label();
+                self.b.push(Op::Br { op: JmpOp::Ne, a: v, b: Src::Imm(0), target: have });
+                self.count(layout::counter::SPAN_UNMATCHED);
+                self.b.push(Op::Jmp(exit));
+                self.b.place(have);
+                // Copy before deleting: the element may be reused once deleted.
+                for i in 0..words {
+                    let w = self.b.v();
+                    self.b.push(Op::Load { dst: w, base: v, off: 8 * i as i16, size: crate::bpf::insn::Size::DW });
+                    self.b.push(Op::StoreStack { off: copy + 8 * i as i16, size: crate::bpf::insn::Size::DW, src: Src::V(w) });
+                }
+                let m2 = self.b.map(*state);
+                let kp2 = self.b.stack_addr(key_off);
+                self.b.push(Op::Call { helper: helper::MAP_DELETE_ELEM, args: vec![Src::V(m2), Src::V(kp2)], ret: None });
+                if let Some(f) = &k.filter {
+                    self.cond(f, exit);
+                }
+                self.stmts(&k.body);
+            }
+        }
+    }
+
+    /// Puts the span key (thread id, or a field of the begin or end record) on the stack.
+    fn span_key(&mut self, key: &SpanKeyExpr, begin: bool) -> i16 {
+        let off = self.b.alloc(8);
+        let v = match key {
+            SpanKeyExpr::Thread => self.b.call(helper::GET_CURRENT_PID_TGID, vec![]),
+            SpanKeyExpr::Field { begin: b, end: e, .. } => self.field(if begin { b } else { e }),
+        };
+        self.b.push(Op::StoreStack { off, size: crate::bpf::insn::Size::DW, src: Src::V(v) });
+        off
+    }
+}
