@@ -72,6 +72,7 @@ fn lex_diag(e: LexError) -> Diagnostic {
         LexErrorKind::IntTooLarge => {
             Diagnostic::error(Code::E0004, format!("`{}` does not fit in 64 bits", e.text))
                 .at(e.span, "too large")
+                .with_help("the largest number is 18446744073709551615 (2^64 - 1)")
         }
     }
 }

@@ -1,0 +1,182 @@
+//! Keeps `docs/language.md` honest: every ```` ```mmql ```` block in it must pass
+//! `mmql check` against the snapshot format files, every ```` ```mmql,fail ```` block must be
+//! rejected with a diagnostic (```` ```mmql,fail:E0104 ```` also names the code it must
+//! report), and the diagnostic-code table must list exactly the codes of
+//! `lang/src/diag/codes.rs` with their meanings.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mmql_lang::diag::Code;
+
+const DOC: &str = "docs/language.md";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the runtime crate sits inside the workspace")
+        .to_path_buf()
+}
+
+fn doc_text() -> String {
+    std::fs::read_to_string(root().join(DOC)).expect("docs/language.md is readable")
+}
+
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Pass,
+    /// Must fail; with a code, must report that code.
+    Fail(Option<String>),
+}
+
+struct Block {
+    /// 1-based line of the opening fence, for messages.
+    line: usize,
+    expect: Expect,
+    text: String,
+}
+
+/// The ```mmql blocks of a Markdown text. Other blocks (```text, ```sh) are skipped whole; as
+/// in CommonMark, only a bare run of backticks closes a block.
+fn mmql_blocks(doc: &str) -> Result<Vec<Block>, String> {
+    let mut blocks = Vec::new();
+    // The block being read, and whether it is one of ours.
+    let mut open: Option<(Block, bool)> = None;
+    for (i, line) in doc.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some((b, ours)) = open.as_mut() {
+            if !trimmed.is_empty() && trimmed.chars().all(|c| c == '`') && trimmed.len() >= 3 {
+                let (b, ours) = open.take().expect("a block is open");
+                if ours {
+                    blocks.push(b);
+                }
+            } else if *ours {
+                b.text.push_str(line);
+                b.text.push('\n');
+            }
+            continue;
+        }
+        let Some(info) = trimmed.strip_prefix("```") else {
+            continue;
+        };
+        let info = info.trim();
+        let expect = match info {
+            "mmql" => Some(Expect::Pass),
+            "mmql,fail" => Some(Expect::Fail(None)),
+            _ => match info.strip_prefix("mmql,fail:") {
+                Some(code) => Some(Expect::Fail(Some(code.to_string()))),
+                None if info.starts_with("mmql") => {
+                    return Err(format!("{DOC}:{}: unknown fence `{info}`", i + 1))
+                }
+                None => None,
+            },
+        };
+        let ours = expect.is_some();
+        let block = Block {
+            line: i + 1,
+            expect: expect.unwrap_or(Expect::Pass),
+            text: String::new(),
+        };
+        open = Some((block, ours));
+    }
+    if let Some((b, _)) = open {
+        return Err(format!("{DOC}:{}: unclosed code block", b.line));
+    }
+    Ok(blocks)
+}
+
+#[test]
+fn every_mmql_example_checks_as_marked() {
+    let doc = doc_text();
+    let blocks = mmql_blocks(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let passing = blocks.iter().filter(|b| b.expect == Expect::Pass).count();
+    assert!(
+        passing >= 10 && blocks.len() > passing,
+        "{DOC} should hold both passing and failing examples ({passing} of {} pass)",
+        blocks.len()
+    );
+    let mut failures = Vec::new();
+    for b in &blocks {
+        let out = Command::new(env!("CARGO_BIN_EXE_mmql"))
+            .args([
+                "check",
+                "--formats",
+                "stdlib/snapshot/events",
+                "--color",
+                "never",
+            ])
+            .args(["-e", &b.text])
+            .current_dir(root())
+            .output()
+            .expect("run mmql");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let problem = match (&b.expect, out.status.code()) {
+            (Expect::Pass, Some(0)) => None,
+            (Expect::Pass, _) => Some(format!("should check but failed:\n{stderr}")),
+            (Expect::Fail(_), Some(0)) => Some("is marked `fail` but checks".to_string()),
+            (Expect::Fail(_), Some(1)) if !stderr.contains("] Error:") => {
+                Some(format!("failed without a diagnostic (a crash?):\n{stderr}"))
+            }
+            (Expect::Fail(Some(code)), Some(1)) if !stderr.contains(&format!("[{code}]")) => {
+                Some(format!("should report {code}, reported:\n{stderr}"))
+            }
+            (Expect::Fail(_), Some(1)) => None,
+            (_, code) => Some(format!("exited with {code:?}:\n{stderr}")),
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{DOC}:{}: example {p}", b.line));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn code_table_matches_the_registry() {
+    let doc = doc_text();
+    // Table rows look like: | `E0104` | unknown field |
+    let rows: Vec<(String, String)> = doc
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            match cells.as_slice() {
+                [code, meaning, ..] if code.starts_with("`E") || code.starts_with("`W") => {
+                    Some((code.trim_matches('`').to_string(), meaning.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for code in Code::ALL {
+        match rows.iter().find(|(c, _)| c == code.as_str()) {
+            None => problems.push(format!("{code} is missing from the table")),
+            Some((_, m)) if m != code.meaning() => problems.push(format!(
+                "{code}: the table says `{m}`, codes.rs says `{}`",
+                code.meaning()
+            )),
+            Some(_) => {}
+        }
+    }
+    for (c, _) in &rows {
+        if !Code::ALL.iter().any(|k| k.as_str() == c) {
+            problems.push(format!("{c} is in the table but not in codes.rs"));
+        }
+    }
+    assert!(problems.is_empty(), "{DOC}: {}", problems.join("\n"));
+}
+
+#[test]
+fn fences_are_recognised() {
+    let md = "x\n```mmql\non a:b { }\n```\n```text\n```mmql\n```\n```mmql,fail:E0010\nbad\n```\n";
+    let b = mmql_blocks(md).expect("parses");
+    assert_eq!(b.len(), 2, "the ```mmql line inside ```text is text");
+    assert_eq!(b[0].text, "on a:b { }\n");
+    assert_eq!(b[1].expect, Expect::Fail(Some("E0010".into())));
+    assert!(mmql_blocks("```mmql,typo\n```\n").is_err());
+    assert!(mmql_blocks("```mmql\nx\n").is_err());
+}
