@@ -1,4 +1,6 @@
 //! What ships inside the mmql binary: bundled recipes, the format-file snapshot of the
 //! kernel mmql was built against, and domain knowledge about mm tracepoints.
 
+pub mod btf_fields;
 pub mod knowledge;
+pub mod snapshot;

@@ -3,10 +3,13 @@
 //! Input: the text of `/sys/kernel/tracing/events/<category>/<name>/format` files (the compiler
 //! never reads the disk itself; callers hand it the text). Output: a [`Catalog`] of typed events.
 
+mod btf_names;
+mod btf_text;
 mod cexpr;
 mod parse;
 mod printfmt;
 
+pub use btf_text::{parse_btf_enums, write_btf_enums};
 pub use parse::{parse_format, FormatError};
 
 use std::collections::BTreeMap;
@@ -84,11 +87,26 @@ impl Catalog {
         for (category, name, text) in files {
             match parse_format(category, text) {
                 Ok(ev) => {
-                    cat.events.insert((category.to_string(), ev.name.clone()), ev);
+                    cat.events
+                        .insert((category.to_string(), ev.name.clone()), ev);
                 }
                 Err(e) => errors.push((category.to_string(), name.to_string(), e)),
             }
         }
+        (cat, errors)
+    }
+
+    /// The catalog embedded in the binary (`mmql_stdlib::snapshot`): the kernel mmql was built
+    /// on, for machines whose tracefs cannot be read. BTF names are already applied. A snapshot
+    /// that fails to parse is a build bug; its errors are returned rather than hidden.
+    pub fn from_snapshot() -> (Catalog, Vec<(String, String, FormatError)>) {
+        use mmql_stdlib::snapshot;
+        let (mut cat, mut errors) = Catalog::from_texts(snapshot::files());
+        match parse_btf_enums(snapshot::BTF_ENUMS) {
+            Ok(enums) => cat.btf_enums = enums,
+            Err(e) => errors.push((String::new(), "btf-enums.txt".to_string(), e)),
+        }
+        cat.apply_btf_enums();
         (cat, errors)
     }
 
