@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod formats;
 mod output;
+mod run;
 mod sys;
 mod verifier;
 
@@ -27,8 +28,17 @@ fn main() -> ExitCode {
         (Some(Command::Build { script, output }), _) => {
             commands::build::run(&ctx, script, output)
         }
-        (Some(Command::Run { .. } | Command::Recipes | Command::Show { .. }), _) | (None, None) => {
-            Err(commands::Failure::Message("running scripts lands with the BPF back end".into()))
+        (None, None) => match (&cli.program, &cli.file) {
+            (None, None) => Err(commands::Failure::Message(
+                "give a script file, -e PROGRAM, or a subcommand (`mmql --help`)".into(),
+            )),
+            (program, file) => {
+                let script = cli::ScriptArg { file: file.clone(), program: program.clone() };
+                commands::read_script(&script).and_then(|src| run::run(&ctx, &src, &cli.run))
+            }
+        },
+        (Some(Command::Run { .. } | Command::Recipes | Command::Show { .. }), _) => {
+            Err(commands::Failure::Message("recipes are not bundled yet".into()))
         }
     };
     match result {

@@ -1,0 +1,105 @@
+//! `-c CMD`: the command is forked before the probes attach (so its pid can be compiled into
+//! the filter) but held at a gate until they are attached, then released to exec.
+//!
+//! std's `Command::spawn` waits for the exec to happen, so a gate inside `pre_exec` would
+//! deadlock; hence a plain fork whose child only reads the gate and execs.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+pub struct GatedChild {
+    pid: libc::pid_t,
+    gate: Option<OwnedFd>,
+    pub pidfd: Option<OwnedFd>,
+    status: Option<i32>,
+}
+
+impl GatedChild {
+    pub fn spawn(cmd: &str) -> io::Result<GatedChild> {
+        let sh = CString::new("/bin/sh")?;
+        let argv0 = CString::new("sh")?;
+        let dash_c = CString::new("-c")?;
+        // `exec` so the traced pid is the command itself, not a shell around it.
+        let script = CString::new(format!("exec {cmd}"))?;
+        let argv = [argv0.as_ptr(), dash_c.as_ptr(), script.as_ptr(), std::ptr::null()];
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 fills two fds on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fork; the child below only calls async-signal-safe functions.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            let mut b = 0u8;
+            // SAFETY: read/execv/_exit in the forked child; argv outlives the call.
+            unsafe {
+                libc::close(fds[1]);
+                // EOF without a byte means mmql gave up before attaching: don't run.
+                if libc::read(fds[0], (&mut b as *mut u8).cast(), 1) != 1 {
+                    libc::_exit(127);
+                }
+                libc::execv(sh.as_ptr(), argv.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        // SAFETY: closing the read end we don't use; owning the write end.
+        unsafe { libc::close(fds[0]) };
+        let gate = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+        // SAFETY: pidfd_open returns a new fd or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a fresh fd owned here.
+        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+        Ok(GatedChild { pid, gate: Some(gate), pidfd, status: None })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    pub fn release(&mut self) -> io::Result<()> {
+        if let Some(g) = self.gate.take() {
+            let b = 1u8;
+            // SAFETY: writing one byte to our own pipe.
+            if unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&g), (&b as *const u8).cast(), 1) } != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps the child if it has exited.
+    pub fn try_wait(&mut self) -> Option<i32> {
+        if self.status.is_none() {
+            let mut st = 0;
+            // SAFETY: waiting for our own child without blocking.
+            if unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) } == self.pid {
+                self.status = Some(st);
+            }
+        }
+        self.status
+    }
+
+    /// Stops a child still running when mmql stops (Ctrl-C, -d, exit()), and reaps it.
+    pub fn stop(&mut self) {
+        self.gate.take();
+        if self.try_wait().is_none() {
+            let mut st = 0;
+            // SAFETY: signalling and reaping our own child.
+            unsafe {
+                libc::kill(self.pid, libc::SIGTERM);
+                libc::waitpid(self.pid, &mut st, 0);
+            }
+            self.status = Some(st);
+        }
+    }
+}
+
+impl Drop for GatedChild {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

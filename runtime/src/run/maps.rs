@@ -1,0 +1,297 @@
+//! Reading script maps back: raw per-CPU bytes → merged `MapDump` rows with typed keys
+//! (enum and flag names, symbols, stacks), plus `clear`, `zero` and the loss counters.
+//! Layouts come from the compiler, so reading can never disagree with writing.
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::io;
+
+use aya::Ebpf;
+use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
+use mmql_compiler::lower::Compiled;
+use mmql_compiler::program::{MapId, ValueKind};
+use mmql_compiler::types::Type;
+
+use super::ksyms::Ksyms;
+use crate::output::value::{AggValue, MapDump, Scalar};
+use crate::sys::{map_fd, RawMap};
+
+pub struct Maps<'a> {
+    pub compiled: &'a Compiled,
+    pub ebpf: &'a Ebpf,
+    ksyms: OnceCell<Ksyms>,
+}
+
+fn word(b: &[u8], i: usize) -> u64 {
+    b.get(i * 8..i * 8 + 8).map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+}
+
+fn text(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+impl<'a> Maps<'a> {
+    pub fn new(compiled: &'a Compiled, ebpf: &'a Ebpf) -> Maps<'a> {
+        Maps { compiled, ebpf, ksyms: OnceCell::new() }
+    }
+
+    fn raw(&self, symbol: &str) -> io::Result<RawMap<'_>> {
+        let map = self.ebpf.map(symbol).ok_or_else(|| io::Error::other(format!("map {symbol} not loaded")))?;
+        RawMap::new(map_fd(map))
+    }
+
+    fn ksyms(&self) -> &Ksyms {
+        self.ksyms.get_or_init(Ksyms::load)
+    }
+
+    /// A value of type `t` held in `bytes` (a key slot or a last-value map value).
+    pub fn scalar(&self, t: &Type, bytes: &[u8]) -> Scalar {
+        let v = word(bytes, 0);
+        let p = &self.compiled.program;
+        match t {
+            Type::Int { signed: true, .. } => Scalar::Int(v as i64),
+            Type::Int { signed: false, .. } | Type::Void => Scalar::UInt(v),
+            Type::Bool => Scalar::Bool(v != 0),
+            Type::Str { .. } => Scalar::Str(text(bytes)),
+            Type::Enum(id) | Type::Flags(id) => {
+                Scalar::Sym(p.symtabs.get(*id).map_or_else(|| v.to_string(), |s| s.render(v as i64)))
+            }
+            Type::Sym => Scalar::Sym(self.ksyms().function(v)),
+            Type::Stack => Scalar::Str(self.stack(v as i64)),
+        }
+    }
+
+    fn stack(&self, id: i64) -> String {
+        let Some(name) = &self.compiled.stack_map else { return String::new() };
+        let mut buf = vec![0u8; STACK_DEPTH as usize * 8];
+        let found = id >= 0
+            && self.raw(name).and_then(|m| m.lookup(&(id as u32).to_le_bytes(), &mut buf)).unwrap_or(false);
+        if !found {
+            return "[stack unavailable]".to_string();
+        }
+        let mut s = String::from("\n");
+        for i in 0..STACK_DEPTH as usize {
+            let ip = word(&buf, i);
+            if ip == 0 {
+                break;
+            }
+            s.push_str(&format!("        {}\n", self.ksyms().resolve(ip)));
+        }
+        s
+    }
+
+    /// Every (key bytes, per-CPU value bytes) of a map.
+    fn entries(&self, layout: &MapLayout) -> io::Result<Vec<(Vec<u8>, Vec<Vec<u8>>)>> {
+        let m = self.raw(&layout.symbol)?;
+        let mut out = Vec::new();
+        match layout.kind {
+            MapKind::PerCpuArray { entries } => {
+                for i in 0..entries {
+                    let key = i.to_le_bytes();
+                    if let Some(v) = m.lookup_per_cpu(&key)? {
+                        out.push((key.to_vec(), v));
+                    }
+                }
+            }
+            MapKind::PerCpuHash => {
+                for key in m.keys()? {
+                    if let Some(v) = m.lookup_per_cpu(&key)? {
+                        out.push((key, v));
+                    }
+                }
+            }
+            MapKind::Hash => {
+                let mut buf = vec![0u8; layout.value_size as usize];
+                for key in m.keys()? {
+                    if m.lookup(&key, &mut buf)? {
+                        out.push((key, vec![buf.clone()]));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
+        let info = &self.compiled.program.maps[id];
+        let layout = &self.compiled.layouts[id];
+        let buckets = layout.buckets as usize;
+        // key parts (as bytes) → merged value words / bucket counts
+        let mut rows: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
+        for (key, cpus) in self.entries(layout)? {
+            let (key_bytes, bucket) = match layout.kind {
+                MapKind::PerCpuArray { .. } => {
+                    let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
+                    let (k, b) = if buckets > 0 { (i / buckets, i % buckets) } else { (i, 0) };
+                    let kb = if info.keys.is_empty() { vec![] } else { (k as u64).to_le_bytes().to_vec() };
+                    (kb, b)
+                }
+                _ if buckets > 0 => {
+                    let split = key.len() - 8;
+                    (key[..split].to_vec(), word(&key[split..], 0) as usize)
+                }
+                _ => (key, 0),
+            };
+            let acc = rows.entry(key_bytes).or_insert_with(|| Acc::new(&info.value, buckets));
+            for cpu in &cpus {
+                acc.merge(cpu, bucket);
+            }
+        }
+        let mut dump = MapDump { name: info.name.clone(), key_names: info.key_names.clone(), rows: vec![] };
+        for (key, acc) in rows {
+            let Some(value) = acc.finish(self, &info.value) else { continue };
+            let keys = info
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let off = layout.key_offsets.get(i).copied().unwrap_or(0) as usize;
+                    self.scalar(t, key.get(off..).unwrap_or(&[]))
+                })
+                .collect();
+            dump.rows.push((keys, value));
+        }
+        Ok(dump)
+    }
+
+    /// `clear(@m)`: removes every element (arrays: zeroes them).
+    pub fn clear(&self, id: MapId) -> io::Result<()> {
+        let layout = &self.compiled.layouts[id];
+        let m = self.raw(&layout.symbol)?;
+        match layout.kind {
+            MapKind::PerCpuArray { entries } => {
+                let zero = vec![0u8; m.value_buf_size()];
+                for i in 0..entries {
+                    m.update(&i.to_le_bytes(), &zero, 0)?;
+                }
+            }
+            _ => {
+                for key in m.keys()? {
+                    m.delete(&key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `zero(@m)`: keeps the keys, zeroes the values.
+    pub fn zero(&self, id: MapId) -> io::Result<()> {
+        let layout = &self.compiled.layouts[id];
+        let m = self.raw(&layout.symbol)?;
+        let zero = vec![0u8; m.value_buf_size()];
+        match layout.kind {
+            MapKind::PerCpuArray { entries } => {
+                for i in 0..entries {
+                    m.update(&i.to_le_bytes(), &zero, 0)?;
+                }
+            }
+            _ => {
+                for key in m.keys()? {
+                    m.update(&key, &zero, 0)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The single value of a map without keys, for userspace printf.
+    pub fn value(&self, id: MapId) -> io::Result<Scalar> {
+        let d = self.dump(id)?;
+        Ok(match d.rows.first().map(|(_, v)| v) {
+            None => Scalar::Int(0),
+            Some(AggValue::Count(n)) => Scalar::UInt(*n),
+            Some(AggValue::Sum(n) | AggValue::Min(n) | AggValue::Max(n)) => Scalar::Int(*n),
+            Some(AggValue::Avg { sum, count }) => Scalar::Int(AggValue::int_average(*sum, *count)),
+            Some(AggValue::Stats { count, .. }) => Scalar::UInt(*count),
+            Some(AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. }) => Scalar::UInt(b.iter().sum()),
+            Some(AggValue::Last(s)) => s.clone(),
+        })
+    }
+
+    /// The loss counters, summed over CPUs.
+    pub fn counters(&self) -> io::Result<Vec<u64>> {
+        let m = self.raw(&self.compiled.counters_map)?;
+        let mut out = Vec::new();
+        for i in 0..counter::COUNT {
+            let cpus = m.lookup_per_cpu(&i.to_le_bytes())?.unwrap_or_default();
+            out.push(cpus.iter().map(|c| word(c, 0)).sum());
+        }
+        Ok(out)
+    }
+}
+
+/// Per-key accumulation across CPUs (and, for histograms, across bucket entries).
+struct Acc {
+    kind: ValueKind,
+    /// Sums of the first words: count/sum (word 0), avg count or stats sum (word 1).
+    sum0: i128,
+    sum1: i128,
+    /// Min/max and stats extremes over the CPUs that hold a value.
+    seen: bool,
+    lo: i64,
+    hi: i64,
+    buckets: Vec<u64>,
+    last: Option<Vec<u8>>,
+}
+
+impl Acc {
+    fn new(kind: &ValueKind, buckets: usize) -> Acc {
+        Acc { kind: kind.clone(), sum0: 0, sum1: 0, seen: false, lo: i64::MAX, hi: i64::MIN, buckets: vec![0; buckets], last: None }
+    }
+
+    fn merge(&mut self, cpu: &[u8], bucket: usize) {
+        let w = |i| word(cpu, i);
+        match self.kind {
+            ValueKind::Hist | ValueKind::Lhist { .. } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    *b += w(0);
+                }
+            }
+            ValueKind::Count | ValueKind::Sum => self.sum0 += i128::from(w(0) as i64),
+            ValueKind::Avg => {
+                self.sum0 += i128::from(w(0) as i64);
+                self.sum1 += i128::from(w(1));
+            }
+            // [value, set]
+            ValueKind::Min | ValueKind::Max => {
+                if w(1) != 0 {
+                    self.seen = true;
+                    self.lo = self.lo.min(w(0) as i64);
+                    self.hi = self.hi.max(w(0) as i64);
+                }
+            }
+            // [count, sum, min, max]
+            ValueKind::Stats => {
+                if w(0) != 0 {
+                    self.seen = true;
+                    self.sum0 += i128::from(w(0));
+                    self.sum1 += i128::from(w(1) as i64);
+                    self.lo = self.lo.min(w(2) as i64);
+                    self.hi = self.hi.max(w(3) as i64);
+                }
+            }
+            ValueKind::Last(_) | ValueKind::SpanState { .. } => self.last = Some(cpu.to_vec()),
+        }
+    }
+
+    /// The merged value, or None for an element that holds nothing (an untouched array slot).
+    fn finish(self, maps: &Maps<'_>, kind: &ValueKind) -> Option<AggValue> {
+        Some(match kind {
+            ValueKind::Count if self.sum0 != 0 => AggValue::Count(self.sum0 as u64),
+            ValueKind::Sum if self.sum0 != 0 => AggValue::Sum(self.sum0 as i64),
+            ValueKind::Avg if self.sum1 != 0 => AggValue::Avg { sum: self.sum0 as i64, count: self.sum1 as u64 },
+            ValueKind::Min if self.seen => AggValue::Min(self.lo),
+            ValueKind::Max if self.seen => AggValue::Max(self.hi),
+            ValueKind::Stats if self.seen => {
+                AggValue::Stats { count: self.sum0 as u64, sum: self.sum1 as i64, min: self.lo, max: self.hi }
+            }
+            ValueKind::Hist if self.buckets.iter().any(|&b| b != 0) => AggValue::Hist(self.buckets),
+            ValueKind::Lhist { lo, hi, step } if self.buckets.iter().any(|&b| b != 0) => {
+                AggValue::Lhist { lo: *lo, hi: *hi, step: *step, buckets: self.buckets }
+            }
+            ValueKind::Last(t) => AggValue::Last(maps.scalar(t, &self.last?)),
+            _ => return None,
+        })
+    }
+}

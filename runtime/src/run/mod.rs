@@ -1,0 +1,281 @@
+//! Running a script: compile (with the `-p`/`-c` filter baked in), load, attach, run `on
+//! begin`, then one `poll` loop over the ring buffer, signals and the `-c` child with timers
+//! as its timeout; at the end run `on end`, print every non-empty map, report losses, detach.
+
+mod child;
+mod ksyms;
+mod load;
+mod maps;
+mod records;
+mod signals;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use aya::maps::RingBuf;
+use mmql_compiler::lower::layout::counter;
+use mmql_compiler::lower::LowerOptions;
+use mmql_compiler::program::{UArg, UStmt};
+use mmql_lang::Source;
+
+use crate::cli::{OutputFormat, RunOpts};
+use crate::commands::{Context, Failure};
+use crate::output::value::Scalar;
+use crate::output::{printf, timefmt, Format};
+use child::GatedChild;
+use load::LoadFailure;
+use maps::Maps;
+use records::Record;
+use signals::SignalPipe;
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "" | "s" => n.checked_mul(1000)?,
+        "ms" => n,
+        "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+enum Stop {
+    Signal,
+    ExitCalled,
+    ChildExited,
+    Duration,
+}
+
+pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
+    let duration = match &opts.duration {
+        Some(d) => Some(parse_duration(d).ok_or_else(|| {
+            Failure::Message(format!("`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"))
+        })?),
+        None => None,
+    };
+    let format = match opts.format {
+        OutputFormat::Text => Format::Text,
+        OutputFormat::Json => Format::Json,
+    };
+    let mut out: Box<dyn Write> = match &opts.output {
+        Some(path) => Box::new(io::BufWriter::new(
+            File::create(path).map_err(|e| Failure::Message(format!("cannot write `{}`: {e}", path.display())))?,
+        )),
+        None => Box::new(io::BufWriter::new(io::stdout())),
+    };
+    // The child exists (held at its gate) before compiling, so its pid is in the filter.
+    let mut child = match &opts.cmd {
+        Some(cmd) => Some(GatedChild::spawn(cmd).map_err(|e| Failure::Message(format!("cannot start `{cmd}`: {e}")))?),
+        None => None,
+    };
+    let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
+    let (compiled, _) = ctx.compile(src, &LowerOptions { pid })?;
+    let signals = SignalPipe::install().map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
+    let mut ebpf = match load::load(&compiled) {
+        Ok(e) => e,
+        Err(f) => return Err(load_failure(ctx, src, f)),
+    };
+    let attached = match load::attach(&mut ebpf, &compiled) {
+        Ok(n) => n,
+        Err(f) => return Err(load_failure(ctx, src, f)),
+    };
+    let mut ring = match &compiled.events_map {
+        Some(name) => match ebpf.take_map(name).map(RingBuf::try_from) {
+            Some(Ok(rb)) => Some(rb),
+            _ => return Err(Failure::Message("cannot open the event ring buffer".into())),
+        },
+        None => None,
+    };
+    let maps = Maps::new(&compiled, &ebpf);
+    let mut session = Session { maps: &maps, format, out: &mut *out, exit: false, garbled: 0 };
+    let result = (|| -> io::Result<()> {
+        if !opts.quiet {
+            match format {
+                Format::Text => eprintln!("Attached {attached} probe{}", if attached == 1 { "" } else { "s" }),
+                Format::Json => format.write_attached(session.out, attached)?,
+            }
+        }
+        if let Some(c) = child.as_mut() {
+            c.release()?;
+        }
+        let program = &compiled.program;
+        session.exec(&program.begin)?;
+        session.out.flush()?;
+        let start = Instant::now();
+        let mut next: Vec<Option<Instant>> = program.timers.iter().map(|t| Some(start + Duration::from_nanos(t.nanos))).collect();
+        let deadline = duration.map(|d| start + d);
+        let stop = loop {
+            if session.exit {
+                break Stop::ExitCalled;
+            }
+            let now = Instant::now();
+            let wake = next.iter().flatten().copied().chain(deadline).min();
+            let timeout = wake.map_or(-1, |w| w.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32);
+            let mut fds = vec![libc::pollfd { fd: signals.fd(), events: libc::POLLIN, revents: 0 }];
+            if let Some(rb) = &ring {
+                fds.push(libc::pollfd { fd: rb.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            if let Some(pfd) = child.as_ref().and_then(|c| c.pidfd.as_ref()) {
+                fds.push(libc::pollfd { fd: pfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            // SAFETY: fds is a valid array of pollfd for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(rb) = ring.as_mut() {
+                session.drain(rb)?;
+            }
+            if signals.take().is_some() {
+                break Stop::Signal;
+            }
+            if child.as_mut().is_some_and(|c| c.try_wait().is_some()) {
+                break Stop::ChildExited;
+            }
+            let now = Instant::now();
+            for (i, t) in program.timers.iter().enumerate() {
+                if next[i].is_some_and(|at| at <= now) {
+                    next[i] = t.repeat.then(|| now + Duration::from_nanos(t.nanos));
+                    session.exec(&t.body)?;
+                }
+            }
+            session.out.flush()?;
+            if deadline.is_some_and(|d| d <= now) {
+                break Stop::Duration;
+            }
+        };
+        let _ = stop;
+        if let Some(rb) = ring.as_mut() {
+            session.drain(rb)?;
+        }
+        session.exit = false;
+        session.exec(&program.end)?;
+        let dumps: Vec<_> = program
+            .maps
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.internal)
+            .map(|(i, _)| maps.dump(i))
+            .collect::<io::Result<_>>()?;
+        let dumps: Vec<_> = dumps.into_iter().filter(|d| !d.rows.is_empty()).collect();
+        format.write_exit_dump(session.out, &dumps)?;
+        session.report_losses()?;
+        session.out.flush()
+    })();
+    if let Some(c) = child.as_mut() {
+        c.stop();
+    }
+    // Detach before reporting anything else: dropping the object closes every link.
+    drop(maps);
+    drop(ring);
+    drop(ebpf);
+    result.map_err(|e| Failure::Message(output_error(&e, opts)))
+}
+
+fn output_error(e: &io::Error, opts: &RunOpts) -> String {
+    let target = opts.output.as_ref().map_or_else(|| "standard output".to_string(), |p| format!("`{}`", p.display()));
+    format!("cannot write to {target}: {e}; probes detached")
+}
+
+fn load_failure(ctx: &Context, src: &Source, f: LoadFailure) -> Failure {
+    match f {
+        LoadFailure::Privilege(s) | LoadFailure::Other(s) => Failure::Message(s),
+        LoadFailure::Rejected(d) => {
+            ctx.render(&[d], src);
+            Failure::Reported
+        }
+    }
+}
+
+struct Session<'a, 'm> {
+    maps: &'a Maps<'m>,
+    format: Format,
+    out: &'a mut dyn Write,
+    exit: bool,
+    garbled: u64,
+}
+
+impl Session<'_, '_> {
+    fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+        while let Some(item) = rb.next() {
+            match records::decode(self.maps, &item) {
+                Record::Printf(text) => self.format.write_printf(self.out, &text)?,
+                Record::Exit => self.exit = true,
+                Record::Garbled => self.garbled += 1,
+            }
+        }
+        Ok(())
+    }
+
+    fn exec(&mut self, stmts: &[UStmt]) -> io::Result<()> {
+        for s in stmts {
+            match s {
+                UStmt::Print { map, top } => {
+                    let d = self.maps.dump(*map)?;
+                    self.format.write_map(self.out, &d, top.map(|n| n as usize))?;
+                }
+                UStmt::Clear(m) => self.maps.clear(*m)?,
+                UStmt::Zero(m) => self.maps.zero(*m)?,
+                UStmt::Printf { format, args } => {
+                    let mut vals = Vec::new();
+                    for a in args {
+                        vals.push(match a {
+                            UArg::Int(n) => Scalar::Int(*n),
+                            UArg::Str(s) => Scalar::Str(s.clone()),
+                            UArg::MapValue(m) => self.maps.value(*m)?,
+                        });
+                    }
+                    self.format.write_printf(self.out, &printf::format(format, &vals))?;
+                }
+                UStmt::Time(f) => self.format.write_time(self.out, &timefmt::format_now(f))?,
+                UStmt::Exit => self.exit = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything mmql counted instead of dropping silently.
+    fn report_losses(&mut self) -> io::Result<()> {
+        let c = self.maps.counters()?;
+        let items = [
+            (c[counter::LOST_EVENTS as usize], "events (ring buffer full)"),
+            (c[counter::MAP_FULL as usize], "map updates (map full)"),
+            (c[counter::SPAN_FULL as usize], "span begins (span table full)"),
+            (c[counter::OUT_OF_DOMAIN as usize], "map updates (key outside its fixed range)"),
+            (c[counter::STACK_FAILED as usize], "kernel stacks (stack map full)"),
+            (self.garbled, "ring buffer records (unreadable)"),
+        ];
+        for (n, what) in items {
+            if n > 0 {
+                match self.format {
+                    Format::Text => {
+                        self.out.flush()?;
+                        eprintln!("mmql: lost {n} {what}");
+                    }
+                    Format::Json => self.format.write_lost(self.out, what, n)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("x"), None);
+    }
+}

@@ -1,0 +1,46 @@
+//! Ring buffer records → printf text or an exit request. A record is a u32 id, 4 bytes of
+//! padding, then one 8-byte slot per integer and the capacity (rounded to 8) per string,
+//! exactly as lowering wrote it.
+
+use mmql_compiler::check::parse_conversions;
+use mmql_compiler::lower::EXIT_RECORD;
+use mmql_compiler::types::Type;
+
+use super::maps::Maps;
+use crate::output::printf;
+use crate::output::value::Scalar;
+
+pub enum Record {
+    Printf(String),
+    Exit,
+    /// A record mmql cannot have written; counted, never silently dropped.
+    Garbled,
+}
+
+pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
+    let Some(id) = bytes.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]))) else {
+        return Record::Garbled;
+    };
+    if id == EXIT_RECORD {
+        return Record::Exit;
+    }
+    let Some(spec) = maps.compiled.program.printfs.get(id as usize) else { return Record::Garbled };
+    let convs = parse_conversions(&spec.format).unwrap_or_default();
+    let mut at = 8usize;
+    let mut args = Vec::new();
+    for (i, t) in spec.args.iter().enumerate() {
+        let len = t.slot_size().max(8) as usize;
+        let Some(slot) = bytes.get(at..at + len) else { return Record::Garbled };
+        at += len;
+        let wants_text = convs.get(i).is_some_and(|c| c.wants_string());
+        // An enum printed with %d is its number; with %s, its name.
+        let value = match t {
+            Type::Enum(_) | Type::Flags(_) if !wants_text => {
+                Scalar::Int(i64::from_le_bytes(slot[..8].try_into().unwrap_or([0; 8])))
+            }
+            _ => maps.scalar(t, slot),
+        };
+        args.push(value);
+    }
+    Record::Printf(printf::format(&spec.format, &args))
+}
