@@ -16,10 +16,13 @@ fn main() {
     out.push_str("/// (category, event name, format text), sorted.\n");
     out.push_str("static FILES: &[(&str, &str, &str)] = &[\n");
     for (category, name, path) in format_files(&root.join("events")) {
+        // Paths relative to the crate, resolved when the crate compiles: a build-script
+        // output reused from another checkout (cargo hashes path crates by their relative
+        // location) then still embeds this checkout's files.
+        let rel = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
         let _ = writeln!(
             out,
-            "    ({category:?}, {name:?}, include_str!({:?})),",
-            path.display().to_string()
+            "    ({category:?}, {name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/snapshot/\", {rel:?}))),"
         );
     }
     out.push_str("];\n");
@@ -27,10 +30,8 @@ fn main() {
     let btf = root.join("btf-enums.txt");
     out.push_str("/// BTF enums of the snapshot kernel, in the `btf-enums.txt` format.\n");
     if btf.is_file() {
-        let _ = writeln!(
-            out,
-            "pub const BTF_ENUMS: &str = include_str!({:?});",
-            btf.display().to_string()
+        out.push_str(
+            "pub const BTF_ENUMS: &str = include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/snapshot/btf-enums.txt\"));\n",
         );
     } else {
         println!(
