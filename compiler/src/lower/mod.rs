@@ -4,6 +4,7 @@
 mod expr;
 pub mod ir;
 pub mod layout;
+mod peephole;
 pub mod regalloc;
 mod stmt;
 
@@ -109,7 +110,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
             );
             continue;
         }
-        match assemble(&l.b.ops) {
+        match assemble(&peephole::run(std::mem::take(&mut l.b.ops))) {
             Ok(asm) => {
                 let name = prog_name(i, &k.event);
                 let def = ProgramDef {

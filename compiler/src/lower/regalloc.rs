@@ -5,7 +5,8 @@
 //! range is the index range from its first to its last mention. Ranges that contain a helper
 //! call get a callee-saved register (r7–r9; r6 holds the context); the rest prefer r1–r5.
 //! Locals live on the stack, so temporaries rarely compete; when they do, the lowering
-//! reports the script span instead of spilling.
+//! reports the script span instead of spilling. A helper's result that is dead before the
+//! next call stays in r0, and a program that never reads its context gets r6 as well.
 
 use std::collections::HashMap;
 
@@ -33,10 +34,13 @@ pub enum AsmError {
 }
 
 pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
-    let regs = assign(ops)?;
+    let uses_ctx = ops.iter().any(|(op, _)| matches!(op, Op::LoadCtx { .. } | Op::CtxAddr(_)));
+    let regs = assign(ops, uses_ctx)?;
     let r = |v: V| regs.get(&v).copied().unwrap_or(R0);
     let mut out = Emitter::default();
-    out.push(Insn::mov64_reg(R6, R1), Span::default());
+    if uses_ctx {
+        out.push(Insn::mov64_reg(R6, R1), Span::default());
+    }
     for (op, span) in ops {
         let span = *span;
         match op {
@@ -181,10 +185,14 @@ fn parallel_moves(out: &mut Emitter, moves: Vec<(u8, Src)>, r: &impl Fn(V) -> u8
 }
 
 /// Linear-scan assignment over first-to-last-mention ranges.
-fn assign(ops: &[(Op, Span)]) -> Result<HashMap<V, u8>, AsmError> {
+fn assign(ops: &[(Op, Span)], uses_ctx: bool) -> Result<HashMap<V, u8>, AsmError> {
     let mut range: HashMap<V, (usize, usize)> = HashMap::new();
     let mut calls = Vec::new();
+    let mut call_results = std::collections::HashSet::new();
     for (i, (op, _)) in ops.iter().enumerate() {
+        if let Op::Call { ret: Some(v), .. } = op {
+            call_results.insert(*v);
+        }
         if matches!(op, Op::Call { .. }) {
             calls.push(i);
         }
@@ -194,20 +202,26 @@ fn assign(ops: &[(Op, Span)]) -> Result<HashMap<V, u8>, AsmError> {
             e.1 = e.1.max(i);
         }
     }
+    let callee: &[u8] = if uses_ctx { &CALLEE_SAVED } else { &[6, 7, 8, 9] };
     let mut intervals: Vec<(V, usize, usize, bool)> = range
         .into_iter()
         .map(|(v, (s, e))| (v, s, e, calls.iter().any(|&c| s < c && c < e)))
         .collect();
+    // r0 can hold a helper's result until the next call (whose argument moves may use r0 as
+    // scratch, so the range must end before it).
+    let r0_ok = |v: V, s: usize, e: usize| call_results.contains(&v) && !calls.iter().any(|&c| s < c && c <= e);
     intervals.sort_by_key(|&(v, s, _, _)| (s, v));
     let mut assigned = HashMap::new();
     let mut active: Vec<(usize, u8)> = Vec::new();
     for (v, start, end, crosses) in intervals {
         active.retain(|&(e, _)| e > start);
         let busy = |reg: u8| active.iter().any(|&(_, r)| r == reg);
-        let pick = if crosses {
-            CALLEE_SAVED.iter().copied().find(|&r| !busy(r))
+        let pick = if r0_ok(v, start, end) && !busy(R0) {
+            Some(R0)
+        } else if crosses {
+            callee.iter().copied().find(|&r| !busy(r))
         } else {
-            SCRATCH.iter().chain(CALLEE_SAVED.iter()).copied().find(|&r| !busy(r))
+            SCRATCH.iter().chain(callee.iter()).copied().find(|&r| !busy(r))
         };
         let Some(reg) = pick else {
             return Err(AsmError::OutOfRegisters(ops[start].1));
@@ -233,11 +247,13 @@ mod tests {
             (Op::Mov(k, Src::V(b)), Span::default()),
             (Op::Exit, Span::default()),
         ];
-        let regs = assign(&ops).expect("assigns");
-        assert!(CALLEE_SAVED.contains(&regs[&a]));
+        let regs = assign(&ops, false).expect("assigns");
+        assert!([6, 7, 8, 9].contains(&regs[&a]));
+        // The call's result is dead before any other call: it stays in r0.
+        assert_eq!(regs[&b], R0);
         let asm = assemble(&ops).expect("assembles");
-        // prologue, mov a, call, mov b <- r0, add, mov k, mov r0 0, exit
-        assert_eq!(asm.insns[0], Insn::mov64_reg(R6, R1));
+        // No context use: no prologue.
+        assert_eq!(asm.insns[0], Insn::mov64_imm(regs[&a], 7));
         assert_eq!(asm.insns.len(), asm.spans.len());
     }
 
@@ -260,7 +276,8 @@ mod tests {
             (Op::Exit, Span::default()),
         ];
         let asm = assemble(&ops).expect("assembles");
-        // slot 0 prologue, 1 mov, 2 branch, 3 mov, 4 label → exit
-        assert_eq!(asm.insns[2].off, 1);
+        // No context use, so no prologue: slot 0 mov, 1 branch, 2 mov, then the exit.
+        assert_eq!(asm.insns[1].off, 1);
+        assert_eq!(asm.insns[1].jump_target(1), Some(3));
     }
 }

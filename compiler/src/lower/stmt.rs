@@ -93,8 +93,8 @@ impl Lowerer<'_> {
         let layout = self.layouts[map].clone();
         match layout.kind {
             MapKind::PerCpuArray { .. } => {
-                let idx = match keys.first() {
-                    Some(k) => {
+                let idx = match (keys.first(), bucket) {
+                    (Some(k), bucket) => {
                         let i = self.value(k);
                         let ok = self.b.label();
                         let domain = layout.domain.unwrap_or(1) as i32;
@@ -105,15 +105,16 @@ impl Lowerer<'_> {
                         if layout.buckets > 0 {
                             self.b.alu(AluOp::Mul, i, Src::Imm(layout.buckets as i32));
                         }
-                        i
+                        if let Some(bk) = bucket {
+                            self.b.alu(AluOp::Add, i, Src::V(bk));
+                        }
+                        Src::V(i)
                     }
-                    None => self.b.imm(0),
+                    (None, Some(bk)) => Src::V(bk),
+                    (None, None) => Src::Imm(0),
                 };
-                if let Some(bk) = bucket {
-                    self.b.alu(AluOp::Add, idx, Src::V(bk));
-                }
                 let off = self.b.alloc(8);
-                self.b.push(Op::StoreStack { off, size: Size::W, src: Src::V(idx) });
+                self.b.push(Op::StoreStack { off, size: Size::W, src: idx });
                 Key::Stack(off)
             }
             MapKind::PerCpuHash | MapKind::Hash => {
@@ -175,7 +176,14 @@ impl Lowerer<'_> {
             AggOp::Assign(_) => None,
         };
         let bucket = match (op, x) {
-            (AggOp::Hist(_), Some((v, signed))) => Some(self.log2_bucket(v, signed)),
+            (AggOp::Hist(e), Some((v, signed))) => {
+                let bytes = match e.ty {
+                    Type::Int { bytes, .. } => bytes,
+                    Type::Bool => 1,
+                    _ => 8,
+                };
+                Some(self.log2_bucket(v, signed, bytes))
+            }
             (AggOp::Lhist(_), Some((v, _))) => Some(self.linear_bucket(map, v)),
             _ => None,
         };
@@ -247,23 +255,33 @@ impl Lowerer<'_> {
         self.b.place(done);
     }
 
-    /// bucket 0: negative; 1: zero; 2 + floor(log2(x)) otherwise.
-    fn log2_bucket(&mut self, x: V, signed: bool) -> V {
-        let bk = self.b.imm(0);
+    /// bucket 0: negative; 1: zero; 2 + floor(log2(x)) otherwise. A binary search over the
+    /// bit width: three instructions per step, and no 32-bit step for values that fit 32 bits.
+    fn log2_bucket(&mut self, x: V, signed: bool, bytes: u8) -> V {
+        let bk = self.b.v();
         let done = self.b.label();
         if signed {
+            self.b.push(Op::Mov(bk, Src::Imm(0)));
             self.b.push(Op::Br { op: JmpOp::Slt, a: x, b: Src::Imm(0), target: done });
         }
         self.b.push(Op::Mov(bk, Src::Imm(1)));
         self.b.push(Op::Br { op: JmpOp::Eq, a: x, b: Src::Imm(0), target: done });
         self.b.push(Op::Mov(bk, Src::Imm(2)));
         let t = self.b.mov(x);
-        for s in [32, 16, 8, 4, 2, 1] {
+        if bytes > 4 {
+            // 1 << 32 does not fit an immediate: test the high half instead.
             let next = self.b.label();
             let u = self.b.mov(t);
-            self.b.alu(AluOp::Rsh, u, Src::Imm(s));
+            self.b.alu(AluOp::Rsh, u, Src::Imm(32));
             self.b.push(Op::Br { op: JmpOp::Eq, a: u, b: Src::Imm(0), target: next });
             self.b.push(Op::Mov(t, Src::V(u)));
+            self.b.alu(AluOp::Add, bk, Src::Imm(32));
+            self.b.place(next);
+        }
+        for s in [16, 8, 4, 2, 1] {
+            let next = self.b.label();
+            self.b.push(Op::Br { op: JmpOp::Lt, a: t, b: Src::Imm(1 << s), target: next });
+            self.b.alu(AluOp::Rsh, t, Src::Imm(s));
             self.b.alu(AluOp::Add, bk, Src::Imm(s));
             self.b.place(next);
         }

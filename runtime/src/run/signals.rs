@@ -34,7 +34,7 @@ impl SignalPipe {
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             // SAFETY: installing a handler that only calls write(2).
             let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-            act.sa_sigaction = on_signal as usize;
+            act.sa_sigaction = on_signal as *const () as usize;
             act.sa_flags = libc::SA_RESTART;
             // SAFETY: act is initialised; the old action is not needed.
             unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
