@@ -109,7 +109,10 @@ pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
                 out.labels.insert(*l, out.insns.len());
             }
             Op::Exit => {
-                out.push(Insn::mov64_imm(R0, 0), span);
+                // 1, not 0: a tracepoint program returning 0 makes the kernel drop the event
+                // for every perf user of that tracepoint (perf_trace_run_bpf_submit), so
+                // `perf stat` would count nothing while mmql runs.
+                out.push(Insn::mov64_imm(R0, 1), span);
                 out.push(Insn::exit(), span);
             }
         }
