@@ -4,10 +4,12 @@
 
 mod child;
 mod ksyms;
-mod load;
-mod maps;
-mod records;
-mod signals;
+// `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
+// `Session` for the userspace blocks, with its own loop around an HTTP server.
+pub(crate) mod load;
+pub(crate) mod maps;
+pub(crate) mod records;
+pub(crate) mod signals;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -184,7 +186,7 @@ fn output_error(e: &io::Error, opts: &RunOpts) -> String {
     format!("cannot write to {target}: {e}; probes detached")
 }
 
-fn load_failure(ctx: &Context, src: &Source, f: LoadFailure) -> Failure {
+pub(crate) fn load_failure(ctx: &Context, src: &Source, f: LoadFailure) -> Failure {
     match f {
         LoadFailure::Privilege(s) | LoadFailure::Other(s) => Failure::Message(s),
         LoadFailure::Rejected(d) => {
@@ -194,16 +196,16 @@ fn load_failure(ctx: &Context, src: &Source, f: LoadFailure) -> Failure {
     }
 }
 
-struct Session<'a, 'm> {
-    maps: &'a Maps<'m>,
-    format: Format,
-    out: &'a mut dyn Write,
-    exit: bool,
-    garbled: u64,
+pub(crate) struct Session<'a, 'm> {
+    pub(crate) maps: &'a Maps<'m>,
+    pub(crate) format: Format,
+    pub(crate) out: &'a mut dyn Write,
+    pub(crate) exit: bool,
+    pub(crate) garbled: u64,
 }
 
 impl Session<'_, '_> {
-    fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+    pub(crate) fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
         while let Some(item) = rb.next() {
             match records::decode(self.maps, &item) {
                 Record::Printf(text) => self.format.write_printf(self.out, &text)?,
@@ -214,7 +216,7 @@ impl Session<'_, '_> {
         Ok(())
     }
 
-    fn exec(&mut self, stmts: &[UStmt]) -> io::Result<()> {
+    pub(crate) fn exec(&mut self, stmts: &[UStmt]) -> io::Result<()> {
         for s in stmts {
             match s {
                 UStmt::Print { map, top } => {
@@ -242,7 +244,7 @@ impl Session<'_, '_> {
     }
 
     /// Everything mmql counted instead of dropping silently.
-    fn report_losses(&mut self) -> io::Result<()> {
+    pub(crate) fn report_losses(&mut self) -> io::Result<()> {
         let c = self.maps.counters()?;
         let items = [
             (c[counter::LOST_EVENTS as usize], "events (ring buffer full)"),
