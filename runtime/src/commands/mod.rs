@@ -68,10 +68,51 @@ impl Context {
         }
     }
 
-    /// Compiles to an object; prints diagnostics (warnings too).
+    /// The catalog a script needs: only the categories its probes name, because reading
+    /// every format file in tracefs costs ~40 ms and a one-liner should attach in a few.
+    /// None when the script names categories by glob (or does not parse): load everything.
+    fn categories_of(src: &Source) -> Option<Vec<String>> {
+        let script = mmql_lang::parse(src).ok()?;
+        let mut cats = Vec::new();
+        for p in &script.probes {
+            if let mmql_lang::ast::ProbeKind::Events(pats) = &p.kind {
+                for pat in pats {
+                    let (cat, _) = pat.node.split_once(':')?;
+                    if cat.contains(['*', '?']) || cat == "tracepoint" || cat == "t" {
+                        return None;
+                    }
+                    cats.push(cat.to_string());
+                }
+            }
+        }
+        Some(cats)
+    }
+
+    fn catalog_for(&self, src: &Source) -> Result<LoadedCatalog, Failure> {
+        match Self::categories_of(src) {
+            Some(cats) => {
+                let loaded = crate::formats::load_catalog_filtered(&self.formats, &|c| cats.iter().any(|w| w == c))
+                    .map_err(Failure::Message)?;
+                for w in &loaded.warnings {
+                    eprintln!("mmql: warning: {w}");
+                }
+                Ok(loaded)
+            }
+            None => self.catalog(),
+        }
+    }
+
+    /// Compiles to an object; prints diagnostics (warnings too). A script that fails against
+    /// the partial catalog is checked again against the whole one, so suggestions can name
+    /// events in any category.
     pub fn compile(&self, src: &Source, opts: &mmql_compiler::lower::LowerOptions) -> Result<(mmql_compiler::lower::Compiled, LoadedCatalog), Failure> {
-        let loaded = self.catalog()?;
-        match pipeline::compile(src, &loaded.catalog, opts) {
+        let mut loaded = self.catalog_for(src)?;
+        let mut result = pipeline::compile(src, &loaded.catalog, opts);
+        if result.is_err() {
+            loaded = self.catalog()?;
+            result = pipeline::compile(src, &loaded.catalog, opts);
+        }
+        match result {
             Ok((compiled, warnings)) => {
                 self.render(&warnings, src);
                 Ok((compiled, loaded))
@@ -87,8 +128,13 @@ impl Context {
 
     /// Reads, parses and checks; prints diagnostics; the program only when it has no errors.
     pub fn front_end(&self, src: &Source) -> Result<(Checked, LoadedCatalog), Failure> {
-        let loaded = self.catalog()?;
-        match pipeline::front_end(src, &loaded.catalog) {
+        let mut loaded = self.catalog_for(src)?;
+        let mut result = pipeline::front_end(src, &loaded.catalog);
+        if result.is_err() {
+            loaded = self.catalog()?;
+            result = pipeline::front_end(src, &loaded.catalog);
+        }
+        match result {
             Ok(checked) => {
                 self.render(&checked.warnings, src);
                 Ok((checked, loaded))
@@ -96,12 +142,7 @@ impl Context {
             Err(diags) => {
                 self.render(&diags, src);
                 let n = diags.iter().filter(|d| d.is_error()).count();
-                eprintln!(
-                    "mmql: {} error{} in {}",
-                    n,
-                    if n == 1 { "" } else { "s" },
-                    src.name
-                );
+                eprintln!("mmql: {} error{} in {}", n, if n == 1 { "" } else { "s" }, src.name);
                 Err(Failure::Reported)
             }
         }
