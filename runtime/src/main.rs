@@ -6,17 +6,19 @@ mod commands;
 mod formats;
 mod output;
 mod run;
+mod serve;
 mod sys;
+mod userfn;
 mod verifier;
+mod zones;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits here on a usage error (status 2), honouring --color and NO_COLOR.
+    let cli = commands::shell::parse();
     let ctx = commands::Context::new(&cli.common);
     let result = match (&cli.command, &cli.list) {
         (Some(Command::Check(s)), _) => commands::check::run(&ctx, s),
@@ -29,14 +31,17 @@ fn main() -> ExitCode {
             commands::build::run(&ctx, script, output)
         }
         (None, None) => match (&cli.program, &cli.file) {
-            (None, None) => Err(commands::Failure::Message(
-                "give a script file, -e PROGRAM, or a subcommand (`mmql --help`)".into(),
-            )),
+            (None, None) => commands::shell::usage_error(
+                "give a script file, -e PROGRAM, or a subcommand (`mmql --help`)",
+            ),
             (program, file) => {
                 let script = cli::ScriptArg { file: file.clone(), program: program.clone() };
                 commands::read_script(&script).and_then(|src| run::run(&ctx, &src, &cli.run))
             }
         },
+        (Some(Command::Serve(args)), _) => serve::run(&ctx, args),
+        (Some(Command::Completions { shell }), _) => commands::shell::completions(*shell),
+        (Some(Command::Man { dir }), _) => commands::shell::man(dir.as_deref()),
         (Some(Command::Run { .. } | Command::Recipes | Command::Show { .. }), _) => {
             Err(commands::Failure::Message("recipes are not bundled yet".into()))
         }

@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod explain;
 pub mod list;
+pub mod shell;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,0 +1,355 @@
+//! Exporter mode (`mmql serve`): a script or recipe → probes attached until a signal or
+//! `exit()`, with its maps served on `GET /metrics` in the Prometheus text format (input: the
+//! command line; output: HTTP responses, printf text and a final map dump on stdout).
+//!
+//! One thread does everything the run loop does (ring buffer, timers, signals) and answers
+//! HTTP between those: tiny_http parses requests on its own threads and hands each over, so a
+//! scrape reads the maps on the thread that owns them and no lock is needed. The HTTP server
+//! is bound before anything is loaded, so a busy port fails fast and attaches nothing.
+
+pub mod metrics;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use aya::maps::RingBuf;
+use aya::Ebpf;
+use mmql_compiler::lower::{Compiled, LowerOptions};
+use mmql_lang::Source;
+use tiny_http::{Header, Method, Response, Server};
+
+use crate::cli::{OutputFormat, ServeArgs};
+use crate::commands::{Context, Failure};
+use crate::output::Format;
+use crate::run::load;
+use crate::run::maps::Maps;
+use crate::run::signals::SignalPipe;
+use crate::run::{load_failure, Session};
+use metrics::{MapMetric, RuntimeStats};
+
+/// The longest a request waits while nothing else happens: signals and the ring buffer are
+/// looked at least this often.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What `serve` exports, fixed before attaching.
+struct Exporter {
+    metrics: Vec<MapMetric>,
+    max_series: usize,
+    /// Keeps BPF run-time statistics on while held (`BPF_ENABLE_STATS`); `None` if refused.
+    stats: Option<OwnedFd>,
+    requests: u64,
+}
+
+/// `mmql serve`: resolves the script, then serves until stopped.
+pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
+    let (src, description) = script_of(args)?;
+    serve(ctx, &src, description.as_deref(), args)
+}
+
+/// The script to serve and, for a recipe, its description (the default HELP text).
+fn script_of(args: &ServeArgs) -> Result<(Source, Option<String>), Failure> {
+    if let Some(p) = &args.program {
+        return Ok((Source::new("-e", p.clone()), None));
+    }
+    let Some(target) = &args.target else {
+        return Err(Failure::Message(
+            "give a script file or -e PROGRAM to serve".into(),
+        ));
+    };
+    let path = std::path::Path::new(target);
+    if path.exists() || target.contains('/') || target.ends_with(".mmql") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Message(format!("cannot read `{target}`: {e}")))?;
+        return Ok((Source::new(target.clone(), text), None));
+    }
+    Err(Failure::Message(format!(
+        "no script file `{target}` (and recipes are not bundled yet)"
+    )))
+}
+
+fn serve(
+    ctx: &Context,
+    src: &Source,
+    description: Option<&str>,
+    args: &ServeArgs,
+) -> Result<(), Failure> {
+    let addr: SocketAddr = args.listen.parse().map_err(|_| {
+        Failure::Message(format!(
+            "`--listen {}` is not an address (try 127.0.0.1:9100)",
+            args.listen
+        ))
+    })?;
+    let (compiled, _) = ctx.compile(src, &LowerOptions { pid: args.pid })?;
+    let help = |_: usize, info: &mmql_compiler::program::MapInfo| {
+        comment_for(&src.text, info.span.start as usize).or_else(|| description.map(str::to_string))
+    };
+    let plan =
+        metrics::plan(&compiled.program.maps, &args.prefix, &help).map_err(Failure::Message)?;
+    for (name, why) in &plan.skipped {
+        eprintln!("mmql: warning: map {name} is not exported: {why}");
+    }
+    let server = Server::http(addr)
+        .map_err(|e| Failure::Message(format!("cannot listen on {addr}: {e}")))?;
+    let signals = SignalPipe::install()
+        .map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
+    let mut ebpf = load::load(&compiled).map_err(|f| load_failure(ctx, src, f))?;
+    let attached = load::attach(&mut ebpf, &compiled).map_err(|f| load_failure(ctx, src, f))?;
+    let stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            eprintln!("mmql: warning: no per-program run statistics ({e})");
+            None
+        }
+    };
+    let mut ring = match &compiled.events_map {
+        Some(name) => match ebpf.take_map(name).map(RingBuf::try_from) {
+            Some(Ok(rb)) => Some(rb),
+            _ => return Err(Failure::Message("cannot open the event ring buffer".into())),
+        },
+        None => None,
+    };
+    let bound = server.server_addr().to_ip().unwrap_or(addr);
+    if !args.quiet {
+        eprintln!(
+            "Attached {attached} probe{}; serving {} metric famil{} on http://{bound}/metrics",
+            if attached == 1 { "" } else { "s" },
+            plan.metrics.len(),
+            if plan.metrics.len() == 1 { "y" } else { "ies" }
+        );
+    }
+    let mut exporter = Exporter {
+        metrics: plan.metrics,
+        max_series: args.max_series,
+        stats,
+        requests: 0,
+    };
+    let format = match args.format {
+        OutputFormat::Text => Format::Text,
+        OutputFormat::Json => Format::Json,
+    };
+    let maps = Maps::new(&compiled, &ebpf);
+    let mut stdout = io::BufWriter::new(io::stdout());
+    let mut session = Session {
+        maps: &maps,
+        format,
+        out: &mut stdout,
+        exit: false,
+        garbled: 0,
+    };
+    let result = (|| -> io::Result<()> {
+        let program = &compiled.program;
+        session.exec(&program.begin)?;
+        session.out.flush()?;
+        let start = Instant::now();
+        let mut next: Vec<Option<Instant>> = program
+            .timers
+            .iter()
+            .map(|t| Some(start + Duration::from_nanos(t.nanos)))
+            .collect();
+        while !session.exit {
+            let now = Instant::now();
+            let wait = next
+                .iter()
+                .flatten()
+                .map(|at| at.saturating_duration_since(now))
+                .min()
+                .unwrap_or(TICK)
+                .min(TICK);
+            if let Some(req) = server.recv_timeout(wait)? {
+                exporter.answer(req, &session, &compiled, &ebpf);
+            }
+            // Several scrapes may be queued; answer them before other work.
+            while let Some(req) = server.try_recv()? {
+                exporter.answer(req, &session, &compiled, &ebpf);
+            }
+            if let Some(rb) = ring.as_mut() {
+                session.drain(rb)?;
+            }
+            if signals.take().is_some() {
+                break;
+            }
+            let now = Instant::now();
+            for (i, t) in program.timers.iter().enumerate() {
+                if next[i].is_some_and(|at| at <= now) {
+                    next[i] = t.repeat.then(|| now + Duration::from_nanos(t.nanos));
+                    session.exec(&t.body)?;
+                }
+            }
+            session.out.flush()?;
+        }
+        // Stop answering before the final dump, so a scraper sees either live maps or nothing.
+        drop(server);
+        if let Some(rb) = ring.as_mut() {
+            session.drain(rb)?;
+        }
+        session.exit = false;
+        session.exec(&program.end)?;
+        let dumps: Vec<_> = program
+            .maps
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.internal)
+            .map(|(i, _)| maps.dump(i))
+            .collect::<io::Result<_>>()?;
+        let dumps: Vec<_> = dumps.into_iter().filter(|d| !d.rows.is_empty()).collect();
+        session.format.write_exit_dump(session.out, &dumps)?;
+        session.report_losses()?;
+        session.out.flush()
+    })();
+    drop(maps);
+    drop(ring);
+    drop(ebpf);
+    result.map_err(|e| Failure::Message(format!("{e}; probes detached")))
+}
+
+impl Exporter {
+    fn answer(
+        &mut self,
+        req: tiny_http::Request,
+        session: &Session<'_, '_>,
+        compiled: &Compiled,
+        ebpf: &Ebpf,
+    ) {
+        self.requests += 1;
+        let path = req.url().split('?').next().unwrap_or("");
+        let get = matches!(req.method(), Method::Get | Method::Head);
+        let response = match (get, path) {
+            (true, "/metrics") => match self.scrape(session, compiled, ebpf) {
+                Ok(body) => Response::from_string(body)
+                    .with_header(header("text/plain; version=0.0.4; charset=utf-8")),
+                Err(e) => Response::from_string(format!("cannot read the maps: {e}\n"))
+                    .with_status_code(500),
+            },
+            (true, "/") => Response::from_string("mmql exporter: metrics are at /metrics\n")
+                .with_header(header("text/plain; charset=utf-8")),
+            (true, _) => {
+                Response::from_string("not found; metrics are at /metrics\n").with_status_code(404)
+            }
+            (false, _) => Response::from_string("only GET and HEAD\n").with_status_code(405),
+        };
+        // A scraper that hung up is its own problem; the exporter carries on.
+        let _ = req.respond(response);
+    }
+
+    fn scrape(
+        &self,
+        session: &Session<'_, '_>,
+        compiled: &Compiled,
+        ebpf: &Ebpf,
+    ) -> io::Result<String> {
+        let mut out = String::with_capacity(4096);
+        let mut stats = RuntimeStats {
+            counters: session.maps.counters()?,
+            garbled: session.garbled,
+            ..Default::default()
+        };
+        for m in &self.metrics {
+            let dump = session.maps.dump(m.map)?;
+            let dropped = metrics::encode_map(&mut out, m, &dump, self.max_series);
+            if !m.labels.is_empty() {
+                stats.series_dropped.push((m.source_name.clone(), dropped));
+            }
+        }
+        if self.stats.is_some() {
+            for p in &compiled.programs {
+                if let Some(Ok(info)) = ebpf.program(&p.def.name).map(|prog| prog.info()) {
+                    stats.programs.push((
+                        p.def.name.clone(),
+                        format!("{}:{}", p.category, p.event),
+                        info.run_count(),
+                        info.run_time().as_nanos() as u64,
+                    ));
+                }
+            }
+        }
+        metrics::encode_runtime(&mut out, &stats);
+        Ok(out)
+    }
+}
+
+fn header(content_type: &'static str) -> Header {
+    // Both halves are ASCII constants, the only thing from_bytes checks.
+    Header::from_bytes("Content-Type", content_type).expect("ASCII header")
+}
+
+/// A map's HELP text from the script: the comment ending the line where the map first
+/// appears, else the comment lines right above it. `None` if neither exists.
+pub fn comment_for(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    if let Some(c) = trailing_comment(&text[line_start..line_end]) {
+        return Some(c);
+    }
+    let mut above: Vec<&str> = Vec::new();
+    for line in text[..line_start].lines().rev() {
+        let t = line.trim();
+        match t.strip_prefix('#').or_else(|| t.strip_prefix("//")) {
+            Some(c) => above.push(c.trim()),
+            None => break,
+        }
+    }
+    above.reverse();
+    let joined = above.join(" ");
+    (!joined.trim().is_empty()).then(|| joined.trim().to_string())
+}
+
+/// The text of a `#` or `//` comment on this line, outside string literals.
+fn trailing_comment(line: &str) -> Option<String> {
+    let bytes = line.as_bytes();
+    let mut in_str = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_str => i += 1,
+            b'"' => in_str = !in_str,
+            b'#' if !in_str => return non_empty(&line[i + 1..]),
+            b'/' if !in_str && bytes.get(i + 1) == Some(&b'/') => return non_empty(&line[i + 2..]),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str, needle: &str) -> Option<String> {
+        comment_for(text, text.find(needle).unwrap())
+    }
+
+    #[test]
+    fn trailing_comment_wins() {
+        let s = "# probe comment\non kmem:mm_page_alloc {\n    @n = count() # pages allocated\n}\n";
+        assert_eq!(at(s, "@n").as_deref(), Some("pages allocated"));
+        let s = "on x { @n = count() // slashes too\n}";
+        assert_eq!(at(s, "@n").as_deref(), Some("slashes too"));
+    }
+
+    #[test]
+    fn comment_lines_above_are_joined() {
+        let s = "on kmem:mm_page_alloc {\n    # Allocations by order,\n    # all CPUs.\n    @orders[order] = count()\n}\n";
+        assert_eq!(
+            at(s, "@orders").as_deref(),
+            Some("Allocations by order, all CPUs.")
+        );
+    }
+
+    #[test]
+    fn hashes_in_strings_and_missing_comments() {
+        let s = "on begin { printf(\"#%d\\\"#\\n\", 1) }\non x {\n    @n = count()\n}\n";
+        assert_eq!(trailing_comment("printf(\"#%d\\\"#\\n\", 1)"), None);
+        // The line above `@n` is code, so there is no help text.
+        assert_eq!(at(s, "@n"), None);
+        assert_eq!(comment_for("", 0), None);
+    }
+}
