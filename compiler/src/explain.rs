@@ -218,15 +218,35 @@ impl Cx<'_> {
                 TStmt::Printf { id, args } => {
                     let spec = &self.p.printfs[*id];
                     let mut s = format!("printf({:?}", spec.format);
-                    for a in args {
+                    for shown in &spec.shown {
                         s.push_str(", ");
-                        s.push_str(&self.expr(a));
+                        s.push_str(&self.shown(shown, args));
                     }
                     let _ = writeln!(w, "{pad}{s}) -> ring buffer record #{id}");
                 }
                 TStmt::Exit => {
                     let _ = writeln!(w, "{pad}exit() -> ring buffer record");
                 }
+            }
+        }
+    }
+
+    /// A printf argument as written; printf-time functions are marked as evaluated when the
+    /// record is printed, since their value never exists in the kernel.
+    fn shown(&self, shown: &Shown, args: &[TExpr]) -> String {
+        let slot = |i: &usize| args.get(*i).map_or_else(|| format!("slot{i}"), |a| self.expr(a));
+        match shown {
+            Shown::Slot(i) => slot(i),
+            Shown::Call { func, slots } => {
+                let vals: Vec<String> = slots.iter().map(slot).collect();
+                let (name, text) = match func {
+                    UserFn::ZoneNode => ("zone_node", vals.join(", ")),
+                    UserFn::ZoneName => ("zone_name", vals.join(", ")),
+                    UserFn::FragIndex => ("fragindex", vals.join(", ")),
+                    UserFn::ZoneInfo(key) => ("zoneinfo", format!("{}, {key:?}", vals.join(", "))),
+                    UserFn::Strftime(fmt) => ("strftime", format!("{fmt:?}, {}", vals.join(", "))),
+                };
+                format!("{name}({text})@print")
             }
         }
     }

@@ -154,8 +154,36 @@ impl ValueKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrintfSpec {
     pub format: String,
+    /// The record's slots, in order: what the kernel writes (the `TStmt::Printf` arguments).
     pub args: Vec<Type>,
+    /// What each conversion shows, in order: a slot as is, or a function of slots evaluated
+    /// in userspace when the record is printed. Plain printfs map conversion i to slot i.
+    pub shown: Vec<Shown>,
     pub span: Span,
+}
+
+/// One printf conversion's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    Slot(usize),
+    Call { func: UserFn, slots: Vec<usize> },
+}
+
+/// Functions evaluated by the runtime when a printf record is printed, from kernel state the
+/// tracepoint does not carry (`compiler/src/check/userfn.rs` has their table). Constant
+/// arguments are part of the function; the others are record slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserFn {
+    /// `zone_node(zone_start)`: the NUMA node of the zone starting at this pfn.
+    ZoneNode,
+    /// `zone_name(zone_start)`: `ZONE_NORMAL`, … for the zone starting at this pfn.
+    ZoneName,
+    /// `zoneinfo(zone_start, "KEY")`: a number from the zone's block of /proc/zoneinfo.
+    ZoneInfo(String),
+    /// `fragindex(zone_start, order)`: the zone's fragmentation index for `order`.
+    FragIndex,
+    /// `strftime("FORMAT", nsecs)`: a `nsecs` value as wall-clock time.
+    Strftime(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

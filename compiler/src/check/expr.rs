@@ -36,6 +36,7 @@ fn all_functions() -> impl Iterator<Item = &'static str> {
         .chain(STATEMENT_FUNCTIONS)
         .chain(VALUE_FUNCTIONS)
         .copied()
+        .chain(super::userfn::names())
 }
 
 impl Checker<'_> {
@@ -669,6 +670,10 @@ impl Checker<'_> {
                     ty: Type::Sym,
                     span,
                 }
+            }
+            f if super::userfn::is_printf_time(f) => {
+                self.printf_time_misplaced(f, span);
+                poison(span)
             }
             f if AGGREGATIONS.contains(&f) => {
                 self.report(

@@ -9,6 +9,7 @@ mod expr;
 mod printf;
 mod stmt;
 mod user;
+mod userfn;
 
 use std::collections::HashMap;
 

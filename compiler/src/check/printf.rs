@@ -4,7 +4,6 @@
 use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
 
-use crate::program::TExpr;
 use crate::types::{Symtab, Type};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +86,7 @@ pub fn parse_conversions(fmt: &str) -> Result<Vec<Conversion>, (usize, String)> 
 pub(crate) fn check_printf(
     fmt: &str,
     fmt_span: Span,
-    args: &[TExpr],
+    args: &[(Type, Span)],
     symtabs: &[Symtab],
 ) -> Result<(), Diagnostic> {
     let convs = parse_conversions(fmt).map_err(|(_, msg)| {
@@ -106,20 +105,20 @@ pub(crate) fn check_printf(
         )
         .at(fmt_span, format!("{} conversion(s)", convs.len()));
         if let Some(extra) = args.get(convs.len()) {
-            d = d.also(extra.span, "no conversion for this");
+            d = d.also(extra.1, "no conversion for this");
         }
         return Err(d);
     }
-    for (c, a) in convs.iter().zip(args) {
-        let is_text = matches!(a.ty, Type::Str { .. } | Type::Sym | Type::Stack);
-        let named = matches!(a.ty, Type::Enum(_) | Type::Flags(_));
+    for (c, (aty, aspan)) in convs.iter().zip(args) {
+        let is_text = matches!(aty, Type::Str { .. } | Type::Sym | Type::Stack);
+        let named = matches!(aty, Type::Enum(_) | Type::Flags(_));
         let ok = if c.wants_string() {
             is_text || named
         } else {
-            a.ty.is_integer_like() || a.ty == Type::Sym
+            aty.is_integer_like() || *aty == Type::Sym
         };
         if !ok {
-            let ty = super::a_type(&a.ty, symtabs);
+            let ty = super::a_type(aty, symtabs);
             let help = if c.wants_string() {
                 "use `%d` or `%u` for numbers"
             } else {
@@ -129,7 +128,7 @@ pub(crate) fn check_printf(
                 Code::E0208,
                 format!("`%{}{}` does not fit {ty}", c.spec, c.conv),
             )
-            .at(a.span, format!("this is {ty}"))
+            .at(*aspan, format!("this is {ty}"))
             .with_help(help));
         }
     }

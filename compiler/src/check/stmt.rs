@@ -403,11 +403,12 @@ impl Checker<'_> {
         };
         match func.node.as_str() {
             "printf" => {
-                let (format, targs) = self.printf_args(func.span, args, e.span, scope)?;
+                let (format, targs, shown) = self.printf_args(func.span, args, e.span, scope)?;
                 let types = targs.iter().map(|a| a.ty.clone()).collect();
                 self.printfs.push(PrintfSpec {
                     format,
                     args: types,
+                    shown,
                     span: e.span,
                 });
                 Some(TStmt::Printf {
@@ -469,7 +470,7 @@ impl Checker<'_> {
         args: &[Expr],
         span: Span,
         scope: &mut Scope,
-    ) -> Option<(String, Vec<TExpr>)> {
+    ) -> Option<(String, Vec<TExpr>, Vec<Shown>)> {
         let Some(Expr {
             node: ExprKind::Str(format),
             span: fmt_span,
@@ -481,18 +482,41 @@ impl Checker<'_> {
             );
             return None;
         };
-        let targs: Vec<TExpr> = args[1..]
-            .iter()
-            .map(|a| self.expr(a, scope, None))
-            .collect();
-        if targs.iter().any(|t| t.ty == Type::Void) {
+        // Printf-time functions (`zone_name(zone_start)`) send their value arguments as slots
+        // and show their result; everything else is one slot shown as is.
+        let mut targs: Vec<TExpr> = Vec::new();
+        let mut shown = Vec::new();
+        let mut shown_types = Vec::new();
+        let mut failed = false;
+        for a in &args[1..] {
+            match &a.node {
+                ExprKind::Call { func, args: cargs } if super::userfn::is_printf_time(&func.node) => {
+                    let Some((f, values, ty)) = self.printf_time_call(&func.node, cargs, a.span, scope) else {
+                        failed = true;
+                        continue;
+                    };
+                    let slots = (targs.len()..targs.len() + values.len()).collect();
+                    targs.extend(values);
+                    shown.push(Shown::Call { func: f, slots });
+                    shown_types.push((ty, a.span));
+                }
+                _ => {
+                    let t = self.expr(a, scope, None);
+                    failed |= t.ty == Type::Void;
+                    shown.push(Shown::Slot(targs.len()));
+                    shown_types.push((t.ty.clone(), t.span));
+                    targs.push(t);
+                }
+            }
+        }
+        if failed {
             return None;
         }
-        if let Err(d) = check_printf(format, *fmt_span, &targs, &self.symtabs) {
+        if let Err(d) = check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
             self.report(d);
             return None;
         }
-        Some((format.clone(), targs))
+        Some((format.clone(), targs, shown))
     }
 }
 

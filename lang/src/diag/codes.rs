@@ -63,6 +63,7 @@ codes! {
     E0215 => "interval must be at least 1ms",
     E0216 => "map is never written",
     E0217 => "too many map keys",
+    E0218 => "function only usable as a printf argument",
     // Limits of the BPF target.
     E0301 => "the program exceeds a BPF limit",
     E0302 => "the kernel's verifier rejected the program",

@@ -1,14 +1,25 @@
 //! Ring buffer records → printf text or an exit request. A record is a u32 id, 4 bytes of
 //! padding, then one 8-byte slot per integer and the capacity (rounded to 8) per string,
-//! exactly as lowering wrote it.
+//! exactly as lowering wrote it. Each conversion then shows a slot, or a printf-time
+//! function of slots (`zone_name(zone_start)`) evaluated here.
+
+use std::cell::RefCell;
 
 use mmql_compiler::check::parse_conversions;
 use mmql_compiler::lower::EXIT_RECORD;
+use mmql_compiler::program::Shown;
 use mmql_compiler::types::Type;
 
 use super::maps::Maps;
 use crate::output::printf;
 use crate::output::value::Scalar;
+use crate::userfn::PrintTime;
+
+thread_local! {
+    /// Caches of the printf-time functions (zone files, the clock offset): the decoder is
+    /// the only user, and records are decoded on one thread.
+    static PRINT_TIME: RefCell<PrintTime> = RefCell::new(PrintTime::new());
+}
 
 pub enum Record {
     Printf(String),
@@ -27,18 +38,39 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
     let Some(spec) = maps.compiled.program.printfs.get(id as usize) else { return Record::Garbled };
     let convs = parse_conversions(&spec.format).unwrap_or_default();
     let mut at = 8usize;
-    let mut args = Vec::new();
-    for (i, t) in spec.args.iter().enumerate() {
+    let mut slots = Vec::new();
+    for t in &spec.args {
         let len = t.slot_size().max(8) as usize;
         let Some(slot) = bytes.get(at..at + len) else { return Record::Garbled };
         at += len;
-        let wants_text = convs.get(i).is_some_and(|c| c.wants_string());
-        // An enum printed with %d is its number; with %s, its name.
-        let value = match t {
-            Type::Enum(_) | Type::Flags(_) if !wants_text => {
-                Scalar::Int(i64::from_le_bytes(slot[..8].try_into().unwrap_or([0; 8])))
+        slots.push(slot);
+    }
+    let mut args = Vec::new();
+    for (i, shown) in spec.shown.iter().enumerate() {
+        let value = match shown {
+            Shown::Slot(s) => {
+                let (Some(t), Some(slot)) = (spec.args.get(*s), slots.get(*s)) else { return Record::Garbled };
+                let wants_text = convs.get(i).is_some_and(|c| c.wants_string());
+                // An enum printed with %d is its number; with %s, its name.
+                match t {
+                    Type::Enum(_) | Type::Flags(_) if !wants_text => {
+                        Scalar::Int(i64::from_le_bytes(slot[..8].try_into().unwrap_or([0; 8])))
+                    }
+                    _ => maps.scalar(t, slot),
+                }
             }
-            _ => maps.scalar(t, slot),
+            Shown::Call { func, slots: used } => {
+                // Printf-time functions take integers: read each slot as its raw number.
+                let vals: Vec<Scalar> = used
+                    .iter()
+                    .filter_map(|s| Some((spec.args.get(*s)?, slots.get(*s)?)))
+                    .map(|(t, slot)| {
+                        let raw = i64::from_le_bytes(slot[..8].try_into().unwrap_or([0; 8]));
+                        if t.is_signed() { Scalar::Int(raw) } else { Scalar::UInt(raw as u64) }
+                    })
+                    .collect();
+                PRINT_TIME.with(|p| p.borrow_mut().eval(func, &vals))
+            }
         };
         args.push(value);
     }
