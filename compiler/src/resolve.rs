@@ -26,17 +26,36 @@ pub struct Resolution {
     pub notes: Vec<Diagnostic>,
 }
 
+/// `*` matches any run, `?` one byte. Iterative, remembering only the last `*`: a recursive
+/// matcher is exponential in the number of stars (the fuzzer found `k****…*:…` hanging
+/// `mmql check`); this is O(pattern × text) at worst.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // After a `*` at p[star], the text position it is currently assumed to stop at.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                // Let the last star swallow one more byte and retry from just after it.
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    pi = sp + 1;
+                    ti = st + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(pattern.as_bytes(), text.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 fn is_glob(s: &str) -> bool {
@@ -220,6 +239,23 @@ mod tests {
         assert!(glob_match("*", "x"));
         assert!(glob_match("k?alloc", "kmalloc"));
         assert!(!glob_match("mm_page_*", "kmalloc"));
+        assert!(glob_match("*_isolate_*", "mm_compaction_isolate_freepages"));
+        assert!(glob_match("a*b*c", "abxbc"));
+        assert!(!glob_match("a*b*c", "abxbd"));
+        assert!(glob_match("", ""));
+        assert!(!glob_match("", "x"));
+        assert!(glob_match("**", ""));
+        assert!(!glob_match("?", ""));
+    }
+
+    /// Fuzzer finding: many stars against a near miss took exponential time.
+    #[test]
+    fn many_stars_are_fast() {
+        let pattern = format!("k{}:{}me_alloc", "*".repeat(60), "*".repeat(14));
+        let start = std::time::Instant::now();
+        assert!(!glob_match(&pattern, "kmem:mm_page_alloc_zone_locked"));
+        assert!(glob_match(&format!("{}c", "*".repeat(60)), "kmalloc"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 }
 
