@@ -103,20 +103,24 @@ impl Context {
         }
     }
 
-    /// Compiles to an object; prints diagnostics (warnings too). A script that fails against
-    /// the partial catalog is checked again against the whole one, so suggestions can name
-    /// events in any category.
-    pub fn compile(&self, src: &Source, opts: &mmql_compiler::lower::LowerOptions) -> Result<(mmql_compiler::lower::Compiled, LoadedCatalog), Failure> {
+    /// Runs a compiler stage against the script's own categories; a script that fails there
+    /// is tried again against the whole catalog, so suggestions can name events in any
+    /// category. Prints every diagnostic (warnings too); the value only when there is no error.
+    fn stage<T>(
+        &self,
+        src: &Source,
+        run: impl Fn(&mmql_compiler::format::Catalog) -> Result<(T, Vec<Diagnostic>), Vec<Diagnostic>>,
+    ) -> Result<(T, LoadedCatalog), Failure> {
         let mut loaded = self.catalog_for(src)?;
-        let mut result = pipeline::compile(src, &loaded.catalog, opts);
+        let mut result = run(&loaded.catalog);
         if result.is_err() {
             loaded = self.catalog()?;
-            result = pipeline::compile(src, &loaded.catalog, opts);
+            result = run(&loaded.catalog);
         }
         match result {
-            Ok((compiled, warnings)) => {
+            Ok((value, warnings)) => {
                 self.render(&warnings, src);
-                Ok((compiled, loaded))
+                Ok((value, loaded))
             }
             Err(diags) => {
                 self.render(&diags, src);
@@ -127,26 +131,19 @@ impl Context {
         }
     }
 
-    /// Reads, parses and checks; prints diagnostics; the program only when it has no errors.
+    /// Parses, checks and lowers to an object.
+    pub fn compile(&self, src: &Source, opts: &mmql_compiler::lower::LowerOptions) -> Result<(mmql_compiler::lower::Compiled, LoadedCatalog), Failure> {
+        self.stage(src, |catalog| pipeline::compile(src, catalog, opts))
+    }
+
+    /// Parses and checks.
     pub fn front_end(&self, src: &Source) -> Result<(Checked, LoadedCatalog), Failure> {
-        let mut loaded = self.catalog_for(src)?;
-        let mut result = pipeline::front_end(src, &loaded.catalog);
-        if result.is_err() {
-            loaded = self.catalog()?;
-            result = pipeline::front_end(src, &loaded.catalog);
-        }
-        match result {
-            Ok(checked) => {
-                self.render(&checked.warnings, src);
-                Ok((checked, loaded))
-            }
-            Err(diags) => {
-                self.render(&diags, src);
-                let n = diags.iter().filter(|d| d.is_error()).count();
-                eprintln!("mmql: {} error{} in {}", n, if n == 1 { "" } else { "s" }, src.name);
-                Err(Failure::Reported)
-            }
-        }
+        self.stage(src, |catalog| {
+            pipeline::front_end(src, catalog).map(|mut c| {
+                let warnings = std::mem::take(&mut c.warnings);
+                (c, warnings)
+            })
+        })
     }
 }
 
