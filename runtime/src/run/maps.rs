@@ -140,7 +140,10 @@ impl<'a> Maps<'a> {
         }
         let mut dump = MapDump { name: info.name.clone(), key_names: info.key_names.clone(), rows: vec![] };
         for (key, acc) in rows {
-            let Some(value) = acc.finish(self, &info.value) else { continue };
+            // A hash element exists only once written, so a sum that came to 0 is a real row
+            // (bpftrace prints it too); an array slot at 0 may never have been touched.
+            let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+            let Some(value) = acc.finish(self, &info.value, written) else { continue };
             let keys = info
                 .keys
                 .iter()
@@ -276,10 +279,10 @@ impl Acc {
     }
 
     /// The merged value, or None for an element that holds nothing (an untouched array slot).
-    fn finish(self, maps: &Maps<'_>, kind: &ValueKind) -> Option<AggValue> {
+    fn finish(self, maps: &Maps<'_>, kind: &ValueKind, written: bool) -> Option<AggValue> {
         Some(match kind {
             ValueKind::Count if self.sum0 != 0 => AggValue::Count(self.sum0 as u64),
-            ValueKind::Sum if self.sum0 != 0 => AggValue::Sum(self.sum0 as i64),
+            ValueKind::Sum if self.sum0 != 0 || written => AggValue::Sum(self.sum0 as i64),
             ValueKind::Avg if self.sum1 != 0 => AggValue::Avg { sum: self.sum0 as i64, count: self.sum1 as u64 },
             ValueKind::Min if self.seen => AggValue::Min(self.lo),
             ValueKind::Max if self.seen => AggValue::Max(self.hi),

@@ -14,6 +14,7 @@
 
 pub mod bpf;
 pub mod cgroup;
+pub mod mmql_run;
 pub mod perf;
 
 use std::fmt;

@@ -1,0 +1,376 @@
+//! Test support for runtime tests: runs the real `mmql` (and `bpftrace`, the second tracer the
+//! tests compare against) as child processes with a deadline — start, wait for the "attached"
+//! line, interrupt, collect exit code and output — and reads their JSON output into plain
+//! numbers, so a test compares what two tracers saw in the same run.
+//!
+//! Every wait here is bounded: a tracer that hangs is SIGKILLed and the test fails with all
+//! the output gathered so far, instead of hanging CI.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::SkipReason;
+
+/// How long a tracer may take to compile, load and attach on a busy 2-core CI machine.
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a tracer may take to stop and print after being told to.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One output stream of a child, filled by a reader thread.
+#[derive(Default)]
+struct Stream {
+    state: Mutex<(Vec<u8>, bool)>,
+    changed: Condvar,
+}
+
+impl Stream {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.state).0).into_owned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A reader thread cannot panic while holding the lock, but never let poisoning hide output.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn pump(mut from: impl Read + Send + 'static, to: Arc<Stream>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = from.read(&mut buf).unwrap_or(0);
+            let mut st = lock(&to.state);
+            if n == 0 {
+                st.1 = true;
+                to.changed.notify_all();
+                return;
+            }
+            st.0.extend_from_slice(&buf[..n]);
+            to.changed.notify_all();
+        }
+    })
+}
+
+/// A running tracer (or any child) whose stdout and stderr are being collected.
+pub struct Proc {
+    what: String,
+    child: Child,
+    out: Arc<Stream>,
+    err: Arc<Stream>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a finished child left: its exit code (None when a signal killed it) and its output.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Panics with everything the child printed unless it exited with `code`.
+    pub fn expect_code(&self, code: i32, what: &str) -> &Finished {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The stdout lines that are JSON objects (the workload's `key=value` lines are not).
+    pub fn json(&self) -> Vec<Value> {
+        json_lines(&self.stdout)
+    }
+}
+
+impl Proc {
+    /// Starts `cmd` with stdin closed and both outputs collected.
+    pub fn spawn(what: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let out = Arc::new(Stream::default());
+        let err = Arc::new(Stream::default());
+        let readers = vec![
+            pump(child.stdout.take().expect("piped stdout"), out.clone()),
+            pump(child.stderr.take().expect("piped stderr"), err.clone()),
+        ];
+        Proc {
+            what: what.to_string(),
+            child,
+            out,
+            err,
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until stdout or stderr contains `needle`; panics (killing the child) after
+    /// `timeout` or when the child closes both streams first.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = [&self.out, &self.err].iter().all(|s| lock(&s.state).1);
+            if self.out.text().contains(needle) || self.err.text().contains(needle) {
+                return;
+            }
+            if done || Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{}: `{needle}` never appeared ({})\n--- stdout\n{}\n--- stderr\n{}",
+                    self.what,
+                    if done { "it exited" } else { "timed out" },
+                    self.out.text(),
+                    self.err.text()
+                );
+            }
+            let st = lock(&self.err.state);
+            let _ = self.err.changed.wait_timeout(st, Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self) {
+        // SAFETY: signalling our own, not yet reaped, child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+    }
+
+    /// Waits for the child to exit by itself; SIGKILLs it and panics after `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{} did not exit within {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
+                        self.what,
+                        self.out.text(),
+                        self.err.text()
+                    );
+                }
+            }
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Finished {
+            code: status.code(),
+            stdout: self.out.text(),
+            stderr: self.err.text(),
+        }
+    }
+
+    /// SIGINT, then [`Proc::finish`].
+    pub fn stop(self) -> Finished {
+        self.interrupt();
+        self.finish(FINISH_TIMEOUT)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Only reached when a test panics mid-run: never leave a tracer attached behind it.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `mmql ARGS…` as a command (the binary cargo built for these tests).
+pub fn mmql_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(super::mmql());
+    cmd.args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+/// Starts `mmql ARGS…` and returns once it says it is attached (text mode: "Attached" on
+/// stderr; `-f json`: the `attached` record on stdout).
+pub fn start_mmql(args: &[&str]) -> Proc {
+    let json = args.windows(2).any(|w| w == ["-f", "json"]);
+    let mut p = Proc::spawn("mmql", &mut mmql_cmd(args));
+    p.wait_for(
+        if json {
+            "\"type\":\"attached\""
+        } else {
+            "Attached"
+        },
+        ATTACH_TIMEOUT,
+    );
+    p
+}
+
+/// Runs `mmql ARGS…` to completion (for runs that end by themselves: `-c`, `-d`, `exit()`).
+pub fn run_mmql(args: &[&str], timeout: Duration) -> Finished {
+    Proc::spawn("mmql", &mut mmql_cmd(args)).finish(timeout)
+}
+
+/// `None` when bpftrace runs here; the skip reason otherwise.
+pub fn require_bpftrace() -> Option<SkipReason> {
+    super::require_tool("bpftrace")
+}
+
+/// Starts `bpftrace -f json -e SCRIPT` and returns once its probes are attached.
+pub fn start_bpftrace(script: &str) -> Proc {
+    let mut cmd = Command::new("bpftrace");
+    cmd.args(["-f", "json", "-e", script]);
+    let mut p = Proc::spawn("bpftrace", &mut cmd);
+    p.wait_for("attached_probes", ATTACH_TIMEOUT);
+    p
+}
+
+/// Every line of `text` that parses as a JSON object.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A key part or value as text, so keys from both tracers compare alike (`20168`, `sh`).
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The rows of mmql's JSON dump of `@name`: joined key (`pid,comm`) → value. Panics when the
+/// map is missing, so an empty result can never pass for a match.
+pub fn mmql_map(lines: &[Value], name: &str) -> Vec<(String, Value)> {
+    let m = lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "map" && l["name"] == name)
+        .unwrap_or_else(|| panic!("mmql printed no map {name}; output: {lines:?}"));
+    match &m["data"] {
+        Value::Array(rows) => rows
+            .iter()
+            .map(|r| {
+                let key = match &r["key"] {
+                    Value::Array(parts) => parts.iter().map(plain).collect::<Vec<_>>().join(","),
+                    other => plain(other),
+                };
+                (key, r["value"].clone())
+            })
+            .collect(),
+        // A map without keys holds its value directly.
+        v => vec![(String::new(), v.clone())],
+    }
+}
+
+/// The rows of bpftrace's JSON output for `@name`: key (bpftrace joins parts with `,`) →
+/// value. Panics when the map is missing.
+pub fn bpftrace_map(lines: &[Value], name: &str) -> Vec<(String, Value)> {
+    let m = lines
+        .iter()
+        .rev()
+        .find(|l| l["data"].get(name).is_some())
+        .unwrap_or_else(|| panic!("bpftrace printed no map {name}; output: {lines:?}"));
+    match &m["data"][name] {
+        Value::Object(rows) => rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        v => vec![(String::new(), v.clone())],
+    }
+}
+
+/// Rows whose key starts with `prefix,` (e.g. one pid), re-keyed by the rest of the key and
+/// summed when two rows then share a key (bpftrace and mmql both print one row per address
+/// for `ksym` keys, so two call sites in one function give two rows with the same name).
+pub fn rows_for(rows: &[(String, Value)], prefix: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in rows {
+        let rest = if k == prefix {
+            Some("")
+        } else {
+            k.strip_prefix(prefix).and_then(|r| r.strip_prefix(','))
+        };
+        if let Some(rest) = rest {
+            *out.entry(rest.to_string()).or_insert(0) += v
+                .as_i64()
+                .unwrap_or_else(|| panic!("row {k} is not a number: {v}"));
+        }
+    }
+    out
+}
+
+/// The single value stored under `key` (exact match); panics when absent.
+pub fn value_at<'a>(rows: &'a [(String, Value)], key: &str) -> &'a Value {
+    rows.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no row `{key}` in {rows:?}"))
+}
+
+/// A histogram (either tracer's JSON: `[{min, max, count}]`) as its non-empty buckets.
+pub fn buckets(v: &Value) -> Vec<(i64, i64, u64)> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a histogram: {v}"))
+        .iter()
+        .map(|b| {
+            (
+                b["min"].as_i64().unwrap_or(i64::MIN),
+                b["max"].as_i64().unwrap_or(i64::MAX),
+                b["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .filter(|b| b.2 > 0)
+        .collect()
+}
+
+/// Ids of loaded BPF programs named like mmql's (`p<digit>…_`).
+pub fn mmql_prog_ids() -> HashSet<u64> {
+    super::bpf_leftovers("p")
+        .iter()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (kind, id, name) = (it.next()?, it.next()?, it.next()?);
+            let mmql_like = name.len() > 1
+                && name[1..].starts_with(|c: char| c.is_ascii_digit())
+                && name.contains('_');
+            (kind == "prog" && mmql_like)
+                .then(|| id.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Serialises the tests of one binary that tell "this run's programs" apart by diffing
+/// [`mmql_prog_ids`] before and during a run.
+pub fn leak_check_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    lock(&LOCK)
+}
+
+/// The workload's `pid=` line from its output.
+pub fn reported_pid(stdout: &str) -> u32 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid= line in workload output:\n{stdout}"))
+}
