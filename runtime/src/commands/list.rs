@@ -22,11 +22,18 @@ pub fn run(ctx: &Context, pattern: Option<&str>, verbose: bool) -> Result<(), Fa
     Ok(())
 }
 
-/// A pattern without `:` matches the event name in any category.
+/// A pattern without `:` matches the event name in any category. As in probes, the
+/// redundant prefixes are optional: `vmscan:direct_reclaim*` finds `mm_vmscan_direct_reclaim_begin`.
 fn matches(pattern: &str, category: &str, name: &str) -> bool {
+    let name_matches = |p: &str| {
+        glob_match(p, name)
+            || mmql_stdlib::knowledge::NAME_PREFIXES
+                .iter()
+                .any(|pre| glob_match(&format!("{}{p}", pre.replace("{}", category)), name))
+    };
     match pattern.split_once(':') {
-        Some((c, n)) => glob_match(c, category) && glob_match(n, name),
-        None => glob_match(pattern, name) || glob_match(pattern, category),
+        Some((c, n)) => glob_match(c, category) && name_matches(n),
+        None => name_matches(pattern) || glob_match(pattern, category),
     }
 }
 
@@ -39,7 +46,7 @@ pub fn listing(catalog: &Catalog, pattern: &str, verbose: bool) -> String {
         let _ = writeln!(out, "{category}:{name}");
         if verbose {
             for f in &ev.fields {
-                let _ = writeln!(out, "{}", field_line(f));
+                let _ = writeln!(out, "{}", field_line(&f.name, f));
             }
         }
     }
@@ -60,7 +67,8 @@ pub fn listing(catalog: &Catalog, pattern: &str, verbose: bool) -> String {
         if verbose {
             let _ = writeln!(
                 spans_text,
-                "    duration      u64       (ns from begin to end)"
+                "    {:<22} {:<8} (ns from begin to end)",
+                "duration", "u64"
             );
             if let Some(ev) = catalog.get(&s.category, &s.end) {
                 span_fields(&mut spans_text, ev, "");
@@ -95,12 +103,11 @@ pub fn listing(catalog: &Catalog, pattern: &str, verbose: bool) -> String {
 
 fn span_fields(out: &mut String, ev: &Event, prefix: &str) {
     for f in &ev.fields {
-        let line = field_line(f);
-        let _ = writeln!(out, "    {prefix}{}", line.trim_start());
+        let _ = writeln!(out, "{}", field_line(&format!("{prefix}{}", f.name), f));
     }
 }
 
-fn field_line(f: &Field) -> String {
+fn field_line(name: &str, f: &Field) -> String {
     let ty = match (&f.kind, &f.symbols) {
         (FieldKind::Int { .. }, Some(Symbols::Enum(_))) => "enum".to_string(),
         (FieldKind::Int { .. }, Some(Symbols::Flags(_))) => "flags".to_string(),
@@ -126,7 +133,7 @@ fn field_line(f: &Field) -> String {
             .join(" "),
         None => String::new(),
     };
-    format!("    {:<22} {:<8} {:<24} {}", f.name, ty, f.c_type, names)
+    format!("    {:<22} {:<8} {:<24} {}", name, ty, f.c_type, names)
         .trim_end()
         .to_string()
 }

@@ -92,12 +92,17 @@ impl Context {
     fn catalog_for(&self, src: &Source) -> Result<LoadedCatalog, Failure> {
         match Self::categories_of(src) {
             Some(cats) => {
-                let loaded = crate::formats::load_catalog_filtered(&self.formats, &|c| cats.iter().any(|w| w == c))
-                    .map_err(Failure::Message)?;
-                for w in &loaded.warnings {
-                    eprintln!("mmql: warning: {w}");
+                // A category that does not exist leaves nothing to load: the full catalog then
+                // gives the diagnostic its "did you mean".
+                match crate::formats::load_catalog_filtered(&self.formats, &|c| cats.iter().any(|w| w == c)) {
+                    Ok(loaded) if !loaded.catalog.events.is_empty() => {
+                        for w in &loaded.warnings {
+                            eprintln!("mmql: warning: {w}");
+                        }
+                        Ok(loaded)
+                    }
+                    _ => self.catalog(),
                 }
-                Ok(loaded)
             }
             None => self.catalog(),
         }
