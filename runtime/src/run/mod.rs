@@ -143,8 +143,16 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             }
             let now = Instant::now();
             for (i, t) in program.timers.iter().enumerate() {
-                if next[i].is_some_and(|at| at <= now) {
-                    next[i] = t.repeat.then(|| now + Duration::from_nanos(t.nanos));
+                if let Some(at) = next[i].filter(|at| *at <= now) {
+                    // From the due time, not from `now`: poll wakes a little late each time,
+                    // and `every 200ms` must not drift (5 ticks in 1s, like bpftrace's
+                    // interval). Ticks missed while the loop was busy are skipped, not bunched.
+                    let period = Duration::from_nanos(t.nanos);
+                    let mut due = at + period;
+                    while due <= now {
+                        due += period;
+                    }
+                    next[i] = t.repeat.then_some(due);
                     session.exec(&t.body)?;
                 }
             }
