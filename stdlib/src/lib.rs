@@ -3,4 +3,5 @@
 
 pub mod btf_fields;
 pub mod knowledge;
+pub mod recipes;
 pub mod snapshot;
