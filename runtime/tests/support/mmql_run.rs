@@ -268,7 +268,10 @@ pub fn mmql_map(lines: &[Value], name: &str) -> Vec<(String, Value)> {
         .rev()
         .find(|l| l["type"] == "map" && l["name"] == name)
         .unwrap_or_else(|| panic!("mmql printed no map {name}; output: {lines:?}"));
+    let keyless = m["keys"].as_array().is_some_and(|k| k.is_empty());
     match &m["data"] {
+        // A map without keys holds its value directly (a histogram's is an array too).
+        v if keyless => vec![(String::new(), v.clone())],
         Value::Array(rows) => rows
             .iter()
             .map(|r| {
@@ -279,7 +282,6 @@ pub fn mmql_map(lines: &[Value], name: &str) -> Vec<(String, Value)> {
                 (key, r["value"].clone())
             })
             .collect(),
-        // A map without keys holds its value directly.
         v => vec![(String::new(), v.clone())],
     }
 }
