@@ -95,6 +95,8 @@ pub enum Command {
         /// Recipe name (see `mmql recipes`).
         recipe: String,
         #[command(flatten)]
+        recipe_opts: RecipeOpts,
+        #[command(flatten)]
         run: RunOpts,
     },
     /// List the bundled recipes.
@@ -102,7 +104,11 @@ pub enum Command {
     Recipes,
     /// Print a bundled recipe's source.
     #[command(after_help = "Example:\n  mmql show direct-reclaim-latency > mine.mmql")]
-    Show { recipe: String },
+    Show {
+        recipe: String,
+        #[command(flatten)]
+        recipe_opts: RecipeOpts,
+    },
     /// Keep the probes attached and serve the script's maps as Prometheus metrics on /metrics.
     #[command(after_help = "Examples:\n  mmql serve script.mmql --listen 127.0.0.1:9100\n  mmql serve --listen 127.0.0.1:9100 -e 'on kmem:mm_page_alloc { @allocs[comm] = count() }'\n  curl -s http://127.0.0.1:9100/metrics\n\nMetric names, label rules and the series cap: docs/serve.md")]
     Serve(ServeArgs),
@@ -147,6 +153,20 @@ pub struct ServeArgs {
     /// Quiet: no banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+}
+
+/// Options of parameterised recipes (today only compactsnoop's); `-p` and `-d` are `RunOpts`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RecipeOpts {
+    /// compactsnoop: add a timestamp column.
+    #[arg(short = 'T', long = "timestamp")]
+    pub timestamps: bool,
+    /// compactsnoop: print the kernel stack under each line.
+    #[arg(short = 'K', long = "kernel-stack")]
+    pub kernel_stack: bool,
+    /// compactsnoop: extended columns (fragmentation index, watermarks, free pages).
+    #[arg(short = 'e', long = "extended")]
+    pub extended: bool,
 }
 
 #[derive(Args, Debug)]

@@ -42,8 +42,12 @@ fn main() -> ExitCode {
         (Some(Command::Serve(args)), _) => serve::run(&ctx, args),
         (Some(Command::Completions { shell }), _) => commands::shell::completions(*shell),
         (Some(Command::Man { dir }), _) => commands::shell::man(dir.as_deref()),
-        (Some(Command::Run { .. } | Command::Recipes | Command::Show { .. }), _) => {
-            Err(commands::Failure::Message("recipes are not bundled yet".into()))
+        (Some(Command::Run { recipe, recipe_opts, run }), _) => {
+            commands::recipes::run(&ctx, recipe, recipe_opts, run)
+        }
+        (Some(Command::Recipes), _) => commands::recipes::list(),
+        (Some(Command::Show { recipe, recipe_opts }), _) => {
+            commands::recipes::show(&ctx, recipe, recipe_opts)
         }
     };
     match result {

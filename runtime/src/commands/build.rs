@@ -5,11 +5,11 @@ use std::path::Path;
 
 use mmql_compiler::lower::LowerOptions;
 
-use super::{read_script, Context, Failure};
+use super::{recipes, Context, Failure};
 use crate::cli::ScriptArg;
 
 pub fn run(ctx: &Context, s: &ScriptArg, output: &Path) -> Result<(), Failure> {
-    let src = read_script(s)?;
+    let src = recipes::read_source(ctx, s)?;
     let (compiled, _) = ctx.compile(&src, &LowerOptions::default())?;
     std::fs::write(output, &compiled.object)
         .map_err(|e| Failure::Message(format!("cannot write `{}`: {e}", output.display())))?;

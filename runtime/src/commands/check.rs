@@ -1,11 +1,11 @@
 //! `mmql check`: parse and type-check a script against the kernel's tracepoints; exit 0 when
 //! it is valid, 1 with every error rendered otherwise.
 
-use super::{read_script, Context, Failure};
+use super::{recipes, Context, Failure};
 use crate::cli::ScriptArg;
 
 pub fn run(ctx: &Context, s: &ScriptArg) -> Result<(), Failure> {
-    let src = read_script(s)?;
+    let src = recipes::read_source(ctx, s)?;
     let (checked, _) = ctx.front_end(&src)?;
     let p = &checked.program;
     let events = p.probes.len();

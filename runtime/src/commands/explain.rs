@@ -3,11 +3,11 @@
 
 use mmql_compiler::lower::{listing, LowerOptions};
 
-use super::{read_script, Context, Failure};
+use super::{recipes, Context, Failure};
 use crate::cli::ExplainArgs;
 
 pub fn run(ctx: &Context, a: &ExplainArgs) -> Result<(), Failure> {
-    let src = read_script(&a.script)?;
+    let src = recipes::read_source(ctx, &a.script)?;
     if a.plan {
         let (checked, _) = ctx.front_end(&src)?;
         print!("{}", mmql_compiler::explain::explain(&checked.program));
