@@ -83,18 +83,30 @@ impl GatedChild {
         self.status
     }
 
-    /// Stops a child still running when mmql stops (Ctrl-C, -d, exit()), and reaps it.
+    /// Stops a child still running when mmql stops (Ctrl-C, -d, exit()), and reaps it:
+    /// SIGTERM first, SIGKILL if it is still there after a grace period, so a child that
+    /// ignores SIGTERM cannot keep mmql (and its probes) alive.
     pub fn stop(&mut self) {
         self.gate.take();
-        if self.try_wait().is_none() {
-            let mut st = 0;
-            // SAFETY: signalling and reaping our own child.
-            unsafe {
-                libc::kill(self.pid, libc::SIGTERM);
-                libc::waitpid(self.pid, &mut st, 0);
-            }
-            self.status = Some(st);
+        if self.try_wait().is_some() {
+            return;
         }
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            if self.try_wait().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut st = 0;
+        // SAFETY: killing and reaping our own child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, &mut st, 0);
+        }
+        self.status = Some(st);
     }
 }
 

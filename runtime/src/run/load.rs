@@ -1,13 +1,16 @@
-//! Loading and attaching: the object into the kernel, every program onto its tracepoint.
-//! Failures become one clear sentence (privilege) or a located diagnostic (verifier).
+//! Loading and attaching: maps created, programs loaded with their map fds patched in, each
+//! attached to its tracepoint. Failures become one clear sentence (privilege) or a located
+//! diagnostic (verifier). Everything lives in file descriptors owned by `Loaded`: dropping it
+//! (or the process dying) detaches every probe.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use aya::programs::{ProgramError, TracePoint};
-use aya::{Ebpf, EbpfError, EbpfLoader};
-use mmql_compiler::lower::Compiled;
+use aya::maps::{Map, MapData, RingBuf};
+use mmql_compiler::lower::{Compiled, ProgSpec};
 use mmql_lang::diag::{Code, Diagnostic};
 
+use crate::sys::prog::{self, ProgLoadError};
 use crate::verifier;
 
 pub enum LoadFailure {
@@ -24,65 +27,107 @@ fn is_eperm(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
 }
 
-pub fn load(compiled: &Compiled) -> Result<Ebpf, LoadFailure> {
-    EbpfLoader::new().btf(None).load(&compiled.object).map_err(|e| match &e {
-        EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. }) if is_eperm(io_error) => {
-            LoadFailure::Privilege(PRIVILEGE.to_string())
-        }
-        _ => LoadFailure::Other(format!("cannot load the BPF object: {e}")),
-    })
+/// The kernel objects of one running script.
+pub struct Loaded {
+    maps: Vec<(String, Option<OwnedFd>)>,
+    progs: Vec<(String, OwnedFd)>,
+    /// Perf events with a program attached: the attachments themselves.
+    events: Vec<OwnedFd>,
+}
+
+impl Loaded {
+    pub fn map_fd(&self, name: &str) -> Option<BorrowedFd<'_>> {
+        self.maps.iter().find(|(n, _)| n == name).and_then(|(_, fd)| fd.as_ref()).map(|fd| fd.as_fd())
+    }
+
+    /// Hands the ring buffer to aya's reader (which maps its pages and walks the records).
+    pub fn take_ring(&mut self, name: &str) -> Option<io::Result<RingBuf<MapData>>> {
+        let fd = self.maps.iter_mut().find(|(n, _)| n == name)?.1.take()?;
+        Some(
+            MapData::from_fd(fd)
+                .and_then(|data| RingBuf::try_from(Map::RingBuf(data)))
+                .map_err(|e| io::Error::other(e.to_string())),
+        )
+    }
+
+    /// (run count, run time in ns) of a program, when `kernel.bpf_stats_enabled` is on.
+    pub fn prog_stats(&self, name: &str) -> Option<(u64, u64)> {
+        let (_, fd) = self.progs.iter().find(|(n, _)| n == name)?;
+        prog::prog_stats(fd.as_fd()).ok()
+    }
+
+    pub fn attached(&self) -> usize {
+        self.events.len()
+    }
+}
+
+pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
+    let mut maps = Vec::new();
+    for def in &compiled.bpf_maps {
+        let fd = prog::create_map(def).map_err(|e| {
+            if is_eperm(&e) {
+                LoadFailure::Privilege(PRIVILEGE.to_string())
+            } else {
+                LoadFailure::Other(format!("cannot create BPF map `{}`: {e}", def.name))
+            }
+        })?;
+        maps.push((def.name.clone(), Some(fd)));
+    }
+    Ok(Loaded { maps, progs: Vec::new(), events: Vec::new() })
 }
 
 /// Loads and attaches every program; returns how many are attached.
-pub fn attach(ebpf: &mut Ebpf, compiled: &Compiled) -> Result<usize, LoadFailure> {
-    let mut n = 0;
+pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFailure> {
     for p in &compiled.programs {
-        let prog = ebpf
-            .program_mut(&p.def.name)
-            .ok_or_else(|| LoadFailure::Other(format!("program {} missing from the object", p.def.name)))?;
-        let tp: &mut TracePoint = prog.try_into().map_err(|e| LoadFailure::Other(format!("{e}")))?;
-        tp.load().map_err(|e| load_error(e, p))?;
-        tp.attach(&p.category, &p.event).map_err(|e| attach_error(e, p))?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-fn load_error(e: ProgramError, p: &mmql_compiler::lower::ProgSpec) -> LoadFailure {
-    match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
-            let log = verifier_log.to_string();
-            if is_eperm(&io_error) && log.trim().is_empty() {
-                return LoadFailure::Privilege(PRIVILEGE.to_string());
-            }
-            let report = verifier::parse(&log);
-            let (span, message, context) = match &report {
-                Some(r) => (
-                    r.insn.and_then(|i| p.spans.get(i)).copied().unwrap_or(p.probe_span),
-                    r.message.clone(),
-                    r.context.clone(),
-                ),
-                None => (p.probe_span, io_error.to_string(), vec![]),
-            };
-            let mut d = Diagnostic::error(Code::E0302, format!("the kernel's verifier rejected the program for {}:{}", p.category, p.event))
-                .at(span, "this part of the script")
-                .with_note(format!("verifier: {message}"));
-            for c in context.iter().rev().take(4).rev() {
-                d = d.with_note(format!("  {c}"));
-            }
-            LoadFailure::Rejected(d.with_help("this is a bug in mmql's code generation; please report it with `mmql explain` output"))
+        let fds: Vec<BorrowedFd<'_>> = loaded.maps.iter().filter_map(|(_, fd)| fd.as_ref().map(|f| f.as_fd())).collect();
+        if fds.len() != loaded.maps.len() {
+            return Err(LoadFailure::Other("a map was handed off before its programs were loaded".into()));
         }
-        other => LoadFailure::Other(format!("cannot load the program for {}:{}: {other}", p.category, p.event)),
+        let fd = prog::load_tracepoint(&p.def.name, &p.def.insns, &p.def.map_relocs, &fds).map_err(|e| load_error(e, p))?;
+        let id = prog::tracepoint_id(&p.category, &p.event).map_err(|e| {
+            LoadFailure::Other(format!(
+                "cannot find tracepoint {}:{}: {e} (is tracefs mounted at /sys/kernel/tracing?)",
+                p.category, p.event
+            ))
+        })?;
+        let event = prog::attach_tracepoint(id, fd.as_fd()).map_err(|e| {
+            if is_eperm(&e) {
+                LoadFailure::Privilege(PRIVILEGE.to_string())
+            } else {
+                LoadFailure::Other(format!("cannot attach to {}:{}: {e}", p.category, p.event))
+            }
+        })?;
+        loaded.progs.push((p.def.name.clone(), fd));
+        loaded.events.push(event);
     }
+    Ok(loaded.attached())
 }
 
-fn attach_error(e: ProgramError, p: &mmql_compiler::lower::ProgSpec) -> LoadFailure {
-    let text = e.to_string();
-    if text.contains("Permission denied") || text.contains("Operation not permitted") {
+fn load_error(e: ProgLoadError, p: &ProgSpec) -> LoadFailure {
+    let (error, log) = match e {
+        ProgLoadError::Other(e) if is_eperm(&e) => return LoadFailure::Privilege(PRIVILEGE.to_string()),
+        ProgLoadError::Other(e) => {
+            return LoadFailure::Other(format!("cannot load the program for {}:{}: {e}", p.category, p.event))
+        }
+        ProgLoadError::Rejected { error, log } => (error, log),
+    };
+    if is_eperm(&error) && log.trim().is_empty() {
         return LoadFailure::Privilege(PRIVILEGE.to_string());
     }
-    LoadFailure::Other(format!(
-        "cannot attach to {}:{}: {text} (is tracefs mounted at /sys/kernel/tracing?)",
-        p.category, p.event
-    ))
+    let report = verifier::parse(&log);
+    let (span, message, context) = match &report {
+        Some(r) => (
+            r.insn.and_then(|i| p.spans.get(i)).copied().unwrap_or(p.probe_span),
+            r.message.clone(),
+            r.context.clone(),
+        ),
+        None => (p.probe_span, error.to_string(), vec![]),
+    };
+    let mut d = Diagnostic::error(Code::E0302, format!("the kernel's verifier rejected the program for {}:{}", p.category, p.event))
+        .at(span, "this part of the script")
+        .with_note(format!("verifier: {message}"));
+    for c in context.iter().rev().take(4).rev() {
+        d = d.with_note(format!("  {c}"));
+    }
+    LoadFailure::Rejected(d.with_help("this is a bug in mmql's code generation; please report it with `mmql explain` output"))
 }

@@ -6,19 +6,19 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::io;
 
-use aya::Ebpf;
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
 use mmql_compiler::lower::Compiled;
 use mmql_compiler::program::{MapId, ValueKind};
 use mmql_compiler::types::Type;
 
 use super::ksyms::Ksyms;
+use super::load::Loaded;
 use crate::output::value::{AggValue, MapDump, Scalar};
-use crate::sys::{map_fd, RawMap};
+use crate::sys::RawMap;
 
 pub struct Maps<'a> {
     pub compiled: &'a Compiled,
-    pub ebpf: &'a Ebpf,
+    pub loaded: &'a Loaded,
     ksyms: OnceCell<Ksyms>,
 }
 
@@ -32,13 +32,13 @@ fn text(b: &[u8]) -> String {
 }
 
 impl<'a> Maps<'a> {
-    pub fn new(compiled: &'a Compiled, ebpf: &'a Ebpf) -> Maps<'a> {
-        Maps { compiled, ebpf, ksyms: OnceCell::new() }
+    pub fn new(compiled: &'a Compiled, loaded: &'a Loaded) -> Maps<'a> {
+        Maps { compiled, loaded, ksyms: OnceCell::new() }
     }
 
     fn raw(&self, symbol: &str) -> io::Result<RawMap<'_>> {
-        let map = self.ebpf.map(symbol).ok_or_else(|| io::Error::other(format!("map {symbol} not loaded")))?;
-        RawMap::new(map_fd(map))
+        let fd = self.loaded.map_fd(symbol).ok_or_else(|| io::Error::other(format!("map {symbol} not loaded")))?;
+        RawMap::new(fd)
     }
 
     fn ksyms(&self) -> &Ksyms {

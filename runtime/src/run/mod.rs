@@ -89,9 +89,10 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         Err(f) => return Err(load_failure(ctx, src, f)),
     };
     let mut ring = match &compiled.events_map {
-        Some(name) => match ebpf.take_map(name).map(RingBuf::try_from) {
+        Some(name) => match ebpf.take_ring(name) {
             Some(Ok(rb)) => Some(rb),
-            _ => return Err(Failure::Message("cannot open the event ring buffer".into())),
+            Some(Err(e)) => return Err(Failure::Message(format!("cannot open the event ring buffer: {e}"))),
+            None => return Err(Failure::Message("cannot open the event ring buffer".into())),
         },
         None => None,
     };

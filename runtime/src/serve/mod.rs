@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use aya::maps::RingBuf;
-use aya::Ebpf;
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
@@ -23,7 +21,7 @@ use tiny_http::{Header, Method, Response, Server};
 use crate::cli::{OutputFormat, ServeArgs};
 use crate::commands::{Context, Failure};
 use crate::output::Format;
-use crate::run::load;
+use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
 use crate::run::{load_failure, Session};
@@ -44,29 +42,44 @@ struct Exporter {
 
 /// `mmql serve`: resolves the script, then serves until stopped.
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
-    let (src, description) = script_of(args)?;
+    let (src, description) = script_of(ctx, args)?;
     serve(ctx, &src, description.as_deref(), args)
 }
 
-/// The script to serve and, for a recipe, its description (the default HELP text).
-fn script_of(args: &ServeArgs) -> Result<(Source, Option<String>), Failure> {
+/// The script to serve and, for a recipe, its one-line purpose (the default HELP text). A
+/// file that exists wins over a recipe of the same name.
+fn script_of(ctx: &Context, args: &ServeArgs) -> Result<(Source, Option<String>), Failure> {
     if let Some(p) = &args.program {
         return Ok((Source::new("-e", p.clone()), None));
     }
     let Some(target) = &args.target else {
         return Err(Failure::Message(
-            "give a script file or -e PROGRAM to serve".into(),
+            "give a script file, a recipe name or -e PROGRAM to serve".into(),
         ));
     };
     let path = std::path::Path::new(target);
-    if path.exists() || target.contains('/') || target.ends_with(".mmql") {
+    let looks_like_path = target.contains('/') || target.ends_with(".mmql");
+    if path.exists() || looks_like_path {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Message(format!("cannot read `{target}`: {e}")))?;
         return Ok((Source::new(target.clone(), text), None));
     }
-    Err(Failure::Message(format!(
-        "no script file `{target}` (and recipes are not bundled yet)"
-    )))
+    let Some(recipe) = mmql_stdlib::recipes::find(target) else {
+        return Err(Failure::Message(format!(
+            "no script file or recipe named `{target}` (`mmql recipes` lists the recipes)"
+        )));
+    };
+    // Kernel-dependent recipes pick their variant by the events this kernel has.
+    let loaded = ctx.catalog()?;
+    let text = recipe
+        .source(&Default::default(), &|c, e| {
+            loaded.catalog.get(c, e).is_some()
+        })
+        .map_err(Failure::Message)?;
+    Ok((
+        Source::new(format!("recipe {}", recipe.name), text),
+        Some(recipe.summary()),
+    ))
 }
 
 fn serve(
@@ -104,9 +117,10 @@ fn serve(
         }
     };
     let mut ring = match &compiled.events_map {
-        Some(name) => match ebpf.take_map(name).map(RingBuf::try_from) {
+        Some(name) => match ebpf.take_ring(name) {
             Some(Ok(rb)) => Some(rb),
-            _ => return Err(Failure::Message("cannot open the event ring buffer".into())),
+            Some(Err(e)) => return Err(Failure::Message(format!("cannot open the event ring buffer: {e}"))),
+            None => return Err(Failure::Message("cannot open the event ring buffer".into())),
         },
         None => None,
     };
@@ -210,7 +224,7 @@ impl Exporter {
         req: tiny_http::Request,
         session: &Session<'_, '_>,
         compiled: &Compiled,
-        ebpf: &Ebpf,
+        ebpf: &Loaded,
     ) {
         self.requests += 1;
         let path = req.url().split('?').next().unwrap_or("");
@@ -237,7 +251,7 @@ impl Exporter {
         &self,
         session: &Session<'_, '_>,
         compiled: &Compiled,
-        ebpf: &Ebpf,
+        ebpf: &Loaded,
     ) -> io::Result<String> {
         let mut out = String::with_capacity(4096);
         let mut stats = RuntimeStats {
@@ -254,12 +268,12 @@ impl Exporter {
         }
         if self.stats.is_some() {
             for p in &compiled.programs {
-                if let Some(Ok(info)) = ebpf.program(&p.def.name).map(|prog| prog.info()) {
+                if let Some((run_count, run_time_ns)) = ebpf.prog_stats(&p.def.name) {
                     stats.programs.push((
                         p.def.name.clone(),
                         format!("{}:{}", p.category, p.event),
-                        info.run_count(),
-                        info.run_time().as_nanos() as u64,
+                        run_count,
+                        run_time_ns,
                     ));
                 }
             }

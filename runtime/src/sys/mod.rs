@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod map;
+pub mod prog;
 
 pub use map::{map_fd, possible_cpus, MapInfo, RawMap};
 
