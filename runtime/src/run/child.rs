@@ -110,6 +110,21 @@ impl GatedChild {
     }
 }
 
+/// How a reaped child ended, in words, when that was not `exit 0`.
+pub fn describe_failure(status: i32) -> Option<String> {
+    if libc::WIFEXITED(status) {
+        let code = libc::WEXITSTATUS(status);
+        return (code != 0).then(|| format!("exited with status {code}"));
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: strsignal returns a pointer to a static or thread-local string.
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) }.to_string_lossy().into_owned();
+        return Some(format!("was killed by signal {sig} ({name})"));
+    }
+    None
+}
+
 impl Drop for GatedChild {
     fn drop(&mut self) {
         self.stop();

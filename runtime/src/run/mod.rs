@@ -78,8 +78,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         None => None,
     };
     let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
-    let (compiled, _) = ctx.compile(src, &LowerOptions { pid })?;
+    // Signals are caught from before compiling: one arriving while the probes load or attach
+    // then stops the run at the first poll, with the usual cleanup and exit 0, instead of
+    // killing mmql at an arbitrary point.
     let signals = SignalPipe::install().map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
+    let (compiled, _) = ctx.compile(src, &LowerOptions { pid })?;
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -162,7 +165,13 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 break Stop::Duration;
             }
         };
-        let _ = stop;
+        // A `-c` command that failed is worth one line: the output may be cut short by it.
+        if let (Stop::ChildExited, Some(st)) = (&stop, child.as_mut().and_then(GatedChild::try_wait)) {
+            if let Some(why) = child::describe_failure(st) {
+                session.out.flush()?;
+                eprintln!("mmql: the command {why}");
+            }
+        }
         if let Some(rb) = ring.as_mut() {
             session.drain(rb)?;
         }
