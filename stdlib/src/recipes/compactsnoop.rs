@@ -116,7 +116,8 @@ pub fn source(o: &RecipeOptions) -> String {
         line_args.join(", ")
     ));
     if o.kernel_stack {
-        s.push_str("    printf(\"%s\\n\", kstack)\n");
+        // The stack text starts and ends with a newline: it sits under the line as a block.
+        s.push_str("    printf(\"%s\", kstack)\n");
     }
     s.push_str("    delete(@order[tid])\n");
     s.push_str("}\n");
@@ -153,7 +154,7 @@ mod tests {
         });
         assert!(all.contains("\"TIME\", \"COMM\""));
         assert!(all.contains("\"FRAGIDX\", \"MIN\", \"LOW\", \"HIGH\", \"FREE\", \"LAT(ms)\""));
-        assert!(all.contains("printf(\"%s\\n\", kstack)"));
+        assert!(all.contains("printf(\"%s\", kstack)"));
         assert!(all.contains("-T on, -K on, -e on"));
     }
 
