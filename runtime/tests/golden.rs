@@ -2,8 +2,10 @@
 //! against the snapshot format files, and its exit code, stdout and stderr must equal
 //! `<case>.expected` byte for byte.
 //!
-//! Kinds: `check/` runs `mmql check CASE`, `explain/` runs `mmql explain --plan CASE`, and
-//! `list/` takes its arguments from the case's first line, `# args: list 'vmscan:*' -v`.
+//! Kinds: `check/` runs `mmql check CASE`, `explain/` runs `mmql explain --plan CASE`, `bpf/`
+//! runs `mmql explain CASE` (the plan and the BPF listing: a few tiny cases, one per lowering
+//! feature, each listing reviewed by eye when blessed), and `list/` takes its arguments from
+//! the case's first line, `# args: list 'vmscan:*' -v`.
 //!
 //! The expected file is the three results in one readable text:
 //!
@@ -30,7 +32,7 @@ const BLESS_VAR: &str = "MMQL_BLESS";
 const BLESS_CMD: &str = "MMQL_BLESS=1 cargo test -p mmql --test golden";
 /// Relative to the workspace root, so no absolute path reaches the outputs.
 const FORMATS: &str = "stdlib/snapshot/events";
-const KINDS: &[&str] = &["check", "explain", "list"];
+const KINDS: &[&str] = &["check", "explain", "bpf", "list"];
 
 fn workspace_root() -> PathBuf {
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -127,6 +129,7 @@ fn case_args(root: &Path, case: &Case) -> Result<Vec<String>, String> {
     match case.kind {
         "check" => Ok(vec!["check".into(), file]),
         "explain" => Ok(vec!["explain".into(), "--plan".into(), file]),
+        "bpf" => Ok(vec!["explain".into(), file]),
         _ => {
             let text = std::fs::read_to_string(root.join(&case.input))
                 .map_err(|e| format!("cannot read {file}: {e}"))?;
@@ -258,7 +261,7 @@ fn golden() {
     let (cases, orphans) = discover(&root);
     assert!(
         !cases.is_empty(),
-        "no golden cases found under {}/tests/golden/{{check,explain,list}}",
+        "no golden cases found under {}/tests/golden/{{check,explain,bpf,list}}",
         root.display()
     );
 
