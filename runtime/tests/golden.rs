@@ -5,7 +5,10 @@
 //! Kinds: `check/` runs `mmql check CASE`, `explain/` runs `mmql explain --plan CASE`, `bpf/`
 //! runs `mmql explain CASE` (the plan and the BPF listing: a few tiny cases, one per lowering
 //! feature, each listing reviewed by eye when blessed), and `list/` takes its arguments from
-//! the case's first line, `# args: list 'vmscan:*' -v`.
+//! the case's first line, `# args: list 'vmscan:*' -v`. `recipes/` pins the plan of each
+//! bundled recipe: its case is that one line, `# args: explain --plan recipe:NAME` (options in
+//! the same argument: `'recipe:compactsnoop -T -K -e'`), as the source lives in
+//! `stdlib/recipes/`.
 //!
 //! The expected file is the three results in one readable text:
 //!
@@ -32,7 +35,7 @@ const BLESS_VAR: &str = "MMQL_BLESS";
 const BLESS_CMD: &str = "MMQL_BLESS=1 cargo test -p mmql --test golden";
 /// Relative to the workspace root, so no absolute path reaches the outputs.
 const FORMATS: &str = "stdlib/snapshot/events";
-const KINDS: &[&str] = &["check", "explain", "bpf", "list"];
+const KINDS: &[&str] = &["check", "explain", "bpf", "list", "recipes"];
 
 fn workspace_root() -> PathBuf {
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -136,7 +139,7 @@ fn case_args(root: &Path, case: &Case) -> Result<Vec<String>, String> {
             let first = text.lines().next().unwrap_or_default();
             let rest = first
                 .strip_prefix("# args:")
-                .ok_or_else(|| format!("{file}: the first line must be `# args: list ...`"))?;
+                .ok_or_else(|| format!("{file}: the first line must be `# args: ...` (`list ...`, `explain --plan recipe:NAME`)"))?;
             let args = split_args(rest)?;
             if args.is_empty() {
                 return Err(format!("{file}: `# args:` gives no arguments"));
