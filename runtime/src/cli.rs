@@ -129,8 +129,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Script file (or, once recipes are bundled, a recipe name).
-    #[arg(required_unless_present = "program", value_name = "SCRIPT")]
+    /// Script file, or the name of a bundled recipe (`mmql recipes`).
+    #[arg(required_unless_present = "program", value_name = "SCRIPT|RECIPE")]
     pub target: Option<String>,
     /// Program text instead of a file.
     #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "target")]

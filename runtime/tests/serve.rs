@@ -517,3 +517,102 @@ fn prometheus_server_scrapes_the_exporter() {
     assert_eq!(observed, want, "mmql_pfn_count through Prometheus");
     assert_eq!(inf, want, "le=+Inf bucket through Prometheus");
 }
+
+#[test]
+fn serves_a_recipe_with_its_purpose_as_help() {
+    skip_unless_root_bpf!();
+    let recipe = "alloc-order-hist";
+    let source = std::fs::read_to_string(
+        support::workspace_root().join(format!("stdlib/recipes/{recipe}.mmql")),
+    )
+    .expect("recipe file");
+    // `# NAME: purpose` is the recipe's first line; its maps carry no comments of their own.
+    let purpose = source
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(&format!("# {recipe}: ")))
+        .expect("purpose line")
+        .to_string();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut mmql = Proc::spawn(
+        "mmql serve RECIPE",
+        &mut mmql_cmd(&["serve", recipe, "--listen", &listen]),
+    );
+    mmql.wait_for("/metrics", ATTACH_TIMEOUT);
+    let (_, scrape) = scrape(port);
+    assert_eq!(scrape.docs.get("mmql_order_hist"), Some(&purpose));
+    assert!(matches!(
+        sample_with(&scrape, "mmql_order_hist", &[]).value,
+        PromValue::Histogram(_)
+    ));
+    mmql.stop().expect_code(0, "mmql serve RECIPE after SIGINT");
+}
+
+#[test]
+fn refuses_what_it_cannot_serve() {
+    // No BPF needed: each of these fails before anything is loaded.
+    let formats = support::workspace_root().join("stdlib/snapshot/events");
+    let formats = formats.to_str().expect("utf-8 path");
+    let run = |args: &[&str]| support::mmql_run::run_mmql(args, Duration::from_secs(60));
+    // Usage errors are clap's: status 2.
+    run(&["serve", "-e", "on kmem:mm_page_alloc { @n = count() }"])
+        .expect_code(2, "serve without --listen");
+    let out = run(&[
+        "serve",
+        "no-such-recipe-or-file",
+        "--listen",
+        "127.0.0.1:0",
+        "--formats",
+        formats,
+    ]);
+    out.expect_code(1, "serve of an unknown recipe");
+    assert!(
+        out.stderr
+            .contains("no recipe named `no-such-recipe-or-file`"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "serve",
+        "--listen",
+        "not-an-address",
+        "--formats",
+        formats,
+        "-e",
+        "on kmem:mm_page_alloc { @n = count() }",
+    ]);
+    out.expect_code(1, "serve on a bad address");
+    assert!(out.stderr.contains("not an address"), "{}", out.stderr);
+    // `@events_lost` would be exported as the exporter's own `mmql_events_lost_total`.
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--formats",
+        formats,
+        "-e",
+        "on kmem:mm_page_alloc { @events_lost = count() }",
+    ]);
+    out.expect_code(1, "serve with a colliding metric name");
+    assert!(
+        out.stderr.contains("mmql_events_lost_total"),
+        "{}",
+        out.stderr
+    );
+    // A port already taken fails before attaching anything.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--formats",
+        formats,
+        "-e",
+        "on kmem:mm_page_alloc { @n = count() }",
+    ]);
+    out.expect_code(1, "serve on a taken port");
+    assert!(out.stderr.contains("cannot listen on"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Attached"), "{}", out.stderr);
+}

@@ -18,7 +18,8 @@ use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::cli::{OutputFormat, ServeArgs};
+use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
+use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
 use crate::run::load::{self, Loaded};
@@ -47,7 +48,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
 }
 
 /// The script to serve and, for a recipe, its one-line purpose (the default HELP text). A
-/// file that exists wins over a recipe of the same name.
+/// file that exists wins over a recipe of the same name; `recipe:NAME` is always a recipe.
 fn script_of(ctx: &Context, args: &ServeArgs) -> Result<(Source, Option<String>), Failure> {
     if let Some(p) = &args.program {
         return Ok((Source::new("-e", p.clone()), None));
@@ -57,29 +58,17 @@ fn script_of(ctx: &Context, args: &ServeArgs) -> Result<(Source, Option<String>)
             "give a script file, a recipe name or -e PROGRAM to serve".into(),
         ));
     };
+    let named = target.strip_prefix(recipes::PREFIX);
     let path = std::path::Path::new(target);
-    let looks_like_path = target.contains('/') || target.ends_with(".mmql");
-    if path.exists() || looks_like_path {
+    if named.is_none() && (path.exists() || target.contains('/') || target.ends_with(".mmql")) {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::Message(format!("cannot read `{target}`: {e}")))?;
         return Ok((Source::new(target.clone(), text), None));
     }
-    let Some(recipe) = mmql_stdlib::recipes::find(target) else {
-        return Err(Failure::Message(format!(
-            "no script file or recipe named `{target}` (`mmql recipes` lists the recipes)"
-        )));
-    };
-    // Kernel-dependent recipes pick their variant by the events this kernel has.
-    let loaded = ctx.catalog()?;
-    let text = recipe
-        .source(&Default::default(), &|c, e| {
-            loaded.catalog.get(c, e).is_some()
-        })
-        .map_err(Failure::Message)?;
-    Ok((
-        Source::new(format!("recipe {}", recipe.name), text),
-        Some(recipe.summary()),
-    ))
+    let name = named.unwrap_or(target);
+    let src = recipes::load(ctx, name, &RecipeOpts::default())?;
+    let summary = mmql_stdlib::recipes::find(name).map(|r| r.summary());
+    Ok((src, summary))
 }
 
 fn serve(
@@ -107,8 +96,8 @@ fn serve(
         .map_err(|e| Failure::Message(format!("cannot listen on {addr}: {e}")))?;
     let signals = SignalPipe::install()
         .map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
-    let mut ebpf = load::load(&compiled).map_err(|f| load_failure(ctx, src, f))?;
-    let attached = load::attach(&mut ebpf, &compiled).map_err(|f| load_failure(ctx, src, f))?;
+    let mut loaded = load::load(&compiled).map_err(|f| load_failure(ctx, src, f))?;
+    let attached = load::attach(&mut loaded, &compiled).map_err(|f| load_failure(ctx, src, f))?;
     let stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
         Ok(fd) => Some(fd),
         Err(e) => {
@@ -117,9 +106,13 @@ fn serve(
         }
     };
     let mut ring = match &compiled.events_map {
-        Some(name) => match ebpf.take_ring(name) {
+        Some(name) => match loaded.take_ring(name) {
             Some(Ok(rb)) => Some(rb),
-            Some(Err(e)) => return Err(Failure::Message(format!("cannot open the event ring buffer: {e}"))),
+            Some(Err(e)) => {
+                return Err(Failure::Message(format!(
+                    "cannot open the event ring buffer: {e}"
+                )))
+            }
             None => return Err(Failure::Message("cannot open the event ring buffer".into())),
         },
         None => None,
@@ -143,7 +136,7 @@ fn serve(
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
     };
-    let maps = Maps::new(&compiled, &ebpf);
+    let maps = Maps::new(&compiled, &loaded);
     let mut stdout = io::BufWriter::new(io::stdout());
     let mut session = Session {
         maps: &maps,
@@ -172,11 +165,11 @@ fn serve(
                 .unwrap_or(TICK)
                 .min(TICK);
             if let Some(req) = server.recv_timeout(wait)? {
-                exporter.answer(req, &session, &compiled, &ebpf);
+                exporter.answer(req, &session, &compiled, &loaded);
             }
             // Several scrapes may be queued; answer them before other work.
             while let Some(req) = server.try_recv()? {
-                exporter.answer(req, &session, &compiled, &ebpf);
+                exporter.answer(req, &session, &compiled, &loaded);
             }
             if let Some(rb) = ring.as_mut() {
                 session.drain(rb)?;
@@ -214,7 +207,7 @@ fn serve(
     })();
     drop(maps);
     drop(ring);
-    drop(ebpf);
+    drop(loaded);
     result.map_err(|e| Failure::Message(format!("{e}; probes detached")))
 }
 
@@ -224,13 +217,13 @@ impl Exporter {
         req: tiny_http::Request,
         session: &Session<'_, '_>,
         compiled: &Compiled,
-        ebpf: &Loaded,
+        loaded: &Loaded,
     ) {
         self.requests += 1;
         let path = req.url().split('?').next().unwrap_or("");
         let get = matches!(req.method(), Method::Get | Method::Head);
         let response = match (get, path) {
-            (true, "/metrics") => match self.scrape(session, compiled, ebpf) {
+            (true, "/metrics") => match self.scrape(session, compiled, loaded) {
                 Ok(body) => Response::from_string(body)
                     .with_header(header("text/plain; version=0.0.4; charset=utf-8")),
                 Err(e) => Response::from_string(format!("cannot read the maps: {e}\n"))
@@ -251,7 +244,7 @@ impl Exporter {
         &self,
         session: &Session<'_, '_>,
         compiled: &Compiled,
-        ebpf: &Loaded,
+        loaded: &Loaded,
     ) -> io::Result<String> {
         let mut out = String::with_capacity(4096);
         let mut stats = RuntimeStats {
@@ -268,7 +261,7 @@ impl Exporter {
         }
         if self.stats.is_some() {
             for p in &compiled.programs {
-                if let Some((run_count, run_time_ns)) = ebpf.prog_stats(&p.def.name) {
+                if let Some((run_count, run_time_ns)) = loaded.prog_stats(&p.def.name) {
                     stats.programs.push((
                         p.def.name.clone(),
                         format!("{}:{}", p.category, p.event),
