@@ -361,11 +361,23 @@ pub fn mmql_prog_ids() -> HashSet<u64> {
         .collect()
 }
 
-/// Serialises the tests of one binary that tell "this run's programs" apart by diffing
-/// [`mmql_prog_ids`] before and during a run.
-pub fn leak_check_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    lock(&LOCK)
+/// Ids of the BPF programs process `pid` holds open (`prog_id:` in /proc/PID/fdinfo; a link's
+/// fdinfo names its program too), so a test knows exactly which programs are its mmql's even
+/// while other tracers load and unload theirs.
+pub fn held_prog_ids(pid: u32) -> HashSet<u64> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {dir}: {e}"));
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|l| {
+                    l.strip_prefix("prog_id:")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+                .collect::<Vec<u64>>()
+        })
+        .collect()
 }
 
 /// The workload's `pid=` line from its output.
