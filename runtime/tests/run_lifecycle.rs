@@ -193,3 +193,15 @@ fn without_privileges_one_clear_sentence() {
     // Root reads tracefs, so nothing but the sentence itself is printed.
     assert_eq!(no_caps.stderr.lines().count(), 1, "{}", no_caps.stderr);
 }
+
+/// SIGTERM (what `kill` and service managers send) ends a run like Ctrl-C does.
+#[test]
+fn sigterm_detaches_everything() {
+    skip_unless_root_bpf!();
+    let mmql = start_mmql(&["-e", SCRIPT]);
+    let ours = held_programs(&mmql, 2);
+    // SAFETY: signalling the mmql child this test started and has not reaped.
+    unsafe { libc::kill(mmql.pid() as libc::pid_t, libc::SIGTERM) };
+    let out = mmql.finish(FINISH_TIMEOUT);
+    check_clean_end("SIGTERM", &out, &ours, &["@pages"]);
+}
