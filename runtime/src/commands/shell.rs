@@ -80,7 +80,8 @@ pub fn man(dir: Option<&Path>) -> Result<(), Failure> {
             }),
         None => {
             let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command())
+            // As generate_to does: no `help` subcommand, which has no page of its own.
+            clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
                 .render(&mut out)
                 .map_err(|e| Failure::Message(format!("cannot render the man page: {e}")))?;
             write_stdout(&out)
