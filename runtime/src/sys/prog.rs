@@ -113,8 +113,17 @@ pub fn load_tracepoint(name: &str, insns: &[Insn], relocs: &[(usize, usize)], ma
             attr.log_size = log.len() as u32;
             attr.log_buf = log.as_mut_ptr() as u64;
         }
-        // SAFETY: insns, license and log point at live buffers of the sizes given.
-        unsafe { bpf(PROG_LOAD, &mut attr) }
+        // The verifier gives up with EAGAIN when a signal is pending — Ctrl-C while loading,
+        // which mmql catches to stop cleanly. The handler has run by the time the call
+        // returns, so a retry goes through (libbpf retries the same way).
+        let mut tries = 0;
+        loop {
+            // SAFETY: insns, license and log point at live buffers of the sizes given.
+            match unsafe { bpf(PROG_LOAD, &mut attr) } {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < 5 => tries += 1,
+                r => return r,
+            }
+        }
     };
     match attempt(&mut Vec::new()) {
         // SAFETY: a successful PROG_LOAD returns a new fd that we now own.

@@ -1,0 +1,423 @@
+//! Fault-test harness (shared by `runtime/tests/faults_*.rs` and `bounds.rs` through
+//! `#[path]`). Input: an `mmql` command line; output: how it ended (exit code or signal, stdout,
+//! stderr), the ids of every BPF program, map and link it held while running, its peak RSS,
+//! and the cleanup verdict: none of those ids may outlive the process.
+//!
+//! Why ids and not names: other engineers' tests load programs with the same names
+//! (`p0_page_alloc`, `mmql_counters`) on the same kernel at the same time, so "bpftool lists
+//! nothing named like mmql" would be flaky. The kernel gives every object a fresh id, and
+//! `/proc/PID/fdinfo` says which ids this process holds, so the check is exact.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The BPF objects one process held, by kernel id.
+#[derive(Debug, Default, Clone)]
+pub struct Held {
+    pub progs: BTreeSet<u64>,
+    pub maps: BTreeSet<u64>,
+    pub links: BTreeSet<u64>,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.progs.is_empty() && self.maps.is_empty() && self.links.is_empty()
+    }
+}
+
+/// Reads `/proc/PID/fdinfo` for every BPF fd of `pid` into `held`.
+fn sample(pid: u32, held: &Mutex<Held>) {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return;
+    };
+    for fd in fds.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if !target.starts_with("anon_inode:bpf") {
+            continue;
+        }
+        let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+        let Ok(text) = std::fs::read_to_string(info) else {
+            continue;
+        };
+        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let Ok(id) = v.trim().parse::<u64>() else {
+                continue;
+            };
+            match k {
+                // A link's fdinfo also names its program; only the link id is the link's own.
+                "link_id" => drop(h.links.insert(id)),
+                "prog_id" if target.contains("bpf-prog") => drop(h.progs.insert(id)),
+                "map_id" => drop(h.maps.insert(id)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Resident set size of `pid` in KiB (VmRSS), None once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn collect(mut from: impl Read + Send + 'static, to: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            to.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+/// A running `mmql` under observation.
+pub struct Watched {
+    pub child: Child,
+    pub stdout: Arc<Mutex<Vec<u8>>>,
+    pub stderr: Arc<Mutex<Vec<u8>>>,
+    held: Arc<Mutex<Held>>,
+    peak_rss: Arc<Mutex<u64>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// How a watched process ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub held: Held,
+    pub peak_rss_kib: u64,
+}
+
+impl Ended {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The stderr lines that are mmql's own (`mmql: …`), as opposed to diagnostics.
+    pub fn mmql_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("mmql: "))
+            .collect()
+    }
+
+    /// Everything, for assertion messages.
+    pub fn dump(&self) -> String {
+        let out: String = if self.stdout.len() > 4000 {
+            let mut cut = 4000;
+            while !self.stdout.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}…({} bytes)", &self.stdout[..cut], self.stdout.len())
+        } else {
+            self.stdout.clone()
+        };
+        format!(
+            "status {:?}\n--- stdout\n{out}\n--- stderr\n{}",
+            self.status, self.stderr
+        )
+    }
+}
+
+pub fn mmql_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mmql"))
+}
+
+/// `mmql ARGS…` with no colour and no backtraces, so stderr is exactly what users see.
+pub fn mmql(args: &[&str]) -> Command {
+    let mut c = Command::new(mmql_bin());
+    c.args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env("NO_COLOR", "1");
+    c
+}
+
+impl Watched {
+    /// Starts `cmd` with stdin closed, stdout and stderr collected (unless the caller set
+    /// them), and a thread sampling its BPF fds and RSS every 5 ms until it exits.
+    pub fn spawn(cmd: &mut Command) -> Watched {
+        Self::spawn_with(cmd, true)
+    }
+
+    /// Like `spawn`, but leaves stdout as the caller configured it.
+    pub fn spawn_keep_stdout(cmd: &mut Command) -> Watched {
+        Self::spawn_with(cmd, false)
+    }
+
+    fn spawn_with(cmd: &mut Command, pipe_stdout: bool) -> Watched {
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+        if pipe_stdout {
+            cmd.stdout(Stdio::piped());
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = vec![];
+        if let Some(o) = child.stdout.take() {
+            threads.push(collect(o, stdout.clone()));
+        }
+        if let Some(e) = child.stderr.take() {
+            threads.push(collect(e, stderr.clone()));
+        }
+        let held = Arc::new(Mutex::new(Held::default()));
+        let peak_rss = Arc::new(Mutex::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = child.id();
+        {
+            let (held, peak, stop) = (held.clone(), peak_rss.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    sample(pid, &held);
+                    if let Some(r) = rss_kib(pid) {
+                        let mut p = peak.lock().unwrap_or_else(|p| p.into_inner());
+                        *p = (*p).max(r);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }));
+        }
+        Watched {
+            child,
+            stdout,
+            stderr,
+            held,
+            peak_rss,
+            stop,
+            threads,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    pub fn stdout_len(&self) -> usize {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn held(&self) -> Held {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until stderr contains `needle`, the process exits, or `timeout` passes; true
+    /// when the needle appeared.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr_text().contains(needle) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return self.stderr_text().contains(needle);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child, which is not reaped until `finish`.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Waits for the exit (SIGKILL and panic after `timeout`: a hang is a failure), then
+    /// gathers everything.
+    pub fn finish(mut self, timeout: Duration) -> Ended {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    self.stop.store(true, Ordering::Relaxed);
+                    panic!(
+                        "mmql did not exit within {timeout:?}; stderr:\n{}",
+                        self.stderr_text()
+                    );
+                }
+            }
+        };
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let text = |b: &Arc<Mutex<Vec<u8>>>| {
+            String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        };
+        Ended {
+            status,
+            stdout: text(&self.stdout),
+            stderr: text(&self.stderr),
+            held: self.held(),
+            peak_rss_kib: *self.peak_rss.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // Only when a test panics mid-run: never leave a tracer attached behind it.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn bpftool(object: &str) -> Vec<Value> {
+    let out = Command::new("bpftool")
+        .args([object, "show", "-j"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}); apt-get install bpftool"));
+    assert!(
+        out.status.success(),
+        "bpftool {object} show failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return vec![];
+    }
+    match serde_json::from_slice(&out.stdout) {
+        Ok(Value::Array(v)) => v,
+        other => panic!("bpftool {object} show -j: unexpected output {other:?}"),
+    }
+}
+
+/// Which of `held` the kernel still has, per `bpftool prog/link/map show` (empty: clean).
+/// Links are matched by id and by program, so a link we never saw still counts if it holds
+/// one of our programs.
+pub fn leftovers(held: &Held) -> Vec<String> {
+    let mut found = vec![];
+    let id = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(u64::MAX);
+    for p in bpftool("prog") {
+        if held.progs.contains(&id(&p, "id")) {
+            found.push(format!(
+                "prog {} {}",
+                id(&p, "id"),
+                p.get("name").unwrap_or(&Value::Null)
+            ));
+        }
+    }
+    for l in bpftool("link") {
+        if held.links.contains(&id(&l, "id")) || held.progs.contains(&id(&l, "prog_id")) {
+            found.push(format!(
+                "link {} (prog {})",
+                id(&l, "id"),
+                id(&l, "prog_id")
+            ));
+        }
+    }
+    for m in bpftool("map") {
+        if held.maps.contains(&id(&m, "id")) {
+            found.push(format!(
+                "map {} {}",
+                id(&m, "id"),
+                m.get("name").unwrap_or(&Value::Null)
+            ));
+        }
+    }
+    found
+}
+
+/// Asserts that nothing mmql held is still loaded. Freeing is asynchronous in the kernel
+/// (RCU), so a leftover gets up to 2 s to disappear before it counts.
+pub fn assert_clean(e: &Ended, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = leftovers(&e.held);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: BPF objects outlived mmql: {left:?}\n{}", e.dump());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts the documented error shape: exit code 1 and exactly one `mmql: error: …` line
+/// containing `needle`. Returns that line.
+pub fn assert_one_line_error<'a>(e: &'a Ended, needle: &str, what: &str) -> &'a str {
+    assert_eq!(e.code(), Some(1), "{what}: exit code\n{}", e.dump());
+    let errors: Vec<&str> = e
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("mmql: error: "))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{what}: want one `mmql: error:` line\n{}",
+        e.dump()
+    );
+    assert!(
+        errors[0].contains(needle),
+        "{what}: `{needle}` missing from `{}`\n{}",
+        errors[0],
+        e.dump()
+    );
+    errors[0]
+}
+
+/// A tiny deterministic generator (xorshift64*), so "random moments" repeat run to run and a
+/// failure names the seed that found it.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}

@@ -1,0 +1,162 @@
+//! Fault tests, signals (root + BPF; skipped with a reason elsewhere). Input: SIGINT, SIGTERM
+//! or SIGHUP sent to a running `mmql` at seeded random moments — while it compiles, loads and
+//! attaches, and while it prints a stream of printf lines. Output: the documented ending
+//! (exit 0, the exit dump, no error line) and no BPF program, link or map left behind.
+
+#[path = "faults/harness.rs"]
+mod harness;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use harness::{assert_clean, mmql, Rng, Watched};
+
+/// A script that keeps mmql busy in every phase: a printf per page allocation (a steady
+/// stream on any machine), a count to dump at exit, and a timer that prints meanwhile.
+const BUSY: &str = r#"
+on kmem:mm_page_alloc { @allocs = count(); printf("alloc order %d cpu %d\n", order, cpu) }
+every 100ms { print(@allocs) }
+"#;
+
+/// BUSY plus 40 more probes, so loading and attaching take long enough (tens of ms) for
+/// random moments to land inside them.
+fn busy_wide() -> String {
+    let events = [
+        "kmem:mm_page_free",
+        "kmem:kmalloc",
+        "kmem:kfree",
+        "kmem:mm_page_alloc_zone_locked",
+    ];
+    let mut s = BUSY.to_string();
+    for i in 0..40 {
+        s.push_str(&format!(
+            "on {} {{ @p{i} = count() }}\n",
+            events[i % events.len()]
+        ));
+    }
+    s
+}
+
+const SIGNALS: [(libc::c_int, &str); 3] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+];
+
+/// How long mmql may take to stop after a signal, dump included, on a busy 2-core machine.
+const STOP_WITHIN: Duration = Duration::from_secs(20);
+
+fn one_run(seed: u64, after_attach: bool) {
+    let mut rng = Rng::new(seed);
+    let &(sig, name) = rng.pick(&SIGNALS);
+    // Startup (compile, load, attach) takes tens of milliseconds: aim inside it.
+    let delay = Duration::from_micros(rng.below(if after_attach { 300_000 } else { 60_000 }));
+    let what = format!(
+        "seed {seed}: {name} {delay:?} after {}",
+        if after_attach { "attaching" } else { "start" }
+    );
+    let script = if after_attach {
+        BUSY.to_string()
+    } else {
+        busy_wide()
+    };
+    let mut w = Watched::spawn(&mut mmql(&["-e", &script]));
+    if after_attach {
+        assert!(
+            w.wait_stderr("Attached", Duration::from_secs(60)),
+            "{what}: never attached: {}",
+            w.stderr_text()
+        );
+    }
+    std::thread::sleep(delay);
+    let attached = w.stderr_text().contains("Attached");
+    let sent = Instant::now();
+    w.signal(sig);
+    let e = w.finish(STOP_WITHIN);
+    let took = sent.elapsed();
+    eprintln!(
+        "{what}: attached before the signal: {attached}; stopped in {took:?}; held {:?}",
+        e.held
+    );
+    assert_clean(&e, &what);
+    assert!(
+        !e.stderr.contains("mmql: error"),
+        "{what}: an error was reported\n{}",
+        e.dump()
+    );
+    assert!(
+        !e.stderr.contains("panicked"),
+        "{what}: mmql panicked\n{}",
+        e.dump()
+    );
+    match e.code() {
+        Some(0) => {}
+        // Only in the few milliseconds between exec and mmql's handler (before anything is
+        // loaded) may a signal end mmql the default way.
+        None if e.held.is_empty() => {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                e.status.signal(),
+                Some(sig),
+                "{what}: killed by another signal\n{}",
+                e.dump()
+            );
+        }
+        _ => panic!("{what}: want exit 0\n{}", e.dump()),
+    }
+    if e.code() == Some(0) && e.stderr.contains("Attached") {
+        // A signal is a normal stop: the printf stream ends with whole lines, and the run
+        // ends with the exit dump of `@allocs` (page allocations never stop on Linux).
+        let last = e.stdout.lines().last().unwrap_or("");
+        assert!(
+            e.stdout.is_empty() || e.stdout.ends_with('\n'),
+            "{what}: last line cut: {last:?}"
+        );
+        assert!(
+            e.stdout.contains("@allocs: "),
+            "{what}: no exit dump\n{}",
+            e.dump()
+        );
+    }
+}
+
+/// Signals while mmql compiles, loads and attaches (0–60 ms after start, a 42-probe script).
+#[test]
+fn signal_during_startup() {
+    skip_unless_root_bpf!();
+    for seed in 101..=112 {
+        one_run(seed, false);
+    }
+}
+
+/// Signals while mmql prints the printf stream and the timer's maps.
+#[test]
+fn signal_while_printing() {
+    skip_unless_root_bpf!();
+    for seed in [21, 22, 23, 24, 25, 26] {
+        one_run(seed, true);
+    }
+}
+
+/// Signals every few milliseconds around the end of a `-d` run, so some land while the
+/// exit dump is being written.
+#[test]
+fn signal_storm_during_exit_dump() {
+    skip_unless_root_bpf!();
+    // They must neither cut the dump short nor turn the ending into an error.
+    let mut w = Watched::spawn(&mut mmql(&["-d", "1s", "-e", BUSY]));
+    assert!(
+        w.wait_stderr("Attached", Duration::from_secs(60)),
+        "never attached: {}",
+        w.stderr_text()
+    );
+    let end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < end && w.child.try_wait().ok().flatten().is_none() {
+        w.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let e = w.finish(STOP_WITHIN);
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert!(e.stdout.contains("@allocs: "), "no exit dump\n{}", e.dump());
+    assert_clean(&e, "signal storm");
+}
