@@ -294,3 +294,66 @@ fn colour_follows_the_flag_and_no_color() {
         "clap plain on a terminal"
     );
 }
+
+#[test]
+fn install_script_stages_binary_pages_and_completions() {
+    // The binary these tests built stands in for the release build (`--no-build`), staged
+    // under a temp DESTDIR so nothing on the machine changes.
+    let tmp = std::env::temp_dir().join(format!("mmql-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fake_target = tmp.join("target");
+    std::fs::create_dir_all(fake_target.join("release")).expect("temp dir");
+    std::fs::copy(support::mmql(), fake_target.join("release/mmql")).expect("copy mmql");
+    let stage = tmp.join("stage");
+    let out = Command::new(support::workspace_root().join("scripts/install"))
+        .args([
+            "--no-build",
+            "--prefix",
+            "/usr/local",
+            "--destdir",
+            stage.to_str().expect("utf-8"),
+        ])
+        .env("CARGO_TARGET_DIR", &fake_target)
+        .output()
+        .expect("run scripts/install");
+    assert!(
+        out.status.success(),
+        "scripts/install: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let root = stage.join("usr/local");
+    let bin = root.join("bin/mmql");
+    assert_eq!(
+        code(
+            &Command::new(&bin)
+                .arg("--version")
+                .output()
+                .expect("installed mmql")
+        ),
+        Some(0)
+    );
+    let man1 = root.join("share/man/man1");
+    for page in ["mmql.1", "mmql-serve.1", "mmql-completions.1"] {
+        let p = std::fs::read_to_string(man1.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(p.contains(".TH"), "{page} is not a man page");
+    }
+    let bash = std::fs::read_to_string(root.join("share/bash-completion/completions/mmql"))
+        .expect("bash completion");
+    assert!(
+        bash.contains("complete -F _mmql"),
+        "bash completion: {}",
+        &bash[..100.min(bash.len())]
+    );
+    assert!(
+        std::fs::read_to_string(root.join("share/zsh/site-functions/_mmql"))
+            .expect("zsh")
+            .starts_with("#compdef mmql")
+    );
+    assert!(
+        std::fs::read_to_string(root.join("share/fish/vendor_completions.d/mmql.fish"))
+            .expect("fish")
+            .contains("complete -c mmql")
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
