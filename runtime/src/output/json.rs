@@ -3,7 +3,10 @@
 //!
 //! # Schema
 //!
-//! Every line is an object whose `"type"` says what it is; keys appear in the order shown.
+//! Published for users as docs/json.md and docs/json.schema.json, which
+//! `runtime/tests/json_schema.rs` checks this printer's real output against: change them
+//! together. Every line is an object whose `"type"` says what it is; keys appear in the order
+//! shown.
 //!
 //! - `{"type":"attached","probes":3}` — probes attached, printed once at start.
 //! - `{"type":"printf","msg":"pid 42\n"}` — output of `printf()`, newline included.
