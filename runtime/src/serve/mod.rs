@@ -28,9 +28,10 @@ use crate::run::signals::SignalPipe;
 use crate::run::{load_failure, Session};
 use metrics::{MapMetric, RuntimeStats};
 
-/// The longest a request waits while nothing else happens: signals and the ring buffer are
-/// looked at least this often.
-const TICK: Duration = Duration::from_millis(100);
+/// The longest the loop waits for a request while nothing else happens: the ring buffer and
+/// signals are looked at least this often. A request ends the wait at once; 20 ms lets the
+/// 1 MiB ring buffer absorb ~50 MB/s of printf records between drains.
+const TICK: Duration = Duration::from_millis(20);
 
 /// What `serve` exports, fixed before attaching.
 struct Exporter {
