@@ -181,8 +181,10 @@ impl Watched {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let mut threads = vec![];
-        if let Some(o) = child.stdout.take() {
-            threads.push(collect(o, stdout.clone()));
+        if pipe_stdout {
+            if let Some(o) = child.stdout.take() {
+                threads.push(collect(o, stdout.clone()));
+            }
         }
         if let Some(e) = child.stderr.take() {
             threads.push(collect(e, stderr.clone()));

@@ -1,0 +1,131 @@
+//! Fault tests, the `-c` command (root + BPF; skipped with a reason elsewhere). Input: a
+//! command that crashes, fails, never exits, or ignores SIGTERM. Output: mmql stops when it
+//! should (child gone, or `-d`/a signal), exits 0 with the exit dump, says in one line when the
+//! command failed, leaves no process of the command and no BPF object behind.
+
+#[path = "faults/harness.rs"]
+mod harness;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use harness::{assert_clean, mmql, Watched};
+
+const COUNT: &str = "on kmem:mm_page_alloc { @n = count() }";
+
+fn workload() -> String {
+    support::workload().display().to_string()
+}
+
+/// Pids of live processes whose command line contains `token`.
+fn processes_with(token: &str) -> Vec<u32> {
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        // A zombie has an empty cmdline; it is not running anything.
+        if cmd.contains(token) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn child_crashes() {
+    skip_unless_root_bpf!();
+    let cmd = format!("{} crash", workload());
+    let e = Watched::spawn(&mut mmql(&["-c", &cmd, "-e", COUNT])).finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    let lines = e.mmql_lines();
+    assert_eq!(
+        lines,
+        ["mmql: the command was killed by signal 6 (Aborted)"],
+        "{}",
+        e.dump()
+    );
+    // The crash is reported, not hidden: the run still printed what it traced.
+    assert!(
+        e.stdout.contains("crashing=SIGABRT") && e.stdout.contains("@n: "),
+        "{}",
+        e.dump()
+    );
+    assert_clean(&e, "crashing -c child");
+}
+
+#[test]
+fn child_exits_with_failure() {
+    skip_unless_root_bpf!();
+    let e = Watched::spawn(&mut mmql(&["-c", "sh -c 'exit 3'", "-e", COUNT]))
+        .finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert_eq!(
+        e.mmql_lines(),
+        ["mmql: the command exited with status 3"],
+        "{}",
+        e.dump()
+    );
+    assert_clean(&e, "failing -c child");
+}
+
+/// `-c` with a command that never exits: `-d` ends the run and the command with it.
+#[test]
+fn child_never_exits_duration_ends_it() {
+    skip_unless_root_bpf!();
+    let token = "31.4159";
+    let cmd = format!("sleep {token}");
+    let start = Instant::now();
+    let e = Watched::spawn(&mut mmql(&["-c", &cmd, "-d", "1s", "-e", COUNT]))
+        .finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert!(
+        e.mmql_lines().is_empty(),
+        "a stop by -d is not a failure: {}",
+        e.dump()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        processes_with(&format!("sleep {token}")),
+        Vec::<u32>::new(),
+        "the command outlived mmql"
+    );
+    assert_clean(&e, "never-exiting -c child, -d");
+}
+
+/// A command that ignores SIGTERM must not keep mmql (and its probes) alive: it gets SIGKILL
+/// after a grace period. Without `-d`, Ctrl-C is what stops the run.
+#[test]
+fn child_ignores_sigterm() {
+    skip_unless_root_bpf!();
+    let token = "27.1828";
+    let cmd = format!("sh -c 'trap \"\" TERM; exec sleep {token}'");
+    let mut w = Watched::spawn(&mut mmql(&["-c", &cmd, "-e", COUNT]));
+    assert!(
+        w.wait_stderr("Attached", Duration::from_secs(60)),
+        "{}",
+        w.stderr_text()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    w.signal(libc::SIGINT);
+    let e = w.finish(Duration::from_secs(30));
+    let took = sent.elapsed();
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    assert!(e.stdout.contains("@n: "), "no exit dump\n{}", e.dump());
+    assert_eq!(
+        processes_with(&format!("sleep {token}")),
+        Vec::<u32>::new(),
+        "the command outlived mmql"
+    );
+    assert_clean(&e, "-c child ignoring SIGTERM");
+}
