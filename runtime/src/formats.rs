@@ -129,8 +129,56 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
 }
 
 fn read_btf() -> Result<BtfEnums, String> {
+    let key = btf_cache_key();
+    if let Some(enums) = key.as_deref().and_then(read_btf_cache) {
+        return Ok(enums);
+    }
     let data = fs::read(VMLINUX_BTF).map_err(|e| e.to_string())?;
-    btf::enums_filtered(&data, &is_wanted_enum).map_err(|e| e.to_string())
+    let enums = btf::enums_filtered(&data, &is_wanted_enum).map_err(|e| e.to_string())?;
+    drop(data);
+    if let Some(key) = key {
+        write_btf_cache(&key, &enums);
+    }
+    Ok(enums)
+}
+
+/// The enums mmql needs are a few kilobytes of the 5 MB vmlinux BTF, and they cannot change
+/// while the kernel runs: after the first run of a boot they come from a cache in /run
+/// (a tmpfs), keyed by the boot id and by the list of enums this mmql wants. That keeps the
+/// tracer's own memory small on every later start.
+const BTF_CACHE_DIR: &str = "/run/mmql";
+
+fn btf_cache_key() -> Option<String> {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let wanted: Vec<&str> = mmql_stdlib::btf_fields::ENUMS.iter().map(|e| e.name).collect();
+    Some(format!("boot {} wants {}", boot.trim(), wanted.join(",")))
+}
+
+fn btf_cache_path() -> PathBuf {
+    PathBuf::from(BTF_CACHE_DIR).join("btf-enums.txt")
+}
+
+fn read_btf_cache(key: &str) -> Option<BtfEnums> {
+    let text = fs::read_to_string(btf_cache_path()).ok()?;
+    // The first line names what the cache was made for; anything else is stale.
+    let first = text.lines().next()?;
+    if first.strip_prefix("# ")? != key {
+        return None;
+    }
+    mmql_compiler::format::parse_btf_enums(&text).ok()
+}
+
+fn write_btf_cache(key: &str, enums: &BtfEnums) {
+    use std::os::unix::fs::DirBuilderExt;
+    // Best effort: without root, or on a read-only /run, every start just reads BTF.
+    if fs::DirBuilder::new().recursive(true).mode(0o700).create(BTF_CACHE_DIR).is_err() {
+        return;
+    }
+    let text = mmql_compiler::format::write_btf_enums(&[key], enums);
+    let tmp = PathBuf::from(BTF_CACHE_DIR).join(format!("btf-enums.{}.tmp", std::process::id()));
+    if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, btf_cache_path()).is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
 }
 
 fn load_dir(dir: &Path, want: &(dyn Fn(&str) -> bool + Sync)) -> Result<LoadedCatalog, String> {
@@ -248,6 +296,28 @@ mod tests {
     use super::*;
     use mmql_compiler::format::{FieldKind, Symbols};
     use std::time::Instant;
+
+    #[test]
+    fn btf_cache_gives_what_btf_gives() {
+        let Ok(data) = fs::read(VMLINUX_BTF) else {
+            eprintln!("SKIP: btf_cache_gives_what_btf_gives: {VMLINUX_BTF} is not readable");
+            return;
+        };
+        let Some(key) = btf_cache_key() else {
+            eprintln!("SKIP: btf_cache_gives_what_btf_gives: no boot id");
+            return;
+        };
+        let direct = btf::enums_filtered(&data, &is_wanted_enum).expect("vmlinux BTF parses");
+        assert!(direct.contains_key("migratetype"));
+        // Whatever is cached now (or nothing), read_btf must agree with a direct parse, and
+        // afterwards the cache must hold exactly that for this boot and enum list.
+        assert_eq!(read_btf().expect("reads"), direct);
+        if fs::metadata(BTF_CACHE_DIR).is_ok() {
+            assert_eq!(read_btf_cache(&key), Some(direct.clone()));
+            // A cache made for another boot is ignored.
+            assert_eq!(read_btf_cache("boot 00000000 wants migratetype"), None);
+        }
+    }
 
     fn has_name(s: Option<&Symbols>, name: &str) -> bool {
         match s {
