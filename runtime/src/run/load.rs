@@ -85,10 +85,14 @@ pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFai
         }
         let fd = prog::load_tracepoint(&p.def.name, &p.def.insns, &p.def.map_relocs, &fds).map_err(|e| load_error(e, p))?;
         let id = prog::tracepoint_id(&p.category, &p.event).map_err(|e| {
-            LoadFailure::Other(format!(
-                "cannot find tracepoint {}:{}: {e} (is tracefs mounted at /sys/kernel/tracing?)",
-                p.category, p.event
-            ))
+            // With tracefs there, a missing id means this kernel lacks the event (the formats
+            // came from `--formats` or another kernel); only without it is tracefs the cause.
+            let hint = if std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+                "this kernel has no such tracepoint; check `mmql list` without --formats"
+            } else {
+                "is tracefs mounted at /sys/kernel/tracing?"
+            };
+            LoadFailure::Other(format!("cannot find tracepoint {}:{}: {e} ({hint})", p.category, p.event))
         })?;
         let event = prog::attach_tracepoint(id, fd.as_fd()).map_err(|e| {
             if is_eperm(&e) {
