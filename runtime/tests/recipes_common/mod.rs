@@ -1,0 +1,212 @@
+//! Helpers shared by the `recipes_*` runtime tests: start `mmql run RECIPE` in the background,
+//! wait until its probes are attached, and collect what it printed when its `-d` runs out
+//! (input: recipe name and options; output: exit status, stdout, stderr), plus parsers for
+//! the bpftrace-style map lines the recipes print.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::support;
+
+/// A recipe running in the background.
+pub struct Running {
+    pub name: String,
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    /// Lines of stderr read while waiting for the banner.
+    early: Vec<String>,
+    deadline: Instant,
+}
+
+/// What a recipe printed, once it stopped.
+pub struct Finished {
+    pub name: String,
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+    /// N of the "Attached N probes" banner.
+    pub attached: usize,
+}
+
+/// Starts `mmql run NAME ARGS... -d SECS` and returns once it printed its banner, so events
+/// made after this call are seen. Panics if it does not attach within 60 s.
+pub fn start(name: &str, args: &[&str], secs: u64) -> Running {
+    let mut cmd = Command::new(support::mmql());
+    cmd.args(["run", name])
+        .args(args)
+        .args(["-d", &secs.to_string()]);
+    start_cmd(name, cmd, secs)
+}
+
+/// Like [`start`] for a full command line (`-c CMD` runs need no `-d`).
+pub fn start_cmd(name: &str, mut cmd: Command, secs: u64) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mmql starts");
+    let err = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut early = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let done = line.starts_with("Attached ");
+                early.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "recipe {name} did not attach within 60 s; stderr so far:\n{}",
+                    early.join("\n")
+                );
+            }
+        }
+    }
+    Running {
+        name: name.to_string(),
+        child,
+        stderr: rx,
+        early,
+        // -d plus time to print, detach and exit on a loaded 2-core machine.
+        deadline: Instant::now() + Duration::from_secs(secs + 60),
+    }
+}
+
+impl Running {
+    /// Waits for the recipe to stop by itself (its `-d` or `-c`), killing it past the deadline.
+    pub fn finish(mut self) -> Finished {
+        let mut out = self.child.stdout.take().expect("stdout is piped");
+        let reader = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait for mmql") {
+                break Some(st);
+            }
+            if Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        let stdout = reader.join().unwrap_or_default();
+        let mut err_lines = self.early;
+        err_lines.extend(self.stderr.try_iter());
+        // The reader thread may still hold the tail of stderr for a moment after exit.
+        thread::sleep(Duration::from_millis(50));
+        err_lines.extend(self.stderr.try_iter());
+        let stderr = err_lines.join("\n");
+        let attached = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("Attached "))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            status.is_some(),
+            "recipe {} overran its deadline and was killed; stderr:\n{stderr}",
+            self.name
+        );
+        Finished {
+            name: self.name,
+            ok: status.is_some_and(|s| s.success()),
+            stdout,
+            stderr,
+            attached,
+        }
+    }
+}
+
+impl Finished {
+    /// Fails the test with everything the recipe printed unless it exited 0, attached
+    /// `probes` tracepoint programs and lost nothing.
+    pub fn assert_clean(&self, probes: usize) {
+        assert!(
+            self.ok,
+            "{} failed:\n{}\n{}",
+            self.name, self.stdout, self.stderr
+        );
+        assert_eq!(
+            self.attached, probes,
+            "{}: attached programs\n{}",
+            self.name, self.stderr
+        );
+        assert!(
+            !self.stderr.contains("mmql: lost"),
+            "{} lost data:\n{}",
+            self.name,
+            self.stderr
+        );
+    }
+
+    /// `(keys, value)` of every `@map[k1, k2]: value` line of a count/sum map.
+    pub fn rows(&self, map: &str) -> Vec<(Vec<String>, i64)> {
+        rows(&self.stdout, map)
+    }
+
+    /// Sum of the values of `@map` rows.
+    pub fn total(&self, map: &str) -> i64 {
+        self.rows(map).iter().map(|(_, v)| v).sum()
+    }
+
+    /// The bucket counts of a printed histogram `@map` (or `@map[keys]`): (label, count).
+    pub fn histogram(&self, header: &str) -> Vec<(String, u64)> {
+        let mut lines = self
+            .stdout
+            .lines()
+            .skip_while(|l| l.trim_end() != format!("{header}:"));
+        lines.next();
+        lines
+            .take_while(|l| l.starts_with('['))
+            .filter_map(|l| {
+                let (label, rest) = l.split_once(')').or_else(|| l.split_once(']'))?;
+                let n = rest.split_whitespace().next()?.parse().ok()?;
+                Some((format!("{label})"), n))
+            })
+            .collect()
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} stdout:\n{}\nstderr:\n{}",
+            self.name, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Parses `@map[a, b]: 12` and `@map: 12` lines.
+pub fn rows(text: &str, map: &str) -> Vec<(Vec<String>, i64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(map)?;
+            let (keys, value) = if let Some(r) = rest.strip_prefix('[') {
+                let (k, v) = r.rsplit_once("]: ")?;
+                (k.split(", ").map(str::to_string).collect(), v)
+            } else {
+                (Vec::new(), rest.strip_prefix(": ")?)
+            };
+            Some((keys, value.trim().parse().ok()?))
+        })
+        .collect()
+}
