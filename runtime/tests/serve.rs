@@ -211,6 +211,9 @@ fn scrape_equals_the_map_dump() {
         &script(&workload.name),
         &["--max-series", &cap.to_string()],
     );
+    // Exactly the programs this mmql holds, whatever else loads programs meanwhile.
+    let ours = support::mmql_run::held_prog_ids(mmql.pid());
+    assert!(!ours.is_empty(), "no mmql program loaded while serving");
 
     // Before any event: a keyless counter is already there, at zero.
     let (_, before) = scrape(port);
@@ -224,6 +227,11 @@ fn scrape_equals_the_map_dump() {
     let (body, after) = scrape(port);
     let out = mmql.stop();
     out.expect_code(0, "mmql serve after SIGINT");
+    let left = support::mmql_run::mmql_prog_ids();
+    assert!(
+        ours.iter().all(|id| !left.contains(id)),
+        "programs {ours:?} still loaded after serve exited"
+    );
     let dump = out.json();
 
     // Counters, keyed by a string and an enum, by flags, and keyless.
