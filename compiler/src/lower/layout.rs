@@ -3,8 +3,9 @@
 //!
 //! Fixed-domain keys (no key, an enum, an order, a bool) index per-CPU arrays, whose lookups
 //! the verifier inlines; everything else is a hash. `hist`/`lhist` buckets are one more key
-//! dimension with a u64 count as the value, so every aggregation value fits in 32 bytes and
-//! a new entry can be zeroed on the 512-byte stack.
+//! dimension whose value is [count, sum of the values in the bucket] (the sums give exporters
+//! a histogram `_sum` for one more add), so every aggregation value fits in 32 bytes and a new
+//! entry can be zeroed on the 512-byte stack.
 
 use crate::bpf::{self, MapDef};
 use crate::program::{MapInfo, Program, ValueKind};
@@ -80,8 +81,8 @@ impl MapLayout {
 
 pub fn value_words(v: &ValueKind) -> u32 {
     match v {
-        ValueKind::Count | ValueKind::Sum | ValueKind::Hist | ValueKind::Lhist { .. } => 1,
-        ValueKind::Min | ValueKind::Max | ValueKind::Avg => 2,
+        ValueKind::Count | ValueKind::Sum => 1,
+        ValueKind::Min | ValueKind::Max | ValueKind::Avg | ValueKind::Hist | ValueKind::Lhist { .. } => 2,
         ValueKind::Stats => 4,
         ValueKind::Last(t) => t.slot_size().div_ceil(8),
         ValueKind::SpanState { saved } => 1 + saved,

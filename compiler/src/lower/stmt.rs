@@ -216,7 +216,11 @@ impl Lowerer<'_> {
         self.b.place(have);
         let xv = x.map(|(v, _)| v);
         match (op, xv) {
-            (AggOp::Count | AggOp::Hist(_) | AggOp::Lhist(_), _) => self.add_word(v, 0, Src::Imm(1)),
+            (AggOp::Hist(_) | AggOp::Lhist(_), Some(x)) => {
+                self.add_word(v, 0, Src::Imm(1));
+                self.add_word(v, 8, Src::V(x));
+            }
+            (AggOp::Count, _) => self.add_word(v, 0, Src::Imm(1)),
             (AggOp::Sum(_), Some(x)) => self.add_word(v, 0, Src::V(x)),
             (AggOp::Avg(_), Some(x)) => {
                 self.add_word(v, 0, Src::V(x));

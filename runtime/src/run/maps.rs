@@ -114,6 +114,12 @@ impl<'a> Maps<'a> {
     }
 
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
+        self.dump_with_sums(id).map(|(d, _)| d)
+    }
+
+    /// The dump, and for histograms the sum of every value counted in each row (aligned with
+    /// `rows`; zeros for other kinds), which exporters publish as a histogram's `_sum`.
+    pub fn dump_with_sums(&self, id: MapId) -> io::Result<(MapDump, Vec<i128>)> {
         let info = &self.compiled.program.maps[id];
         let layout = &self.compiled.layouts[id];
         let buckets = layout.buckets as usize;
@@ -139,7 +145,9 @@ impl<'a> Maps<'a> {
             }
         }
         let mut dump = MapDump { name: info.name.clone(), key_names: info.key_names.clone(), rows: vec![] };
+        let mut sums = Vec::new();
         for (key, acc) in rows {
+            let sum = acc.hist_sum;
             // A hash element exists only once written, so a sum that came to 0 is a real row
             // (bpftrace prints it too); an array slot at 0 may never have been touched.
             let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
@@ -154,8 +162,9 @@ impl<'a> Maps<'a> {
                 })
                 .collect();
             dump.rows.push((keys, value));
+            sums.push(sum);
         }
-        Ok(dump)
+        Ok((dump, sums))
     }
 
     /// `clear(@m)`: removes every element (arrays: zeroes them).
@@ -235,20 +244,24 @@ struct Acc {
     lo: i64,
     hi: i64,
     buckets: Vec<u64>,
+    /// Histograms: the sum of the values counted, over all buckets and CPUs.
+    hist_sum: i128,
     last: Option<Vec<u8>>,
 }
 
 impl Acc {
     fn new(kind: &ValueKind, buckets: usize) -> Acc {
-        Acc { kind: kind.clone(), sum0: 0, sum1: 0, seen: false, lo: i64::MAX, hi: i64::MIN, buckets: vec![0; buckets], last: None }
+        Acc { kind: kind.clone(), sum0: 0, sum1: 0, seen: false, lo: i64::MAX, hi: i64::MIN, buckets: vec![0; buckets], hist_sum: 0, last: None }
     }
 
     fn merge(&mut self, cpu: &[u8], bucket: usize) {
         let w = |i| word(cpu, i);
         match self.kind {
+            // [count, sum of the values counted]
             ValueKind::Hist | ValueKind::Lhist { .. } => {
                 if let Some(b) = self.buckets.get_mut(bucket) {
                     *b += w(0);
+                    self.hist_sum += i128::from(w(1) as i64);
                 }
             }
             ValueKind::Count | ValueKind::Sum => self.sum0 += i128::from(w(0) as i64),

@@ -7,7 +7,7 @@
 //! | aggregation            | metric                                                       |
 //! |------------------------|--------------------------------------------------------------|
 //! | `count`, `sum`         | counter `PREFIX NAME _total`, one label per key part          |
-//! | `hist`, `lhist`        | histogram `PREFIX NAME`: cumulative `_bucket{le=…}`, `_count` |
+//! | `hist`, `lhist`        | histogram `PREFIX NAME`: cumulative `_bucket{le=…}`, `_sum`, `_count` |
 //! | `avg`, `min`, `max`    | gauge `PREFIX NAME` (`avg` is exact: sum / count)             |
 //! | `stats`                | gauges `PREFIX NAME _samples`, `_sum`, `_min`, `_max`, `_avg` |
 //! | plain numeric value    | gauge `PREFIX NAME`                                           |
@@ -103,7 +103,7 @@ fn sample_names(m: &MapMetric) -> Vec<String> {
     let f = &m.family;
     match m.shape {
         Shape::Counter => vec![format!("{f}_total")],
-        Shape::Histogram => vec![format!("{f}_bucket"), format!("{f}_count"), f.clone()],
+        Shape::Histogram => vec![format!("{f}_bucket"), format!("{f}_sum"), format!("{f}_count"), f.clone()],
         Shape::Gauge => vec![f.clone()],
         Shape::Stats => ["samples", "sum", "min", "max", "avg"]
             .iter()
@@ -297,7 +297,9 @@ pub fn cumulative_buckets(v: &AggValue) -> Vec<(String, u64)> {
 
 /// Appends one map's families; returns how many rows were left out by the `max_series` cap
 /// (the smallest rows go first, so the busiest keys stay visible).
-pub fn encode_map(out: &mut String, m: &MapMetric, dump: &MapDump, max_series: usize) -> usize {
+/// `sums` holds, for histogram rows (aligned with `dump.rows`), the sum of the values counted;
+/// when it is empty no `_sum` series is written.
+pub fn encode_map(out: &mut String, m: &MapMetric, dump: &MapDump, sums: &[i128], max_series: usize) -> usize {
     let rows = dump.sorted_rows(None);
     let dropped = rows.len().saturating_sub(max_series);
     let rows = &rows[dropped..];
@@ -322,7 +324,8 @@ pub fn encode_map(out: &mut String, m: &MapMetric, dump: &MapDump, max_series: u
         }
         Shape::Histogram => {
             header(out, f, &m.help, "histogram");
-            for (key, v) in rows {
+            for row in rows {
+                let (key, v) = (&row.0, &row.1);
                 let buckets = cumulative_buckets(v);
                 for (le, c) in &buckets {
                     let _ = writeln!(
@@ -332,6 +335,10 @@ pub fn encode_map(out: &mut String, m: &MapMetric, dump: &MapDump, max_series: u
                     );
                 }
                 let total = buckets.last().map_or(0, |b| b.1);
+                let row = dump.rows.iter().position(|r| std::ptr::eq(r, *row));
+                if let Some(sum) = row.and_then(|i| sums.get(i)) {
+                    let _ = writeln!(out, "{f}_sum{} {sum}", label_set(&m.labels, key, None));
+                }
                 let _ = writeln!(out, "{f}_count{} {total}", label_set(&m.labels, key, None));
             }
             if scalar_map && rows.is_empty() {
@@ -529,7 +536,7 @@ mod tests {
             rows,
         };
         let mut out = String::new();
-        let dropped = encode_map(&mut out, m, &dump, cap);
+        let dropped = encode_map(&mut out, m, &dump, &[], cap);
         (out, dropped)
     }
 
@@ -641,6 +648,19 @@ mod tests {
     }
 
     #[test]
+    fn histogram_sum_series_when_sums_are_known() {
+        let p = plan(&[info("@lat", &[], ValueKind::Hist)], "mmql_", &|_, _| None).unwrap();
+        let dump = MapDump { name: "@lat".into(), key_names: vec![], rows: vec![(vec![], AggValue::Hist(vec![0, 1, 2]))] };
+        let mut out = String::new();
+        encode_map(&mut out, &p.metrics[0], &dump, &[7], 10);
+        assert!(out.contains("mmql_lat_sum 7\n"), "{out}");
+        assert!(out.contains("mmql_lat_count 3\n"), "{out}");
+        let sum_at = out.find("mmql_lat_sum").unwrap_or(usize::MAX);
+        let count_at = out.find("mmql_lat_count").unwrap_or(0);
+        assert!(sum_at < count_at, "_sum comes before _count: {out}");
+    }
+
+    #[test]
     fn histogram_family_with_labels() {
         let m = one(info("@lat", &["le"], ValueKind::Hist));
         assert_eq!(m.labels, ["key_le"]);
@@ -732,6 +752,7 @@ mod tests {
                 key_names: vec![],
                 rows: vec![],
             },
+            &[],
             5,
         );
         assert!(

@@ -254,8 +254,8 @@ impl Exporter {
             ..Default::default()
         };
         for m in &self.metrics {
-            let dump = session.maps.dump(m.map)?;
-            let dropped = metrics::encode_map(&mut out, m, &dump, self.max_series);
+            let (dump, sums) = session.maps.dump_with_sums(m.map)?;
+            let dropped = metrics::encode_map(&mut out, m, &dump, &sums, self.max_series);
             if !m.labels.is_empty() {
                 stats.series_dropped.push((m.source_name.clone(), dropped));
             }
