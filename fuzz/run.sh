@@ -64,8 +64,11 @@ else
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
     export CARGO_TARGET_DIR=target/plain
-    cargo build --release --quiet --bins
-    bin_dir=target/plain/release
+    # An explicit --target keeps RUSTFLAGS off build scripts, which cannot link the sancov
+    # hooks (cargo-fuzz does the same).
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    cargo build --release --quiet --bins --target "$host"
+    bin_dir=target/plain/$host/release
 fi
 
 status=0
