@@ -344,3 +344,39 @@ fn checked_scripts_load_or_fail_located() {
         "too few scripts loaded ({loaded}); the generator drifted"
     );
 }
+
+/// The scripts the generator cannot reach: one probe at the kernel's limit of 64 maps per
+/// program loads; one past it is a located E0301 (the kernel's own answer is a bare E2BIG).
+#[test]
+fn map_limit_is_located() {
+    skip_unless_root_bpf!();
+    let probe = |n: usize| {
+        format!(
+            "on kmem:mm_page_alloc {{ {} }}",
+            (0..n)
+                .map(|i| format!("@m{i} = count();"))
+                .collect::<String>()
+        )
+    };
+    // Keyless counts cannot fail, so these probes use no loss counter: n maps are n maps.
+    let e = Watched::spawn(&mut mmql(&["-d", "100ms", "-e", &probe(64)]))
+        .finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert!(e.stderr.contains("Attached 1 probe"), "{}", e.dump());
+    assert_clean(&e, "64 maps");
+    let e = Watched::spawn(&mut mmql(&["-d", "100ms", "-e", &probe(65)]))
+        .finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(1), "{}", e.dump());
+    assert!(
+        e.stderr
+            .contains("[E0301] Error: this probe uses 65 BPF maps; a program may use at most 64"),
+        "{}",
+        e.dump()
+    );
+    assert!(
+        e.stderr.contains("─[ -e:1:1 ]"),
+        "not located\n{}",
+        e.dump()
+    );
+    assert!(e.held.progs.is_empty(), "nothing should load: {:?}", e.held);
+}

@@ -26,6 +26,10 @@ pub use stmt::EXIT_RECORD;
 /// The BPF stack every program gets.
 pub const STACK_LIMIT: u32 = 512;
 
+/// How many distinct maps one program may use (the kernel's MAX_USED_MAPS); past it the
+/// load fails with a bare E2BIG and no verifier log, so it is checked here, located.
+pub const MAX_USED_MAPS: usize = 64;
+
 #[derive(Debug, Clone, Default)]
 pub struct LowerOptions {
     /// Only events of this thread group (`-p`, `-c`), tested first in every program.
@@ -112,6 +116,15 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         }
         match assemble(&peephole::run(std::mem::take(&mut l.b.ops))) {
             Ok(asm) => {
+                let used: std::collections::BTreeSet<usize> = asm.relocs.iter().map(|&(_, m)| m).collect();
+                if used.len() > MAX_USED_MAPS {
+                    errors.push(
+                        Diagnostic::error(Code::E0301, format!("this probe uses {} BPF maps; a program may use at most {MAX_USED_MAPS}", used.len()))
+                            .at(k.span, "too many maps")
+                            .with_help("split the probe: two probes on the same event may each use their own maps"),
+                    );
+                    continue;
+                }
                 let name = prog_name(i, &k.event);
                 let def = ProgramDef {
                     name,
