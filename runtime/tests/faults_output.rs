@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::{assert_clean, assert_one_line_error, mmql, Watched};
+use harness::{assert_clean, assert_one_line_error, mmql, Producer, Watched};
 
 const STREAM: &str = r#"on kmem:mm_page_alloc { printf("order %d pfn %d\n", order, pfn) }"#;
 
@@ -19,6 +19,8 @@ const STREAM: &str = r#"on kmem:mm_page_alloc { printf("order %d pfn %d\n", orde
 #[test]
 fn output_pipe_closed() {
     skip_unless_root_bpf!();
+    // An idle machine allocates few pages; the churn loop keeps the stream flowing.
+    let _producer = Producer::start(&support::workload());
     let mut cmd = mmql(&["-e", STREAM]);
     cmd.stdout(Stdio::piped());
     let mut w = Watched::spawn_keep_stdout(&mut cmd);
@@ -78,6 +80,7 @@ fn output_disk_full() {
         }
     };
     let file = fs.0.join("out.txt");
+    let _producer = Producer::start(&support::workload());
     let e = Watched::spawn(&mut mmql(&[
         "-o",
         file.to_str().expect("utf-8 path"),

@@ -423,3 +423,33 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// A steady source of page allocations for tests that must not depend on the machine being
+/// busy: `mmql-workload churn` in a loop, in its own process group, stopped (group and all)
+/// on drop.
+pub struct Producer(Child);
+
+impl Producer {
+    pub fn start(workload: &std::path::Path) -> Producer {
+        use std::os::unix::process::CommandExt;
+        let script = format!(
+            "while :; do '{}' churn --pages 2000 >/dev/null; done",
+            workload.display()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the churn loop");
+        Producer(child)
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group this test created (its leader is our child).
+        unsafe { libc::kill(-(self.0.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
