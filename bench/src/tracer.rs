@@ -65,6 +65,8 @@ pub struct Finished {
 /// A started tracer whose probes are attached.
 pub struct Running {
     pid: i32,
+    /// Set once started as a tracer; `None` for plain commands run to exit.
+    kind: Option<Kind>,
     spawned: Instant,
     /// From spawn (fork + exec) to the ready line arriving on the pipe.
     pub attach: Duration,
@@ -120,6 +122,7 @@ fn spawn(argv: &[String]) -> Result<Running, String> {
     drop(child);
     Ok(Running {
         pid,
+        kind: None,
         spawned,
         attach: Duration::ZERO,
         lines: rx,
@@ -133,6 +136,7 @@ fn spawn(argv: &[String]) -> Result<Running, String> {
 /// printed if it exits or stays silent for `timeout`.
 pub fn start(kind: Kind, argv: &[String], timeout: Duration) -> Result<Running, String> {
     let mut running = spawn(argv)?;
+    running.kind = Some(kind);
     let deadline = running.spawned + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -228,10 +232,23 @@ impl Running {
     }
 
     /// SIGINT (what a user's Ctrl-C sends), then waits for the exit dump; SIGKILL after 20 s.
+    ///
+    /// bpftrace 0.17 can miss a SIGINT that lands just before it blocks in `epoll_wait` with
+    /// no output pending (it then sleeps until the next perf event, which a `count()` script
+    /// never sends), so bpftrace gets another SIGINT every second until it exits. mmql turns
+    /// signals into a byte on a pipe it polls and needs only one.
     pub fn stop(mut self) -> Finished {
-        // SAFETY: plain syscall on our own child's pid, which is not reaped yet.
-        unsafe { libc::kill(self.pid, libc::SIGINT) };
-        let (mut status, mut rss) = self.reap(Some(Instant::now() + Duration::from_secs(20)));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut status, mut rss) = (None, 0);
+        while status.is_none() && Instant::now() < deadline {
+            // SAFETY: plain syscall on our own child's pid, which is not reaped yet.
+            unsafe { libc::kill(self.pid, libc::SIGINT) };
+            let resend = match self.kind {
+                Some(Kind::Bpftrace) => Instant::now() + Duration::from_secs(1),
+                _ => deadline,
+            };
+            (status, rss) = self.reap(Some(resend.min(deadline)));
+        }
         if status.is_none() {
             // SAFETY: as above.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
