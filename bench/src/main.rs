@@ -144,7 +144,7 @@ fn header(cfg: &Config, repo: &Path) -> Header {
             "`mmql-bench churn --pages {} --rounds {}` (map, touch, unmap {} MiB, {} times)",
             cfg.pages,
             cfg.rounds,
-            cfg.pages * 4096 >> 20,
+            (cfg.pages * workload::page_size() as u64) >> 20,
             cfg.rounds
         ),
         reread: format!(

@@ -38,7 +38,7 @@ fn fact(key: &str, value: impl std::fmt::Display) {
     let _ = out.flush();
 }
 
-fn page_size() -> usize {
+pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n > 0 {
