@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use measure::{Config, Env, Workload, CASES};
+use measure::{Config, Env, CASES};
 use report::{CaseResult, Header, Results, ScaleRow, StartRow};
 use tracer::{Kind, StatsGuard};
 
@@ -205,13 +205,8 @@ fn bench(args: &[String]) -> Result<(), String> {
             bpftrace: Vec::new(),
         })
         .collect();
-    let mut untraced_ns = Vec::new();
     for rep in 0..cfg.runs {
         eprintln!("[per-event] repetition {}/{}", rep + 1, cfg.runs);
-        match measure::run_workload(&cfg, Workload::Churn, &env) {
-            Ok(ns) => untraced_ns.push(ns),
-            Err(e) => eprintln!("  untraced churn: {e}"),
-        }
         for c in cases.iter_mut() {
             for &k in &kinds {
                 let s = measure::per_event(&cfg, &env, c.case, k);
@@ -376,6 +371,11 @@ fn bench(args: &[String]) -> Result<(), String> {
             }
         }
     }
+    let untraced_ns = cases
+        .iter()
+        .flat_map(|c| c.mmql.iter().chain(&c.bpftrace))
+        .filter_map(|x| x.as_ref().ok()?.untraced_ns)
+        .collect();
     header.loadavg_end = loadavg();
     let results = Results {
         header,

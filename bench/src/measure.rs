@@ -123,6 +123,10 @@ pub struct ProgDelta {
 pub struct Sample {
     pub progs: Vec<ProgDelta>,
     pub workload_ns: u64,
+    /// The same workload run with no tracer right before this sample (churn only): slowdown
+    /// is the ratio within each pair, so a change in the machine's load between samples of
+    /// different scripts does not show up as a slowdown.
+    pub untraced_ns: Option<u64>,
     pub max_rss_kb: u64,
 }
 
@@ -134,6 +138,12 @@ impl Sample {
     }
     pub fn events(&self) -> u64 {
         self.progs.iter().map(|p| p.run_cnt).sum()
+    }
+    /// Workload time traced ÷ untraced, within this sample's pair.
+    pub fn slowdown(&self) -> Option<f64> {
+        self.untraced_ns
+            .filter(|&u| u > 0)
+            .map(|u| self.workload_ns as f64 / u as f64)
     }
     pub fn insns(&self) -> u64 {
         self.progs.iter().map(|p| p.xlated_insns).sum()
@@ -224,6 +234,10 @@ fn deltas(before: &[ProgStat], after: &[ProgStat]) -> Vec<ProgDelta> {
 /// again, stop it. Only events during the workload count, so start-up and idle time do not.
 pub fn per_event(cfg: &Config, env: &Env, case: &Case, kind: Kind) -> Result<Sample, String> {
     let argv = argv(cfg, kind, case.mmql, case.bpftrace).ok_or("bpftrace is not installed")?;
+    let untraced_ns = match case.workload {
+        Workload::Churn => Some(run_workload(cfg, case.workload, env)?),
+        Workload::Reread => None,
+    };
     let t = tracer::start(kind, &argv, Duration::from_secs(60))?;
     let measured = (|| {
         let before = t.programs()?;
@@ -242,6 +256,7 @@ pub fn per_event(cfg: &Config, env: &Env, case: &Case, kind: Kind) -> Result<Sam
     let sample = Sample {
         progs,
         workload_ns,
+        untraced_ns,
         max_rss_kb: fin.max_rss_kb,
     };
     // A sample that saw fewer events than the workload certainly caused measured the wrong

@@ -47,7 +47,7 @@ pub struct ScaleRow {
 pub struct Results {
     pub header: Header,
     pub cases: Vec<CaseResult>,
-    /// The churn workload's own time with no tracer attached, one per repetition.
+    /// The churn workload's own time with no tracer attached, one per churn sample.
     pub untraced_ns: Vec<u64>,
     pub startup: Vec<StartRow>,
     pub roundtrip_mmql: Vec<Tried<Duration>>,
@@ -256,8 +256,8 @@ pub fn render(r: &Results) -> String {
         .filter(|c| c.case.workload == crate::measure::Workload::Churn)
     {
         let t = |v: &[Tried<Sample>]| median(ok_values(v, |x| Some(x.workload_ns as f64)));
-        let (m, b) = (t(&c.mmql), t(&c.bpftrace));
-        let slow = |x: Option<f64>| match (x, ratio(x, base)) {
+        let q = |v: &[Tried<Sample>]| median(ok_values(v, Sample::slowdown));
+        let slow = |v: &[Tried<Sample>]| match (t(v), q(v)) {
             (Some(x), Some(q)) => format!("{:.0} ms ({q:.2}×)", x / 1e6),
             _ => "—".into(),
         };
@@ -265,9 +265,9 @@ pub fn render(r: &Results) -> String {
             s,
             "| workload slowdown: {} | {} | {} | {} | |",
             c.case.label,
-            slow(m),
-            slow(b),
-            fmt_ratio(ratio(m, b))
+            slow(&c.mmql),
+            slow(&c.bpftrace),
+            fmt_ratio(ratio(t(&c.mmql), t(&c.bpftrace)))
         );
     }
     for row in &r.startup {
