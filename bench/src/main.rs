@@ -17,9 +17,9 @@ use report::{CaseResult, Header, Results, ScaleRow, StartRow};
 use tracer::{Kind, StatsGuard};
 
 const USAGE: &str = "usage: mmql-bench [--mmql PATH] [--bpftrace PATH|none] [--runs N] \
-[--startup-runs N] [--pages N] [--rounds N] [--repo DIR]
-       mmql-bench churn [--pages N] [--rounds N]
-       mmql-bench reread --file PATH [--passes N]";
+[--startup-runs N] [--pages N] [--rounds N] [--cpu N] [--repo DIR]
+       mmql-bench churn [--pages N] [--rounds N] [--cpu N]
+       mmql-bench reread --file PATH [--passes N] [--cpu N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -90,10 +90,30 @@ fn config(args: &[String]) -> Result<Config, String> {
         startup_runs: num(args, "--startup-runs", 10)?.max(1) as usize,
         pages: num(args, "--pages", 16384)?.max(1),
         rounds: num(args, "--rounds", 20)?.max(1),
+        // The last CPU by default: on a VM, vCPU 0 tends to take the interrupts.
+        cpu: match flag(args, "--cpu") {
+            Some(_) => num(args, "--cpu", 0)? as usize,
+            None => last_cpu(),
+        },
         self_exe: std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
         // On disk (not tmpfs): the reclaim workload needs page cache it can drop and re-read.
         scratch: PathBuf::from("/var/tmp"),
     })
+}
+
+/// The highest CPU this process may run on.
+fn last_cpu() -> usize {
+    // SAFETY: cpu_set_t is plain data that sched_getaffinity fills in.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 0;
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .rev()
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .unwrap_or(0)
+    }
 }
 
 fn preflight() -> Result<(), String> {
@@ -141,15 +161,17 @@ fn header(cfg: &Config, repo: &Path) -> Header {
         runs: cfg.runs,
         startup_runs: cfg.startup_runs,
         workload: format!(
-            "`mmql-bench churn --pages {} --rounds {}` (map, touch, unmap {} MiB, {} times)",
+            "`mmql-bench churn --pages {} --rounds {} --cpu {}` (map, touch, unmap {} MiB, {} times)",
             cfg.pages,
             cfg.rounds,
+            cfg.cpu,
             (cfg.pages * workload::page_size() as u64) >> 20,
             cfg.rounds
         ),
         reread: format!(
-            "`mmql-bench reread --passes {}` of a {} MiB file in a {} MiB memory cgroup",
+            "`mmql-bench reread --passes {} --cpu {}` of a {} MiB file in a {} MiB memory cgroup",
             measure::REREAD_PASSES,
+            cfg.cpu,
             measure::REREAD_FILE_MIB,
             measure::REREAD_LIMIT >> 20
         ),

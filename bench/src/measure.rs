@@ -18,6 +18,8 @@ pub struct Config {
     pub startup_runs: usize,
     pub pages: u64,
     pub rounds: u64,
+    /// The CPU every workload run is pinned to (see `workload::pin`).
+    pub cpu: usize,
     pub self_exe: PathBuf,
     pub scratch: PathBuf,
 }
@@ -153,10 +155,12 @@ impl Sample {
 /// Runs a workload child and returns the time it measured itself.
 pub fn run_workload(cfg: &Config, w: Workload, env: &Env) -> Result<u64, String> {
     let mut cmd = Command::new(&cfg.self_exe);
+    let cpu = cfg.cpu.to_string();
     let out = match w {
         Workload::Churn => {
             cmd.args(["churn", "--pages", &cfg.pages.to_string()])
-                .args(["--rounds", &cfg.rounds.to_string()]);
+                .args(["--rounds", &cfg.rounds.to_string()])
+                .args(["--cpu", &cpu]);
             cmd.output()
         }
         Workload::Reread => {
@@ -168,7 +172,8 @@ pub fn run_workload(cfg: &Config, w: Workload, env: &Env) -> Result<u64, String>
             cmd.arg("reread")
                 .arg("--file")
                 .arg(file.path())
-                .args(["--passes", &REREAD_PASSES.to_string()]);
+                .args(["--passes", &REREAD_PASSES.to_string()])
+                .args(["--cpu", &cpu]);
             cg.spawn(&mut cmd).and_then(|c| c.wait_with_output())
         }
     }
