@@ -19,7 +19,11 @@ fn main() {
         // Paths relative to the crate, resolved when the crate compiles: a build-script
         // output reused from another checkout (cargo hashes path crates by their relative
         // location) then still embeds this checkout's files.
-        let rel = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let _ = writeln!(
             out,
             "    ({category:?}, {name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/snapshot/\", {rel:?}))),"

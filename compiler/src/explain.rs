@@ -234,7 +234,10 @@ impl Cx<'_> {
     /// A printf argument as written; printf-time functions are marked as evaluated when the
     /// record is printed, since their value never exists in the kernel.
     fn shown(&self, shown: &Shown, args: &[TExpr]) -> String {
-        let slot = |i: &usize| args.get(*i).map_or_else(|| format!("slot{i}"), |a| self.expr(a));
+        let slot = |i: &usize| {
+            args.get(*i)
+                .map_or_else(|| format!("slot{i}"), |a| self.expr(a))
+        };
         match shown {
             Shown::Slot(i) => slot(i),
             Shown::Call { func, slots } => {

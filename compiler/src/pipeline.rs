@@ -15,7 +15,11 @@ pub fn front_end(src: &Source, catalog: &Catalog) -> Result<Checked, Vec<Diagnos
 }
 
 /// Everything down to the object bytes; warnings come back beside the result.
-pub fn compile(src: &Source, catalog: &Catalog, opts: &LowerOptions) -> Result<(Compiled, Vec<Diagnostic>), Vec<Diagnostic>> {
+pub fn compile(
+    src: &Source,
+    catalog: &Catalog,
+    opts: &LowerOptions,
+) -> Result<(Compiled, Vec<Diagnostic>), Vec<Diagnostic>> {
     let checked = front_end(src, catalog)?;
     let compiled = lower(checked.program, opts)?;
     Ok((compiled, checked.warnings))

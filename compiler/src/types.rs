@@ -8,10 +8,15 @@ pub type SymtabId = usize;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Type {
     /// An integer held in 64 bits; `bytes` is its size in the record (for explain/list).
-    Int { signed: bool, bytes: u8 },
+    Int {
+        signed: bool,
+        bytes: u8,
+    },
     Bool,
     /// A string of at most `cap` bytes including the NUL.
-    Str { cap: u32 },
+    Str {
+        cap: u32,
+    },
     /// A value with names from `__print_symbolic` or BTF.
     Enum(SymtabId),
     /// A bit set with names from `__print_flags`.
@@ -24,11 +29,20 @@ pub enum Type {
 }
 
 impl Type {
-    pub const U64: Type = Type::Int { signed: false, bytes: 8 };
-    pub const I64: Type = Type::Int { signed: true, bytes: 8 };
+    pub const U64: Type = Type::Int {
+        signed: false,
+        bytes: 8,
+    };
+    pub const I64: Type = Type::Int {
+        signed: true,
+        bytes: 8,
+    };
 
     pub fn is_integer_like(&self) -> bool {
-        matches!(self, Type::Int { .. } | Type::Bool | Type::Enum(_) | Type::Flags(_))
+        matches!(
+            self,
+            Type::Int { .. } | Type::Bool | Type::Enum(_) | Type::Flags(_)
+        )
     }
 
     pub fn is_signed(&self) -> bool {
@@ -55,11 +69,17 @@ pub struct Symtab {
 
 impl Symtab {
     pub fn value_of(&self, name: &str) -> Option<i64> {
-        self.entries.iter().find(|(_, n)| n == name).map(|&(v, _)| v)
+        self.entries
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|&(v, _)| v)
     }
 
     pub fn name_of(&self, value: i64) -> Option<&str> {
-        self.entries.iter().find(|(v, _)| *v == value).map(|(_, n)| n.as_str())
+        self.entries
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map(|(_, n)| n.as_str())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -91,7 +111,8 @@ impl Symtab {
         if self.flags {
             return self.render_flags(value as u64);
         }
-        self.name_of(value).map_or_else(|| value.to_string(), str::to_string)
+        self.name_of(value)
+            .map_or_else(|| value.to_string(), str::to_string)
     }
 }
 
@@ -101,11 +122,24 @@ pub struct TypeDisplay<'a>(pub &'a Type, pub &'a [Symtab]);
 impl fmt::Display for TypeDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Type::Int { signed, bytes } => write!(f, "{}{}", if *signed { "i" } else { "u" }, *bytes as u32 * 8),
+            Type::Int { signed, bytes } => write!(
+                f,
+                "{}{}",
+                if *signed { "i" } else { "u" },
+                *bytes as u32 * 8
+            ),
             Type::Bool => f.write_str("bool"),
             Type::Str { cap } => write!(f, "str[{cap}]"),
-            Type::Enum(id) => write!(f, "enum {}", self.1.get(*id).map_or("?", |s| s.origin.as_str())),
-            Type::Flags(id) => write!(f, "flags {}", self.1.get(*id).map_or("?", |s| s.origin.as_str())),
+            Type::Enum(id) => write!(
+                f,
+                "enum {}",
+                self.1.get(*id).map_or("?", |s| s.origin.as_str())
+            ),
+            Type::Flags(id) => write!(
+                f,
+                "flags {}",
+                self.1.get(*id).map_or("?", |s| s.origin.as_str())
+            ),
             Type::Sym => f.write_str("ksym"),
             Type::Stack => f.write_str("kstack"),
             Type::Void => f.write_str("void"),

@@ -66,13 +66,19 @@ pub struct RunOpts {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check a script against the kernel's tracepoints without running it.
-    #[command(after_help = "Examples:\n  mmql check script.mmql\n  mmql check -e 'on kmem:mm_page_alloc { @n = count() }'\n  mmql check --formats stdlib/snapshot/events script.mmql")]
+    #[command(
+        after_help = "Examples:\n  mmql check script.mmql\n  mmql check -e 'on kmem:mm_page_alloc { @n = count() }'\n  mmql check --formats stdlib/snapshot/events script.mmql"
+    )]
     Check(ScriptArg),
     /// Show the checked program: probes, events, maps, actions, and the BPF listing.
-    #[command(after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'")]
+    #[command(
+        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'"
+    )]
     Explain(ExplainArgs),
     /// Write the BPF object for a script.
-    #[command(after_help = "Examples:\n  mmql build script.mmql -o script.o\n  mmql build -e 'on kmem:mm_page_alloc { @n = count() }' -o alloc.o")]
+    #[command(
+        after_help = "Examples:\n  mmql build script.mmql -o script.o\n  mmql build -e 'on kmem:mm_page_alloc { @n = count() }' -o alloc.o"
+    )]
     Build {
         #[command(flatten)]
         script: ScriptArg,
@@ -81,7 +87,9 @@ pub enum Command {
         output: PathBuf,
     },
     /// List tracepoints (and spans and renamed events) matching a glob.
-    #[command(after_help = "Examples:\n  mmql list 'vmscan:*'\n  mmql list '*reclaim*' -v\n  mmql list kmem:mm_page_alloc -v")]
+    #[command(
+        after_help = "Examples:\n  mmql list 'vmscan:*'\n  mmql list '*reclaim*' -v\n  mmql list kmem:mm_page_alloc -v"
+    )]
     List {
         /// `CATEGORY:NAME` glob, e.g. 'vmscan:*' or '*reclaim*'.
         pattern: Option<String>,
@@ -90,7 +98,9 @@ pub enum Command {
         verbose: bool,
     },
     /// Run a bundled recipe.
-    #[command(after_help = "Examples:\n  mmql run direct-reclaim-latency\n  mmql run direct-reclaim-latency -d 30s -f json")]
+    #[command(
+        after_help = "Examples:\n  mmql run direct-reclaim-latency\n  mmql run direct-reclaim-latency -d 30s -f json"
+    )]
     Run {
         /// Recipe name (see `mmql recipes`).
         recipe: String,
@@ -110,16 +120,22 @@ pub enum Command {
         recipe_opts: RecipeOpts,
     },
     /// Keep the probes attached and serve the script's maps as Prometheus metrics on /metrics.
-    #[command(after_help = "Examples:\n  mmql serve script.mmql --listen 127.0.0.1:9100\n  mmql serve --listen 127.0.0.1:9100 -e 'on kmem:mm_page_alloc { @allocs[comm] = count() }'\n  curl -s http://127.0.0.1:9100/metrics\n\nMetric names, label rules and the series cap: docs/serve.md")]
+    #[command(
+        after_help = "Examples:\n  mmql serve script.mmql --listen 127.0.0.1:9100\n  mmql serve --listen 127.0.0.1:9100 -e 'on kmem:mm_page_alloc { @allocs[comm] = count() }'\n  curl -s http://127.0.0.1:9100/metrics\n\nMetric names, label rules and the series cap: docs/serve.md"
+    )]
     Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
-    #[command(after_help = "Examples:\n  mmql completions bash > /usr/share/bash-completion/completions/mmql\n  mmql completions zsh > \"${fpath[1]}/_mmql\"\n  mmql completions fish > ~/.config/fish/completions/mmql.fish")]
+    #[command(
+        after_help = "Examples:\n  mmql completions bash > /usr/share/bash-completion/completions/mmql\n  mmql completions zsh > \"${fpath[1]}/_mmql\"\n  mmql completions fish > ~/.config/fish/completions/mmql.fish"
+    )]
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
     /// Write the man pages (mmql.1 and one per subcommand), generated from this command line.
-    #[command(after_help = "Examples:\n  mmql man | man -l -\n  mmql man --dir /usr/local/share/man/man1")]
+    #[command(
+        after_help = "Examples:\n  mmql man | man -l -\n  mmql man --dir /usr/local/share/man/man1"
+    )]
     Man {
         /// Write mmql.1 and mmql-SUBCOMMAND.1 into DIR instead of printing mmql.1.
         #[arg(long, value_name = "DIR")]

@@ -150,7 +150,10 @@ const BTF_CACHE_DIR: &str = "/run/mmql";
 
 fn btf_cache_key() -> Option<String> {
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let wanted: Vec<&str> = mmql_stdlib::btf_fields::ENUMS.iter().map(|e| e.name).collect();
+    let wanted: Vec<&str> = mmql_stdlib::btf_fields::ENUMS
+        .iter()
+        .map(|e| e.name)
+        .collect();
     Some(format!("boot {} wants {}", boot.trim(), wanted.join(",")))
 }
 
@@ -171,7 +174,12 @@ fn read_btf_cache(key: &str) -> Option<BtfEnums> {
 fn write_btf_cache(key: &str, enums: &BtfEnums) {
     use std::os::unix::fs::DirBuilderExt;
     // Best effort: without root, or on a read-only /run, every start just reads BTF.
-    if fs::DirBuilder::new().recursive(true).mode(0o700).create(BTF_CACHE_DIR).is_err() {
+    if fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(BTF_CACHE_DIR)
+        .is_err()
+    {
         return;
     }
     let text = mmql_compiler::format::write_btf_enums(&[key], enums);

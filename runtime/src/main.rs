@@ -27,28 +27,38 @@ fn main() -> ExitCode {
             commands::list::run(&ctx, pattern.as_deref(), *verbose)
         }
         (None, Some(pattern)) => commands::list::run(&ctx, Some(pattern), false),
-        (Some(Command::Build { script, output }), _) => {
-            commands::build::run(&ctx, script, output)
-        }
+        (Some(Command::Build { script, output }), _) => commands::build::run(&ctx, script, output),
         (None, None) => match (&cli.program, &cli.file) {
             (None, None) => commands::shell::usage_error(
                 "give a script file, -e PROGRAM, or a subcommand (`mmql --help`)",
             ),
             (program, file) => {
-                let script = cli::ScriptArg { file: file.clone(), program: program.clone() };
+                let script = cli::ScriptArg {
+                    file: file.clone(),
+                    program: program.clone(),
+                };
                 commands::read_script(&script).and_then(|src| run::run(&ctx, &src, &cli.run))
             }
         },
         (Some(Command::Serve(args)), _) => serve::run(&ctx, args),
         (Some(Command::Completions { shell }), _) => commands::shell::completions(*shell),
         (Some(Command::Man { dir }), _) => commands::shell::man(dir.as_deref()),
-        (Some(Command::Run { recipe, recipe_opts, run }), _) => {
-            commands::recipes::run(&ctx, recipe, recipe_opts, run)
-        }
+        (
+            Some(Command::Run {
+                recipe,
+                recipe_opts,
+                run,
+            }),
+            _,
+        ) => commands::recipes::run(&ctx, recipe, recipe_opts, run),
         (Some(Command::Recipes), _) => commands::recipes::list(),
-        (Some(Command::Show { recipe, recipe_opts }), _) => {
-            commands::recipes::show(&ctx, recipe, recipe_opts)
-        }
+        (
+            Some(Command::Show {
+                recipe,
+                recipe_opts,
+            }),
+            _,
+        ) => commands::recipes::show(&ctx, recipe, recipe_opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,14 +13,19 @@ pub enum SpanKey {
 
 /// Suffix pairs that make `on CAT:X` mean the span from `X<begin>` to `X<end>`.
 /// Order matters: the first pair whose two events both exist wins.
-pub const SPAN_SUFFIXES: &[(&str, &str)] = &[("_begin", "_end"), ("_start", "_end"), ("_wake", "_sleep")];
+pub const SPAN_SUFFIXES: &[(&str, &str)] =
+    &[("_begin", "_end"), ("_start", "_end"), ("_wake", "_sleep")];
 
 /// Spans that are not paired per thread. Anything not listed pairs per thread.
 pub const SPAN_KEYS: &[(&str, &str, SpanKey)] = &[
     // kswapd is one thread per node, but `kswapd_wake` can be traced from the waker's side on
     // some kernels; keying by node is right on every kernel.
     ("vmscan", "mm_vmscan_kswapd", SpanKey::Field("nid")),
-    ("compaction", "mm_compaction_kcompactd", SpanKey::Field("nid")),
+    (
+        "compaction",
+        "mm_compaction_kcompactd",
+        SpanKey::Field("nid"),
+    ),
 ];
 
 /// Events renamed across kernel versions: (category, old name, new name). Either spelling
@@ -55,7 +60,10 @@ pub const SMALL_DOMAINS: &[(&str, u32)] = &[
 ];
 
 pub fn small_domain(field: &str) -> Option<u32> {
-    SMALL_DOMAINS.iter().find(|(f, _)| *f == field).map(|&(_, n)| n)
+    SMALL_DOMAINS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|&(_, n)| n)
 }
 
 pub fn span_key(category: &str, stem: &str) -> SpanKey {

@@ -559,7 +559,9 @@ impl Checker<'_> {
                             "strings can only be compared with a string literal",
                         )
                         .at(span, "two non-literal strings")
-                        .with_help("compare each with a literal, e.g. `current.comm == \"kswapd0\"`"),
+                        .with_help(
+                            "compare each with a literal, e.g. `current.comm == \"kswapd0\"`",
+                        ),
                     );
                     return poison(span);
                 }

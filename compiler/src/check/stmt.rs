@@ -490,8 +490,12 @@ impl Checker<'_> {
         let mut failed = false;
         for a in &args[1..] {
             match &a.node {
-                ExprKind::Call { func, args: cargs } if super::userfn::is_printf_time(&func.node) => {
-                    let Some((f, values, ty)) = self.printf_time_call(&func.node, cargs, a.span, scope) else {
+                ExprKind::Call { func, args: cargs }
+                    if super::userfn::is_printf_time(&func.node) =>
+                {
+                    let Some((f, values, ty)) =
+                        self.printf_time_call(&func.node, cargs, a.span, scope)
+                    else {
                         failed = true;
                         continue;
                     };

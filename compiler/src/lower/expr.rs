@@ -31,13 +31,21 @@ impl Lowerer<'_> {
             TExprKind::BeginField(i) => {
                 let v = self.b.v();
                 let off = self.span_state.unwrap_or(0) + 8 * (*i as i16 + 1);
-                self.b.push(Op::LoadStack { dst: v, off, size: Size::DW });
+                self.b.push(Op::LoadStack {
+                    dst: v,
+                    off,
+                    size: Size::DW,
+                });
                 v
             }
             TExprKind::Duration => {
                 let now = self.b.call(helper::KTIME_GET_NS, vec![]);
                 let start = self.b.v();
-                self.b.push(Op::LoadStack { dst: start, off: self.span_state.unwrap_or(0), size: Size::DW });
+                self.b.push(Op::LoadStack {
+                    dst: start,
+                    off: self.span_state.unwrap_or(0),
+                    size: Size::DW,
+                });
                 self.b.alu(AluOp::Sub, now, Src::V(start));
                 now
             }
@@ -45,7 +53,11 @@ impl Lowerer<'_> {
             TExprKind::Local(id) => {
                 let v = self.b.v();
                 let off = self.locals[*id].0;
-                self.b.push(Op::LoadStack { dst: v, off, size: Size::DW });
+                self.b.push(Op::LoadStack {
+                    dst: v,
+                    off,
+                    size: Size::DW,
+                });
                 v
             }
             TExprKind::MapRead { map, keys } => self.map_read_value(*map, keys),
@@ -59,9 +71,15 @@ impl Lowerer<'_> {
                 v
             }
             TExprKind::Binary(op, a, b) => match op {
-                BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::And | BinOp::Or | BinOp::Has => {
-                    self.bool_value(e)
-                }
+                BinOp::Eq
+                | BinOp::Ne
+                | BinOp::Lt
+                | BinOp::Le
+                | BinOp::Gt
+                | BinOp::Ge
+                | BinOp::And
+                | BinOp::Or
+                | BinOp::Has => self.bool_value(e),
                 _ => {
                     let signed = a.ty.is_signed() || b.ty.is_signed();
                     let x = self.value(a);
@@ -79,7 +97,12 @@ impl Lowerer<'_> {
                         BinOp::Shr if a.ty.is_signed() => AluOp::Arsh,
                         _ => AluOp::Rsh,
                     };
-                    self.b.push(Op::Alu { op: alu, dst: x, src: y, signed });
+                    self.b.push(Op::Alu {
+                        op: alu,
+                        dst: x,
+                        src: y,
+                        signed,
+                    });
                     x
                 }
             },
@@ -120,7 +143,11 @@ impl Lowerer<'_> {
     pub(super) fn field(&mut self, f: &FieldRef) -> V {
         let v = self.b.v();
         let size = f.size.min(8);
-        self.b.push(Op::LoadCtx { dst: v, off: f.offset as i16, size: size_of(size) });
+        self.b.push(Op::LoadCtx {
+            dst: v,
+            off: f.offset as i16,
+            size: size_of(size),
+        });
         if f.signed && size < 8 {
             let shift = 64 - 8 * size as i32;
             self.b.alu(AluOp::Lsh, v, Src::Imm(shift));
@@ -156,9 +183,17 @@ impl Lowerer<'_> {
                 let ctx = self.b.v();
                 self.b.push(Op::CtxAddr(ctx));
                 let m = self.b.map(self.stacks.unwrap_or(0));
-                let id = self.b.call(helper::GET_STACKID, vec![Src::V(ctx), Src::V(m), Src::Imm(0)]);
+                let id = self.b.call(
+                    helper::GET_STACKID,
+                    vec![Src::V(ctx), Src::V(m), Src::Imm(0)],
+                );
                 let ok = self.b.label();
-                self.b.push(Op::Br { op: JmpOp::Sge, a: id, b: Src::Imm(0), target: ok });
+                self.b.push(Op::Br {
+                    op: JmpOp::Sge,
+                    a: id,
+                    b: Src::Imm(0),
+                    target: ok,
+                });
                 self.count(crate::lower::layout::counter::STACK_FAILED);
                 self.b.place(ok);
                 id
@@ -182,7 +217,11 @@ impl Lowerer<'_> {
                     w[..chunk.len()].copy_from_slice(chunk);
                     let word = i32::from_le_bytes(w);
                     if word != 0 {
-                        self.b.push(Op::StoreStack { off: off + 4 * i as i16, size: Size::W, src: Src::Imm(word) });
+                        self.b.push(Op::StoreStack {
+                            off: off + 4 * i as i16,
+                            size: Size::W,
+                            src: Src::Imm(word),
+                        });
                     }
                 }
             }
@@ -191,7 +230,11 @@ impl Lowerer<'_> {
                     self.b.zero_stack(off, cap);
                 }
                 let p = self.b.stack_addr(off);
-                self.b.push(Op::Call { helper: helper::GET_CURRENT_COMM, args: vec![Src::V(p), Src::Imm(cap.min(16) as i32)], ret: None });
+                self.b.push(Op::Call {
+                    helper: helper::GET_CURRENT_COMM,
+                    args: vec![Src::V(p), Src::Imm(cap.min(16) as i32)],
+                    ret: None,
+                });
             }
             TExprKind::Field(f) => match f.kind {
                 FieldAccess::CharArray { len } => {
@@ -201,17 +244,32 @@ impl Lowerer<'_> {
                     while done < n {
                         // Context reads and stack writes must both be aligned to their size.
                         let at = f.offset + done;
-                        let piece = [8u32, 4, 2, 1].into_iter().find(|p| at % p == 0 && done % p == 0 && n - done >= *p).unwrap_or(1);
+                        let piece = [8u32, 4, 2, 1]
+                            .into_iter()
+                            .find(|p| at % p == 0 && done % p == 0 && n - done >= *p)
+                            .unwrap_or(1);
                         let v = self.b.v();
-                        self.b.push(Op::LoadCtx { dst: v, off: at as i16, size: size_of(piece) });
-                        self.b.push(Op::StoreStack { off: off + done as i16, size: size_of(piece), src: Src::V(v) });
+                        self.b.push(Op::LoadCtx {
+                            dst: v,
+                            off: at as i16,
+                            size: size_of(piece),
+                        });
+                        self.b.push(Op::StoreStack {
+                            off: off + done as i16,
+                            size: size_of(piece),
+                            src: Src::V(v),
+                        });
                         done += piece;
                     }
                 }
                 FieldAccess::DataLoc => {
                     self.b.zero_stack(off, cap);
                     let loc = self.b.v();
-                    self.b.push(Op::LoadCtx { dst: loc, off: f.offset as i16, size: Size::W });
+                    self.b.push(Op::LoadCtx {
+                        dst: loc,
+                        off: f.offset as i16,
+                        size: Size::W,
+                    });
                     self.b.alu(AluOp::And, loc, Src::Imm(0xffff));
                     let src = self.b.v();
                     self.b.push(Op::CtxAddr(src));
@@ -245,8 +303,17 @@ impl Lowerer<'_> {
                 let have = self.layouts[*map].value_size.min(cap);
                 for i in 0..have / 8 {
                     let v = self.b.v();
-                    self.b.push(Op::Load { dst: v, base: ptr, off: 8 * i as i16, size: Size::DW });
-                    self.b.push(Op::StoreStack { off: off + 8 * i as i16, size: Size::DW, src: Src::V(v) });
+                    self.b.push(Op::Load {
+                        dst: v,
+                        base: ptr,
+                        off: 8 * i as i16,
+                        size: Size::DW,
+                    });
+                    self.b.push(Op::StoreStack {
+                        off: off + 8 * i as i16,
+                        size: Size::DW,
+                        src: Src::V(v),
+                    });
                 }
                 self.b.place(missing);
             }
@@ -261,8 +328,16 @@ impl Lowerer<'_> {
         }
         for i in 0..bytes / 8 {
             let v = self.b.v();
-            self.b.push(Op::LoadStack { dst: v, off: from + 8 * i as i16, size: Size::DW });
-            self.b.push(Op::StoreStack { off: to + 8 * i as i16, size: Size::DW, src: Src::V(v) });
+            self.b.push(Op::LoadStack {
+                dst: v,
+                off: from + 8 * i as i16,
+                size: Size::DW,
+            });
+            self.b.push(Op::StoreStack {
+                off: to + 8 * i as i16,
+                size: Size::DW,
+                src: Src::V(v),
+            });
         }
     }
 
@@ -283,14 +358,21 @@ impl Lowerer<'_> {
                 self.cond(b, if_false);
                 self.b.place(yes);
             }
-            TExprKind::Binary(op @ (BinOp::Eq | BinOp::Ne), a, b) if matches!(a.ty, Type::Str { .. }) => {
+            TExprKind::Binary(op @ (BinOp::Eq | BinOp::Ne), a, b)
+                if matches!(a.ty, Type::Str { .. }) =>
+            {
                 self.string_compare(*op == BinOp::Eq, a, b, if_false);
             }
             TExprKind::Binary(BinOp::Has, a, b) => {
                 let x = self.value(a);
                 let m = self.operand(b);
                 self.b.alu(AluOp::And, x, m);
-                self.b.push(Op::Br { op: JmpOp::Ne, a: x, b: m, target: if_false });
+                self.b.push(Op::Br {
+                    op: JmpOp::Ne,
+                    a: x,
+                    b: m,
+                    target: if_false,
+                });
             }
             TExprKind::Binary(op, a, b) if op.is_comparison() => {
                 let signed = a.ty.is_signed() || b.ty.is_signed();
@@ -308,15 +390,30 @@ impl Lowerer<'_> {
                     (BinOp::Ge, false) => JmpOp::Lt,
                     _ => JmpOp::Slt,
                 };
-                self.b.push(Op::Br { op: jump, a: x, b: y, target: if_false });
+                self.b.push(Op::Br {
+                    op: jump,
+                    a: x,
+                    b: y,
+                    target: if_false,
+                });
             }
             TExprKind::Unary(UnOp::Not, a) => {
                 let x = self.value(a);
-                self.b.push(Op::Br { op: JmpOp::Ne, a: x, b: Src::Imm(0), target: if_false });
+                self.b.push(Op::Br {
+                    op: JmpOp::Ne,
+                    a: x,
+                    b: Src::Imm(0),
+                    target: if_false,
+                });
             }
             _ => {
                 let x = self.value(e);
-                self.b.push(Op::Br { op: JmpOp::Eq, a: x, b: Src::Imm(0), target: if_false });
+                self.b.push(Op::Br {
+                    op: JmpOp::Eq,
+                    a: x,
+                    b: Src::Imm(0),
+                    target: if_false,
+                });
             }
         }
         self.b.span = saved;
@@ -347,7 +444,11 @@ impl Lowerer<'_> {
         let differs = self.b.label();
         for (i, chunk) in bytes.chunks(8).enumerate() {
             let w = self.b.v();
-            self.b.push(Op::LoadStack { dst: w, off: off + 8 * i as i16, size: Size::DW });
+            self.b.push(Op::LoadStack {
+                dst: w,
+                off: off + 8 * i as i16,
+                size: Size::DW,
+            });
             if chunk.len() < 8 {
                 let shift = 64 - 8 * chunk.len() as i32;
                 self.b.alu(AluOp::Lsh, w, Src::Imm(shift));
@@ -356,9 +457,18 @@ impl Lowerer<'_> {
             let mut le = [0u8; 8];
             le[..chunk.len()].copy_from_slice(chunk);
             let want = u64::from_le_bytes(le) as i64;
-            let want = self.operand(&TExpr { kind: TExprKind::Int(want), ty: Type::U64, span: self.b.span });
+            let want = self.operand(&TExpr {
+                kind: TExprKind::Int(want),
+                ty: Type::U64,
+                span: self.b.span,
+            });
             let target = if eq { if_false } else { differs };
-            self.b.push(Op::Br { op: JmpOp::Ne, a: w, b: want, target });
+            self.b.push(Op::Br {
+                op: JmpOp::Ne,
+                a: w,
+                b: want,
+                target,
+            });
         }
         if !eq {
             self.b.push(Op::Jmp(if_false));

@@ -23,24 +23,66 @@ pub enum Op {
     Mov(V, Src),
     LdImm64(V, u64),
     /// `dst op= src`, 64-bit; `signed` selects signed division and modulo.
-    Alu { op: AluOp, dst: V, src: Src, signed: bool },
+    Alu {
+        op: AluOp,
+        dst: V,
+        src: Src,
+        signed: bool,
+    },
     Neg(V),
     /// Load from the tracepoint record (the context pointer kept in r6).
-    LoadCtx { dst: V, off: i16, size: Size },
-    LoadStack { dst: V, off: i16, size: Size },
-    StoreStack { off: i16, size: Size, src: Src },
-    Load { dst: V, base: V, off: i16, size: Size },
-    Store { base: V, off: i16, size: Size, src: Src },
+    LoadCtx {
+        dst: V,
+        off: i16,
+        size: Size,
+    },
+    LoadStack {
+        dst: V,
+        off: i16,
+        size: Size,
+    },
+    StoreStack {
+        off: i16,
+        size: Size,
+        src: Src,
+    },
+    Load {
+        dst: V,
+        base: V,
+        off: i16,
+        size: Size,
+    },
+    Store {
+        base: V,
+        off: i16,
+        size: Size,
+        src: Src,
+    },
     /// `dst = r10 + off`.
-    StackAddr { dst: V, off: i16 },
+    StackAddr {
+        dst: V,
+        off: i16,
+    },
     /// `dst = ctx`, for helpers that take the context.
     CtxAddr(V),
     /// `dst = &map` (ld_imm64 with a map relocation).
-    LoadMap { dst: V, map: usize },
+    LoadMap {
+        dst: V,
+        map: usize,
+    },
     /// A helper call: `args` go to r1..r5; r0 to `ret`. Clobbers r0..r5.
-    Call { helper: i32, args: Vec<Src>, ret: Option<V> },
+    Call {
+        helper: i32,
+        args: Vec<Src>,
+        ret: Option<V>,
+    },
     Jmp(Label),
-    Br { op: JmpOp, a: V, b: Src, target: Label },
+    Br {
+        op: JmpOp,
+        a: V,
+        b: Src,
+        target: Label,
+    },
     Label(Label),
     /// `return 0`.
     Exit,
@@ -133,12 +175,21 @@ impl Builder {
     }
 
     pub fn alu(&mut self, op: AluOp, dst: V, src: Src) {
-        self.push(Op::Alu { op, dst, src, signed: false });
+        self.push(Op::Alu {
+            op,
+            dst,
+            src,
+            signed: false,
+        });
     }
 
     pub fn call(&mut self, helper: i32, args: Vec<Src>) -> V {
         let r = self.v();
-        self.push(Op::Call { helper, args, ret: Some(r) });
+        self.push(Op::Call {
+            helper,
+            args,
+            ret: Some(r),
+        });
         r
     }
 
@@ -161,7 +212,11 @@ impl Builder {
     /// Zeroes `bytes` of stack at `off` (8 bytes at a time).
     pub fn zero_stack(&mut self, off: i16, bytes: u32) {
         for i in 0..bytes.div_ceil(8) {
-            self.push(Op::StoreStack { off: off + (i * 8) as i16, size: Size::DW, src: Src::Imm(0) });
+            self.push(Op::StoreStack {
+                off: off + (i * 8) as i16,
+                size: Size::DW,
+                src: Src::Imm(0),
+            });
         }
     }
 }

@@ -34,7 +34,9 @@ pub mod counter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapKind {
     /// Per-CPU array; the key is a u32 index (`domain × buckets`).
-    PerCpuArray { entries: u32 },
+    PerCpuArray {
+        entries: u32,
+    },
     PerCpuHash,
     /// Shared hash: last-value maps and span state.
     Hash,
@@ -82,7 +84,11 @@ impl MapLayout {
 pub fn value_words(v: &ValueKind) -> u32 {
     match v {
         ValueKind::Count | ValueKind::Sum => 1,
-        ValueKind::Min | ValueKind::Max | ValueKind::Avg | ValueKind::Hist | ValueKind::Lhist { .. } => 2,
+        ValueKind::Min
+        | ValueKind::Max
+        | ValueKind::Avg
+        | ValueKind::Hist
+        | ValueKind::Lhist { .. } => 2,
         ValueKind::Stats => 4,
         ValueKind::Last(t) => t.slot_size().div_ceil(8),
         ValueKind::SpanState { saved } => 1 + saved,
@@ -100,7 +106,11 @@ pub fn buckets(v: &ValueKind) -> u32 {
 
 /// A kernel map name: `m<index>_<name>`, cut to 15 characters.
 fn symbol(index: usize, name: &str) -> String {
-    let clean: String = name.trim_start_matches('@').chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let clean: String = name
+        .trim_start_matches('@')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let mut s = format!("m{index}_{clean}");
     s.truncate(15);
     s
@@ -131,7 +141,11 @@ pub fn layout(index: usize, m: &MapInfo) -> MapLayout {
             value_size,
             buckets,
             domain: None,
-            max_entries: if m.internal { SPAN_ENTRIES } else { HASH_ENTRIES },
+            max_entries: if m.internal {
+                SPAN_ENTRIES
+            } else {
+                HASH_ENTRIES
+            },
         },
         (_, Some((entries, domain))) => {
             let n = entries * buckets.max(1);
@@ -161,7 +175,11 @@ pub fn layout(index: usize, m: &MapInfo) -> MapLayout {
 
 /// Layouts for every map of the program, by `MapId`.
 pub fn layouts(p: &Program) -> Vec<MapLayout> {
-    p.maps.iter().enumerate().map(|(i, m)| layout(i, m)).collect()
+    p.maps
+        .iter()
+        .enumerate()
+        .map(|(i, m)| layout(i, m))
+        .collect()
 }
 
 /// The built-in maps every object carries after the script's own.

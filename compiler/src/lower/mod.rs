@@ -75,10 +75,21 @@ pub(crate) struct Lowerer<'a> {
 
 pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diagnostic>> {
     let layouts = layouts(&program);
-    let uses_ringbuf = program.probes.iter().any(|k| uses(&k.body, &|s| matches!(s, TStmt::Printf { .. } | TStmt::Exit), &|_| false));
+    let uses_ringbuf = program.probes.iter().any(|k| {
+        uses(
+            &k.body,
+            &|s| matches!(s, TStmt::Printf { .. } | TStmt::Exit),
+            &|_| false,
+        )
+    });
     let uses_stack = program.probes.iter().any(|k| {
-        uses(&k.body, &|_| false, &|e| matches!(e.kind, TExprKind::Builtin(Builtin::Kstack)))
-            || k.filter.as_ref().is_some_and(|f| expr_uses(f, &|e| matches!(e.kind, TExprKind::Builtin(Builtin::Kstack))))
+        uses(&k.body, &|_| false, &|e| {
+            matches!(e.kind, TExprKind::Builtin(Builtin::Kstack))
+        }) || k.filter.as_ref().is_some_and(|f| {
+            expr_uses(f, &|e| {
+                matches!(e.kind, TExprKind::Builtin(Builtin::Kstack))
+            })
+        })
     });
     let mut bpf_maps: Vec<MapDef> = layouts.iter().map(MapLayout::def).collect();
     let builtins = builtin_defs(uses_stack, uses_ringbuf);
@@ -108,15 +119,22 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         l.b.push(Op::Exit);
         if l.max_stack.max(l.b.stack) > STACK_LIMIT {
             errors.push(
-                Diagnostic::error(Code::E0301, format!("this probe needs {} bytes of BPF stack; the limit is {STACK_LIMIT}", l.max_stack.max(l.b.stack)))
-                    .at(k.span, "too much stack")
-                    .with_help("use fewer or shorter string keys and locals in one probe"),
+                Diagnostic::error(
+                    Code::E0301,
+                    format!(
+                        "this probe needs {} bytes of BPF stack; the limit is {STACK_LIMIT}",
+                        l.max_stack.max(l.b.stack)
+                    ),
+                )
+                .at(k.span, "too much stack")
+                .with_help("use fewer or shorter string keys and locals in one probe"),
             );
             continue;
         }
         match assemble(&peephole::run(std::mem::take(&mut l.b.ops))) {
             Ok(asm) => {
-                let used: std::collections::BTreeSet<usize> = asm.relocs.iter().map(|&(_, m)| m).collect();
+                let used: std::collections::BTreeSet<usize> =
+                    asm.relocs.iter().map(|&(_, m)| m).collect();
                 if used.len() > MAX_USED_MAPS {
                     errors.push(
                         Diagnostic::error(Code::E0301, format!("this probe uses {} BPF maps; a program may use at most {MAX_USED_MAPS}", used.len()))
@@ -132,15 +150,25 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
                     insns: asm.insns,
                     map_relocs: asm.relocs,
                 };
-                programs.push(ProgSpec { def, category: k.category.clone(), event: k.event.clone(), spans: asm.spans, probe_span: k.span });
+                programs.push(ProgSpec {
+                    def,
+                    category: k.category.clone(),
+                    event: k.event.clone(),
+                    spans: asm.spans,
+                    probe_span: k.span,
+                });
             }
             Err(AsmError::OutOfRegisters(span)) => errors.push(
-                Diagnostic::error(Code::E0301, "this expression needs more BPF registers than there are")
-                    .at(span, "too many values at once")
-                    .with_help("split it with `let`: locals live on the stack"),
+                Diagnostic::error(
+                    Code::E0301,
+                    "this expression needs more BPF registers than there are",
+                )
+                .at(span, "too many values at once")
+                .with_help("split it with `let`: locals live on the stack"),
             ),
             Err(AsmError::JumpTooFar(span)) => errors.push(
-                Diagnostic::error(Code::E0301, "this probe is too long for a BPF jump").at(span, "split the probe"),
+                Diagnostic::error(Code::E0301, "this probe is too long for a BPF jump")
+                    .at(span, "split the probe"),
             ),
         }
     }
@@ -149,7 +177,10 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
     }
     let defs: Vec<ProgramDef> = programs.iter().map(|p| p.def.clone()).collect();
     let object = write_object(&defs, &bpf_maps).map_err(|e| {
-        vec![Diagnostic::error(Code::E0301, format!("cannot write the BPF object: {e:?}"))]
+        vec![Diagnostic::error(
+            Code::E0301,
+            format!("cannot write the BPF object: {e:?}"),
+        )]
     })?;
     Ok(Compiled {
         counters_map: bpf_maps[counters].name.clone(),
@@ -189,13 +220,20 @@ fn uses(body: &[TStmt], stmt: &dyn Fn(&TStmt) -> bool, expr: &dyn Fn(&TExpr) -> 
                     keys.iter().any(|k| expr_uses(k, expr))
                         || match op {
                             AggOp::Count => false,
-                            AggOp::Sum(e) | AggOp::Min(e) | AggOp::Max(e) | AggOp::Avg(e) | AggOp::Stats(e) | AggOp::Hist(e) | AggOp::Lhist(e) | AggOp::Assign(e) => {
-                                expr_uses(e, expr)
-                            }
+                            AggOp::Sum(e)
+                            | AggOp::Min(e)
+                            | AggOp::Max(e)
+                            | AggOp::Avg(e)
+                            | AggOp::Stats(e)
+                            | AggOp::Hist(e)
+                            | AggOp::Lhist(e)
+                            | AggOp::Assign(e) => expr_uses(e, expr),
                         }
                 }
                 TStmt::Delete { keys, .. } => keys.iter().any(|k| expr_uses(k, expr)),
-                TStmt::If { cond, then, els } => expr_uses(cond, expr) || uses(then, stmt, expr) || uses(els, stmt, expr),
+                TStmt::If { cond, then, els } => {
+                    expr_uses(cond, expr) || uses(then, stmt, expr) || uses(els, stmt, expr)
+                }
                 TStmt::Printf { args, .. } => args.iter().any(|a| expr_uses(a, expr)),
                 TStmt::Exit => false,
             }
@@ -222,7 +260,12 @@ impl Lowerer<'_> {
             let v = self.b.call(helper::GET_CURRENT_PID_TGID, vec![]);
             self.b.alu(AluOp::Rsh, v, Src::Imm(32));
             let want = self.b.imm(i64::from(pid));
-            self.b.push(Op::Br { op: JmpOp::Ne, a: v, b: Src::V(want), target: exit });
+            self.b.push(Op::Br {
+                op: JmpOp::Ne,
+                a: v,
+                b: Src::V(want),
+                target: exit,
+            });
         }
         match &k.role {
             ProbeRole::Plain => {
@@ -236,17 +279,33 @@ impl Lowerer<'_> {
                 let val = self.b.alloc(8 * words);
                 let key_off = self.span_key(key, true);
                 let now = self.b.call(helper::KTIME_GET_NS, vec![]);
-                self.b.push(Op::StoreStack { off: val, size: crate::bpf::insn::Size::DW, src: Src::V(now) });
+                self.b.push(Op::StoreStack {
+                    off: val,
+                    size: crate::bpf::insn::Size::DW,
+                    src: Src::V(now),
+                });
                 for (i, s) in saved.iter().enumerate() {
                     let v = self.field(&s.field);
-                    self.b.push(Op::StoreStack { off: val + 8 * (i as i16 + 1), size: crate::bpf::insn::Size::DW, src: Src::V(v) });
+                    self.b.push(Op::StoreStack {
+                        off: val + 8 * (i as i16 + 1),
+                        size: crate::bpf::insn::Size::DW,
+                        src: Src::V(v),
+                    });
                 }
                 let m = self.b.map(*state);
                 let kp = self.b.stack_addr(key_off);
                 let vp = self.b.stack_addr(val);
-                let r = self.b.call(helper::MAP_UPDATE_ELEM, vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(0)]);
+                let r = self.b.call(
+                    helper::MAP_UPDATE_ELEM,
+                    vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(0)],
+                );
                 let ok = self.b.label();
-                self.b.push(Op::Br { op: JmpOp::Sge, a: r, b: Src::Imm(0), target: ok });
+                self.b.push(Op::Br {
+                    op: JmpOp::Sge,
+                    a: r,
+                    b: Src::Imm(0),
+                    target: ok,
+                });
                 self.count(layout::counter::SPAN_FULL);
                 self.b.place(ok);
             }
@@ -260,21 +319,41 @@ impl Lowerer<'_> {
                 let key_off = self.span_key(key, false);
                 let m = self.b.map(*state);
                 let kp = self.b.stack_addr(key_off);
-                let v = self.b.call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+                let v = self
+                    .b
+                    .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
                 let have = self.b.label();
-                self.b.push(Op::Br { op: JmpOp::Ne, a: v, b: Src::Imm(0), target: have });
+                self.b.push(Op::Br {
+                    op: JmpOp::Ne,
+                    a: v,
+                    b: Src::Imm(0),
+                    target: have,
+                });
                 self.count(layout::counter::SPAN_UNMATCHED);
                 self.b.push(Op::Jmp(exit));
                 self.b.place(have);
                 // Copy before deleting: the element may be reused once deleted.
                 for i in 0..words {
                     let w = self.b.v();
-                    self.b.push(Op::Load { dst: w, base: v, off: 8 * i as i16, size: crate::bpf::insn::Size::DW });
-                    self.b.push(Op::StoreStack { off: copy + 8 * i as i16, size: crate::bpf::insn::Size::DW, src: Src::V(w) });
+                    self.b.push(Op::Load {
+                        dst: w,
+                        base: v,
+                        off: 8 * i as i16,
+                        size: crate::bpf::insn::Size::DW,
+                    });
+                    self.b.push(Op::StoreStack {
+                        off: copy + 8 * i as i16,
+                        size: crate::bpf::insn::Size::DW,
+                        src: Src::V(w),
+                    });
                 }
                 let m2 = self.b.map(*state);
                 let kp2 = self.b.stack_addr(key_off);
-                self.b.push(Op::Call { helper: helper::MAP_DELETE_ELEM, args: vec![Src::V(m2), Src::V(kp2)], ret: None });
+                self.b.push(Op::Call {
+                    helper: helper::MAP_DELETE_ELEM,
+                    args: vec![Src::V(m2), Src::V(kp2)],
+                    ret: None,
+                });
                 if let Some(f) = &k.filter {
                     self.cond(f, exit);
                 }
@@ -288,9 +367,15 @@ impl Lowerer<'_> {
         let off = self.b.alloc(8);
         let v = match key {
             SpanKeyExpr::Thread => self.b.call(helper::GET_CURRENT_PID_TGID, vec![]),
-            SpanKeyExpr::Field { begin: b, end: e, .. } => self.field(if begin { b } else { e }),
+            SpanKeyExpr::Field {
+                begin: b, end: e, ..
+            } => self.field(if begin { b } else { e }),
         };
-        self.b.push(Op::StoreStack { off, size: crate::bpf::insn::Size::DW, src: Src::V(v) });
+        self.b.push(Op::StoreStack {
+            off,
+            size: crate::bpf::insn::Size::DW,
+            src: Src::V(v),
+        });
         off
     }
 }

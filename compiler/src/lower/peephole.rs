@@ -35,7 +35,10 @@ fn fold_constants(ops: Vec<(Op, Span)>) -> Vec<(Op, Span)> {
             Op::StoreStack { src: Src::V(v), .. } | Op::Store { src: Src::V(v), .. } => vec![*v],
             Op::Alu { src: Src::V(v), .. } if src_slot(&Src::V(*v)) => vec![*v],
             Op::Br { b: Src::V(v), .. } => vec![*v],
-            Op::Call { args, .. } => args.iter().filter_map(|a| if let Src::V(v) = a { Some(*v) } else { None }).collect(),
+            Op::Call { args, .. } => args
+                .iter()
+                .filter_map(|a| if let Src::V(v) = a { Some(*v) } else { None })
+                .collect(),
             _ => vec![],
         };
         for u in op.uses() {
@@ -56,11 +59,44 @@ fn fold_constants(ops: Vec<(Op, Span)>) -> Vec<(Op, Span)> {
         .filter(|(op, _)| !matches!(op, Op::Mov(v, Src::Imm(_)) if konst.contains_key(v)))
         .map(|(op, span)| {
             let op = match op {
-                Op::StoreStack { off, size, src } => Op::StoreStack { off, size, src: sub(src) },
-                Op::Store { base, off, size, src } => Op::Store { base, off, size, src: sub(src) },
-                Op::Alu { op, dst, src, signed } => Op::Alu { op, dst, src: sub(src), signed },
-                Op::Br { op, a, b, target } => Op::Br { op, a, b: sub(b), target },
-                Op::Call { helper, args, ret } => Op::Call { helper, args: args.into_iter().map(sub).collect(), ret },
+                Op::StoreStack { off, size, src } => Op::StoreStack {
+                    off,
+                    size,
+                    src: sub(src),
+                },
+                Op::Store {
+                    base,
+                    off,
+                    size,
+                    src,
+                } => Op::Store {
+                    base,
+                    off,
+                    size,
+                    src: sub(src),
+                },
+                Op::Alu {
+                    op,
+                    dst,
+                    src,
+                    signed,
+                } => Op::Alu {
+                    op,
+                    dst,
+                    src: sub(src),
+                    signed,
+                },
+                Op::Br { op, a, b, target } => Op::Br {
+                    op,
+                    a,
+                    b: sub(b),
+                    target,
+                },
+                Op::Call { helper, args, ret } => Op::Call {
+                    helper,
+                    args: args.into_iter().map(sub).collect(),
+                    ret,
+                },
                 other => other,
             };
             (op, span)
@@ -92,7 +128,15 @@ fn invert_branch_over_jump(ops: Vec<(Op, Span)>) -> Vec<(Op, Span)> {
         {
             if target == next {
                 if let Some(neg) = op.negate() {
-                    out.push((Op::Br { op: neg, a: *a, b: *b, target: *far }, ops[i].1));
+                    out.push((
+                        Op::Br {
+                            op: neg,
+                            a: *a,
+                            b: *b,
+                            target: *far,
+                        },
+                        ops[i].1,
+                    ));
                     i += 2;
                     continue;
                 }
@@ -115,23 +159,61 @@ mod tests {
 
     #[test]
     fn constants_become_immediates() {
-        let out = run(vec![s(Op::Mov(V(0), Src::Imm(0))), s(Op::StoreStack { off: -8, size: Size::W, src: Src::V(V(0)) })]);
-        assert_eq!(out, vec![s(Op::StoreStack { off: -8, size: Size::W, src: Src::Imm(0) })]);
+        let out = run(vec![
+            s(Op::Mov(V(0), Src::Imm(0))),
+            s(Op::StoreStack {
+                off: -8,
+                size: Size::W,
+                src: Src::V(V(0)),
+            }),
+        ]);
+        assert_eq!(
+            out,
+            vec![s(Op::StoreStack {
+                off: -8,
+                size: Size::W,
+                src: Src::Imm(0)
+            })]
+        );
     }
 
     #[test]
     fn a_constant_used_as_alu_destination_stays() {
-        let ops = vec![s(Op::Mov(V(0), Src::Imm(1))), s(Op::Alu { op: crate::bpf::insn::AluOp::Add, dst: V(0), src: Src::Imm(2), signed: false })];
+        let ops = vec![
+            s(Op::Mov(V(0), Src::Imm(1))),
+            s(Op::Alu {
+                op: crate::bpf::insn::AluOp::Add,
+                dst: V(0),
+                src: Src::Imm(2),
+                signed: false,
+            }),
+        ];
         assert_eq!(run(ops.clone()), ops);
     }
 
     #[test]
     fn branch_over_jump_inverts() {
         let out = run(vec![
-            s(Op::Br { op: JmpOp::Ne, a: V(0), b: Src::Imm(0), target: 1 }),
+            s(Op::Br {
+                op: JmpOp::Ne,
+                a: V(0),
+                b: Src::Imm(0),
+                target: 1,
+            }),
             s(Op::Jmp(2)),
             s(Op::Label(1)),
         ]);
-        assert_eq!(out, vec![s(Op::Br { op: JmpOp::Eq, a: V(0), b: Src::Imm(0), target: 2 }), s(Op::Label(1))]);
+        assert_eq!(
+            out,
+            vec![
+                s(Op::Br {
+                    op: JmpOp::Eq,
+                    a: V(0),
+                    b: Src::Imm(0),
+                    target: 2
+                }),
+                s(Op::Label(1))
+            ]
+        );
     }
 }

@@ -34,7 +34,9 @@ pub enum AsmError {
 }
 
 pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
-    let uses_ctx = ops.iter().any(|(op, _)| matches!(op, Op::LoadCtx { .. } | Op::CtxAddr(_)));
+    let uses_ctx = ops
+        .iter()
+        .any(|(op, _)| matches!(op, Op::LoadCtx { .. } | Op::CtxAddr(_)));
     let regs = assign(ops, uses_ctx)?;
     let r = |v: V| regs.get(&v).copied().unwrap_or(R0);
     let mut out = Emitter::default();
@@ -55,7 +57,12 @@ pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
                     out.push(i, span);
                 }
             }
-            Op::Alu { op, dst, src, signed } => {
+            Op::Alu {
+                op,
+                dst,
+                src,
+                signed,
+            } => {
                 let mut insn = match src {
                     Src::Imm(i) => Insn::alu64_imm(*op, r(*dst), *i),
                     Src::V(s) => Insn::alu64_reg(*op, r(*dst), r(*s)),
@@ -68,10 +75,22 @@ pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
             }
             Op::Neg(d) => out.push(Insn::neg64(r(*d)), span),
             Op::LoadCtx { dst, off, size } => out.push(Insn::ldx(*size, r(*dst), R6, *off), span),
-            Op::LoadStack { dst, off, size } => out.push(Insn::ldx(*size, r(*dst), R10, *off), span),
+            Op::LoadStack { dst, off, size } => {
+                out.push(Insn::ldx(*size, r(*dst), R10, *off), span)
+            }
             Op::StoreStack { off, size, src } => out.push(store(*size, R10, *off, *src, &r), span),
-            Op::Load { dst, base, off, size } => out.push(Insn::ldx(*size, r(*dst), r(*base), *off), span),
-            Op::Store { base, off, size, src } => out.push(store(*size, r(*base), *off, *src, &r), span),
+            Op::Load {
+                dst,
+                base,
+                off,
+                size,
+            } => out.push(Insn::ldx(*size, r(*dst), r(*base), *off), span),
+            Op::Store {
+                base,
+                off,
+                size,
+                src,
+            } => out.push(store(*size, r(*base), *off, *src, &r), span),
             Op::StackAddr { dst, off } => {
                 out.push(Insn::mov64_reg(r(*dst), R10), span);
                 out.push(Insn::alu64_imm(AluOp::Add, r(*dst), i32::from(*off)), span);
@@ -84,7 +103,11 @@ pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
                 }
             }
             Op::Call { helper, args, ret } => {
-                let moves: Vec<(u8, Src)> = args.iter().enumerate().map(|(i, a)| (R1 + i as u8, *a)).collect();
+                let moves: Vec<(u8, Src)> = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (R1 + i as u8, *a))
+                    .collect();
                 parallel_moves(&mut out, moves, &r, span);
                 out.push(Insn::call(*helper), span);
                 if let Some(v) = ret {
@@ -122,7 +145,11 @@ pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
         let off = target as i64 - at as i64 - 1;
         out.insns[at].off = i16::try_from(off).map_err(|_| AsmError::JumpTooFar(span))?;
     }
-    Ok(Assembled { insns: out.insns, relocs: out.relocs, spans: out.spans })
+    Ok(Assembled {
+        insns: out.insns,
+        relocs: out.relocs,
+        spans: out.spans,
+    })
 }
 
 fn store(size: crate::bpf::insn::Size, base: u8, off: i16, src: Src, r: &impl Fn(V) -> u8) -> Insn {
@@ -205,14 +232,20 @@ fn assign(ops: &[(Op, Span)], uses_ctx: bool) -> Result<HashMap<V, u8>, AsmError
             e.1 = e.1.max(i);
         }
     }
-    let callee: &[u8] = if uses_ctx { &CALLEE_SAVED } else { &[6, 7, 8, 9] };
+    let callee: &[u8] = if uses_ctx {
+        &CALLEE_SAVED
+    } else {
+        &[6, 7, 8, 9]
+    };
     let mut intervals: Vec<(V, usize, usize, bool)> = range
         .into_iter()
         .map(|(v, (s, e))| (v, s, e, calls.iter().any(|&c| s < c && c < e)))
         .collect();
     // r0 can hold a helper's result until the next call (whose argument moves may use r0 as
     // scratch, so the range must end before it).
-    let r0_ok = |v: V, s: usize, e: usize| call_results.contains(&v) && !calls.iter().any(|&c| s < c && c <= e);
+    let r0_ok = |v: V, s: usize, e: usize| {
+        call_results.contains(&v) && !calls.iter().any(|&c| s < c && c <= e)
+    };
     intervals.sort_by_key(|&(v, s, _, _)| (s, v));
     let mut assigned = HashMap::new();
     let mut active: Vec<(usize, u8)> = Vec::new();
@@ -224,7 +257,11 @@ fn assign(ops: &[(Op, Span)], uses_ctx: bool) -> Result<HashMap<V, u8>, AsmError
         } else if crosses {
             callee.iter().copied().find(|&r| !busy(r))
         } else {
-            SCRATCH.iter().chain(callee.iter()).copied().find(|&r| !busy(r))
+            SCRATCH
+                .iter()
+                .chain(callee.iter())
+                .copied()
+                .find(|&r| !busy(r))
         };
         let Some(reg) = pick else {
             return Err(AsmError::OutOfRegisters(ops[start].1));
@@ -245,8 +282,23 @@ mod tests {
         let (a, b, k) = (V(0), V(1), V(2));
         let ops = vec![
             (Op::Mov(a, Src::Imm(7)), Span::default()),
-            (Op::Call { helper: helper::KTIME_GET_NS, args: vec![], ret: Some(b) }, Span::default()),
-            (Op::Alu { op: AluOp::Add, dst: b, src: Src::V(a), signed: false }, Span::default()),
+            (
+                Op::Call {
+                    helper: helper::KTIME_GET_NS,
+                    args: vec![],
+                    ret: Some(b),
+                },
+                Span::default(),
+            ),
+            (
+                Op::Alu {
+                    op: AluOp::Add,
+                    dst: b,
+                    src: Src::V(a),
+                    signed: false,
+                },
+                Span::default(),
+            ),
             (Op::Mov(k, Src::V(b)), Span::default()),
             (Op::Exit, Span::default()),
         ];
@@ -265,15 +317,35 @@ mod tests {
         let (x, y) = (V(0), V(1));
         let regs: HashMap<V, u8> = [(x, 1), (y, 2)].into_iter().collect();
         let mut out = Emitter::default();
-        parallel_moves(&mut out, vec![(1, Src::V(y)), (2, Src::V(x))], &|v| regs[&v], Span::default());
-        assert_eq!(out.insns, vec![Insn::mov64_reg(R0, 2), Insn::mov64_reg(2, 1), Insn::mov64_reg(1, R0)]);
+        parallel_moves(
+            &mut out,
+            vec![(1, Src::V(y)), (2, Src::V(x))],
+            &|v| regs[&v],
+            Span::default(),
+        );
+        assert_eq!(
+            out.insns,
+            vec![
+                Insn::mov64_reg(R0, 2),
+                Insn::mov64_reg(2, 1),
+                Insn::mov64_reg(1, R0)
+            ]
+        );
     }
 
     #[test]
     fn forward_jumps_are_resolved() {
         let ops = vec![
             (Op::Mov(V(0), Src::Imm(1)), Span::default()),
-            (Op::Br { op: JmpOp::Eq, a: V(0), b: Src::Imm(0), target: 9 }, Span::default()),
+            (
+                Op::Br {
+                    op: JmpOp::Eq,
+                    a: V(0),
+                    b: Src::Imm(0),
+                    target: 9,
+                },
+                Span::default(),
+            ),
             (Op::Mov(V(1), Src::Imm(2)), Span::default()),
             (Op::Label(9), Span::default()),
             (Op::Exit, Span::default()),

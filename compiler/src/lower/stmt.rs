@@ -38,10 +38,19 @@ impl Lowerer<'_> {
                     self.string_into(value, off, ty.slot_size());
                 } else {
                     let v = self.value(value);
-                    self.b.push(Op::StoreStack { off, size: Size::DW, src: Src::V(v) });
+                    self.b.push(Op::StoreStack {
+                        off,
+                        size: Size::DW,
+                        src: Src::V(v),
+                    });
                 }
             }
-            TStmt::Update { map, keys, op, span } => {
+            TStmt::Update {
+                map,
+                keys,
+                op,
+                span,
+            } => {
                 self.b.span = *span;
                 self.update(*map, keys, op);
             }
@@ -50,7 +59,11 @@ impl Lowerer<'_> {
                 let Key::Stack(k) = self.key(*map, keys, None, skip);
                 let m = self.b.map(*map);
                 let kp = self.b.stack_addr(k);
-                self.b.push(Op::Call { helper: helper::MAP_DELETE_ELEM, args: vec![Src::V(m), Src::V(kp)], ret: None });
+                self.b.push(Op::Call {
+                    helper: helper::MAP_DELETE_ELEM,
+                    args: vec![Src::V(m), Src::V(kp)],
+                    ret: None,
+                });
                 self.b.place(skip);
             }
             TStmt::If { cond, then, els } => {
@@ -70,21 +83,42 @@ impl Lowerer<'_> {
     /// Adds one to a slot of the counters map.
     pub(super) fn count(&mut self, slot: u32) {
         let k = self.b.alloc(8);
-        self.b.push(Op::StoreStack { off: k, size: Size::W, src: Src::Imm(slot as i32) });
+        self.b.push(Op::StoreStack {
+            off: k,
+            size: Size::W,
+            src: Src::Imm(slot as i32),
+        });
         let m = self.b.map(self.counters);
         let kp = self.b.stack_addr(k);
-        let v = self.b.call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+        let v = self
+            .b
+            .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
         let skip = self.b.label();
-        self.b.push(Op::Br { op: JmpOp::Eq, a: v, b: Src::Imm(0), target: skip });
+        self.b.push(Op::Br {
+            op: JmpOp::Eq,
+            a: v,
+            b: Src::Imm(0),
+            target: skip,
+        });
         self.add_word(v, 0, Src::Imm(1));
         self.b.place(skip);
     }
 
     fn add_word(&mut self, base: V, off: i16, x: Src) {
         let t = self.b.v();
-        self.b.push(Op::Load { dst: t, base, off, size: Size::DW });
+        self.b.push(Op::Load {
+            dst: t,
+            base,
+            off,
+            size: Size::DW,
+        });
         self.b.alu(AluOp::Add, t, x);
-        self.b.push(Op::Store { base, off, size: Size::DW, src: Src::V(t) });
+        self.b.push(Op::Store {
+            base,
+            off,
+            size: Size::DW,
+            src: Src::V(t),
+        });
     }
 
     /// Builds the key of a map element; jumps to `skip` (after counting) when an array index
@@ -98,7 +132,12 @@ impl Lowerer<'_> {
                         let i = self.value(k);
                         let ok = self.b.label();
                         let domain = layout.domain.unwrap_or(1) as i32;
-                        self.b.push(Op::Br { op: JmpOp::Lt, a: i, b: Src::Imm(domain), target: ok });
+                        self.b.push(Op::Br {
+                            op: JmpOp::Lt,
+                            a: i,
+                            b: Src::Imm(domain),
+                            target: ok,
+                        });
                         self.count(counter::OUT_OF_DOMAIN);
                         self.b.push(Op::Jmp(skip));
                         self.b.place(ok);
@@ -114,7 +153,11 @@ impl Lowerer<'_> {
                     (None, None) => Src::Imm(0),
                 };
                 let off = self.b.alloc(8);
-                self.b.push(Op::StoreStack { off, size: Size::W, src: idx });
+                self.b.push(Op::StoreStack {
+                    off,
+                    size: Size::W,
+                    src: idx,
+                });
                 Key::Stack(off)
             }
             MapKind::PerCpuHash | MapKind::Hash => {
@@ -127,13 +170,21 @@ impl Lowerer<'_> {
                         Some(Type::Str { cap }) => self.string_into(k, at, *cap),
                         _ => {
                             let v = self.value(k);
-                            self.b.push(Op::StoreStack { off: at, size: Size::DW, src: Src::V(v) });
+                            self.b.push(Op::StoreStack {
+                                off: at,
+                                size: Size::DW,
+                                src: Src::V(v),
+                            });
                         }
                     }
                 }
                 if let Some(bk) = bucket {
                     let at = off + layout.key_size as i16 - 8;
-                    self.b.push(Op::StoreStack { off: at, size: Size::DW, src: Src::V(bk) });
+                    self.b.push(Op::StoreStack {
+                        off: at,
+                        size: Size::DW,
+                        src: Src::V(bk),
+                    });
                 }
                 Key::Stack(off)
             }
@@ -147,15 +198,27 @@ impl Lowerer<'_> {
         let Key::Stack(k) = self.key(map, keys, None, missing);
         let m = self.b.map(map);
         let kp = self.b.stack_addr(k);
-        let v = self.b.call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
-        self.b.push(Op::Br { op: JmpOp::Eq, a: v, b: Src::Imm(0), target: missing });
+        let v = self
+            .b
+            .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+        self.b.push(Op::Br {
+            op: JmpOp::Eq,
+            a: v,
+            b: Src::Imm(0),
+            target: missing,
+        });
         (v, missing)
     }
 
     pub(super) fn map_read_value(&mut self, map: MapId, keys: &[TExpr]) -> V {
         let r = self.b.imm(0);
         let (ptr, missing) = self.map_lookup_existing(map, keys);
-        self.b.push(Op::Load { dst: r, base: ptr, off: 0, size: Size::DW });
+        self.b.push(Op::Load {
+            dst: r,
+            base: ptr,
+            off: 0,
+            size: Size::DW,
+        });
         self.b.place(missing);
         r
     }
@@ -170,9 +233,13 @@ impl Lowerer<'_> {
         // Operands first: they may call helpers, and the element pointer must not wait on them.
         let x = match op {
             AggOp::Count => None,
-            AggOp::Sum(e) | AggOp::Min(e) | AggOp::Max(e) | AggOp::Avg(e) | AggOp::Stats(e) | AggOp::Hist(e) | AggOp::Lhist(e) => {
-                Some((self.value(e), e.ty.is_signed()))
-            }
+            AggOp::Sum(e)
+            | AggOp::Min(e)
+            | AggOp::Max(e)
+            | AggOp::Avg(e)
+            | AggOp::Stats(e)
+            | AggOp::Hist(e)
+            | AggOp::Lhist(e) => Some((self.value(e), e.ty.is_signed())),
             AggOp::Assign(_) => None,
         };
         let bucket = match (op, x) {
@@ -191,9 +258,16 @@ impl Lowerer<'_> {
         let layout = self.layouts[map].clone();
         let m = self.b.map(map);
         let kp = self.b.stack_addr(k);
-        let v = self.b.call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+        let v = self
+            .b
+            .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
         let have = self.b.label();
-        self.b.push(Op::Br { op: JmpOp::Ne, a: v, b: Src::Imm(0), target: have });
+        self.b.push(Op::Br {
+            op: JmpOp::Ne,
+            a: v,
+            b: Src::Imm(0),
+            target: have,
+        });
         if layout.kind == MapKind::PerCpuHash {
             // New key: insert zeroes (losing a race to another CPU is fine), look up again.
             let val = self.b.alloc(layout.value_size);
@@ -208,8 +282,17 @@ impl Lowerer<'_> {
             });
             let m3 = self.b.map(map);
             let kp3 = self.b.stack_addr(k);
-            self.b.push(Op::Call { helper: helper::MAP_LOOKUP_ELEM, args: vec![Src::V(m3), Src::V(kp3)], ret: Some(v) });
-            self.b.push(Op::Br { op: JmpOp::Ne, a: v, b: Src::Imm(0), target: have });
+            self.b.push(Op::Call {
+                helper: helper::MAP_LOOKUP_ELEM,
+                args: vec![Src::V(m3), Src::V(kp3)],
+                ret: Some(v),
+            });
+            self.b.push(Op::Br {
+                op: JmpOp::Ne,
+                a: v,
+                b: Src::Imm(0),
+                target: have,
+            });
             self.count(counter::MAP_FULL);
         }
         self.b.push(Op::Jmp(skip));
@@ -245,16 +328,46 @@ impl Lowerer<'_> {
     fn extreme(&mut self, base: V, off: i16, set_off: i16, x: V, min: bool, mark_set: bool) {
         let (write, done) = (self.b.label(), self.b.label());
         let set = self.b.v();
-        self.b.push(Op::Load { dst: set, base, off: set_off, size: Size::DW });
-        self.b.push(Op::Br { op: JmpOp::Eq, a: set, b: Src::Imm(0), target: write });
+        self.b.push(Op::Load {
+            dst: set,
+            base,
+            off: set_off,
+            size: Size::DW,
+        });
+        self.b.push(Op::Br {
+            op: JmpOp::Eq,
+            a: set,
+            b: Src::Imm(0),
+            target: write,
+        });
         let cur = self.b.v();
-        self.b.push(Op::Load { dst: cur, base, off, size: Size::DW });
+        self.b.push(Op::Load {
+            dst: cur,
+            base,
+            off,
+            size: Size::DW,
+        });
         let keep = if min { JmpOp::Sle } else { JmpOp::Sge };
-        self.b.push(Op::Br { op: keep, a: cur, b: Src::V(x), target: done });
+        self.b.push(Op::Br {
+            op: keep,
+            a: cur,
+            b: Src::V(x),
+            target: done,
+        });
         self.b.place(write);
-        self.b.push(Op::Store { base, off, size: Size::DW, src: Src::V(x) });
+        self.b.push(Op::Store {
+            base,
+            off,
+            size: Size::DW,
+            src: Src::V(x),
+        });
         if mark_set {
-            self.b.push(Op::Store { base, off: set_off, size: Size::DW, src: Src::Imm(1) });
+            self.b.push(Op::Store {
+                base,
+                off: set_off,
+                size: Size::DW,
+                src: Src::Imm(1),
+            });
         }
         self.b.place(done);
     }
@@ -266,10 +379,20 @@ impl Lowerer<'_> {
         let done = self.b.label();
         if signed {
             self.b.push(Op::Mov(bk, Src::Imm(0)));
-            self.b.push(Op::Br { op: JmpOp::Slt, a: x, b: Src::Imm(0), target: done });
+            self.b.push(Op::Br {
+                op: JmpOp::Slt,
+                a: x,
+                b: Src::Imm(0),
+                target: done,
+            });
         }
         self.b.push(Op::Mov(bk, Src::Imm(1)));
-        self.b.push(Op::Br { op: JmpOp::Eq, a: x, b: Src::Imm(0), target: done });
+        self.b.push(Op::Br {
+            op: JmpOp::Eq,
+            a: x,
+            b: Src::Imm(0),
+            target: done,
+        });
         self.b.push(Op::Mov(bk, Src::Imm(2)));
         let t = self.b.mov(x);
         if bytes > 4 {
@@ -277,14 +400,24 @@ impl Lowerer<'_> {
             let next = self.b.label();
             let u = self.b.mov(t);
             self.b.alu(AluOp::Rsh, u, Src::Imm(32));
-            self.b.push(Op::Br { op: JmpOp::Eq, a: u, b: Src::Imm(0), target: next });
+            self.b.push(Op::Br {
+                op: JmpOp::Eq,
+                a: u,
+                b: Src::Imm(0),
+                target: next,
+            });
             self.b.push(Op::Mov(t, Src::V(u)));
             self.b.alu(AluOp::Add, bk, Src::Imm(32));
             self.b.place(next);
         }
         for s in [16, 8, 4, 2, 1] {
             let next = self.b.label();
-            self.b.push(Op::Br { op: JmpOp::Lt, a: t, b: Src::Imm(1 << s), target: next });
+            self.b.push(Op::Br {
+                op: JmpOp::Lt,
+                a: t,
+                b: Src::Imm(1 << s),
+                target: next,
+            });
             self.b.alu(AluOp::Rsh, t, Src::Imm(s));
             self.b.alu(AluOp::Add, bk, Src::Imm(s));
             self.b.place(next);
@@ -295,15 +428,27 @@ impl Lowerer<'_> {
 
     /// bucket 0: below lo; 1 + (x - lo) / step inside; last: at or above hi.
     fn linear_bucket(&mut self, map: MapId, x: V) -> V {
-        let ValueKind::Lhist { lo, hi, step } = self.p.maps[map].value else { return self.b.imm(0) };
+        let ValueKind::Lhist { lo, hi, step } = self.p.maps[map].value else {
+            return self.b.imm(0);
+        };
         let n = self.layouts[map].buckets as i64;
         let bk = self.b.imm(0);
         let done = self.b.label();
         let lo_v = self.b.imm(lo);
-        self.b.push(Op::Br { op: JmpOp::Slt, a: x, b: Src::V(lo_v), target: done });
+        self.b.push(Op::Br {
+            op: JmpOp::Slt,
+            a: x,
+            b: Src::V(lo_v),
+            target: done,
+        });
         self.b.push(Op::Mov(bk, Src::Imm((n - 1) as i32)));
         let hi_v = self.b.imm(hi);
-        self.b.push(Op::Br { op: JmpOp::Sge, a: x, b: Src::V(hi_v), target: done });
+        self.b.push(Op::Br {
+            op: JmpOp::Sge,
+            a: x,
+            b: Src::V(hi_v),
+            target: done,
+        });
         let t = self.b.mov(x);
         self.b.alu(AluOp::Sub, t, Src::V(lo_v));
         let step_v = self.b.imm(step);
@@ -322,16 +467,28 @@ impl Lowerer<'_> {
             Type::Str { .. } => self.string_into(e, val, layout.value_size),
             _ => {
                 let v = self.value(e);
-                self.b.push(Op::StoreStack { off: val, size: Size::DW, src: Src::V(v) });
+                self.b.push(Op::StoreStack {
+                    off: val,
+                    size: Size::DW,
+                    src: Src::V(v),
+                });
             }
         }
         let Key::Stack(k) = self.key(map, keys, None, skip);
         let m = self.b.map(map);
         let kp = self.b.stack_addr(k);
         let vp = self.b.stack_addr(val);
-        let r = self.b.call(helper::MAP_UPDATE_ELEM, vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(BPF_ANY)]);
+        let r = self.b.call(
+            helper::MAP_UPDATE_ELEM,
+            vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(BPF_ANY)],
+        );
         let ok = self.b.label();
-        self.b.push(Op::Br { op: JmpOp::Sge, a: r, b: Src::Imm(0), target: ok });
+        self.b.push(Op::Br {
+            op: JmpOp::Sge,
+            a: r,
+            b: Src::Imm(0),
+            target: ok,
+        });
         self.count(counter::MAP_FULL);
         self.b.place(ok);
     }
@@ -354,14 +511,32 @@ impl Lowerer<'_> {
         }
         let events = self.events.unwrap_or(0);
         let m = self.b.map(events);
-        let rec = self.b.call(helper::RINGBUF_RESERVE, vec![Src::V(m), Src::Imm(size as i32), Src::Imm(0)]);
+        let rec = self.b.call(
+            helper::RINGBUF_RESERVE,
+            vec![Src::V(m), Src::Imm(size as i32), Src::Imm(0)],
+        );
         let (have, done) = (self.b.label(), self.b.label());
-        self.b.push(Op::Br { op: JmpOp::Ne, a: rec, b: Src::Imm(0), target: have });
+        self.b.push(Op::Br {
+            op: JmpOp::Ne,
+            a: rec,
+            b: Src::Imm(0),
+            target: have,
+        });
         self.count(counter::LOST_EVENTS);
         self.b.push(Op::Jmp(done));
         self.b.place(have);
-        self.b.push(Op::Store { base: rec, off: 0, size: Size::W, src: Src::Imm(id as i32) });
-        self.b.push(Op::Store { base: rec, off: 4, size: Size::W, src: Src::Imm(0) });
+        self.b.push(Op::Store {
+            base: rec,
+            off: 0,
+            size: Size::W,
+            src: Src::Imm(id as i32),
+        });
+        self.b.push(Op::Store {
+            base: rec,
+            off: 4,
+            size: Size::W,
+            src: Src::Imm(0),
+        });
         let mut at: i16 = 8;
         // Integers are computed after the reserve so only the record pointer lives across
         // helper calls, whatever the number of arguments.
@@ -370,19 +545,37 @@ impl Lowerer<'_> {
                 Some((off, cap)) => {
                     for i in 0..cap / 8 {
                         let w = self.b.v();
-                        self.b.push(Op::LoadStack { dst: w, off: off + 8 * i as i16, size: Size::DW });
-                        self.b.push(Op::Store { base: rec, off: at + 8 * i as i16, size: Size::DW, src: Src::V(w) });
+                        self.b.push(Op::LoadStack {
+                            dst: w,
+                            off: off + 8 * i as i16,
+                            size: Size::DW,
+                        });
+                        self.b.push(Op::Store {
+                            base: rec,
+                            off: at + 8 * i as i16,
+                            size: Size::DW,
+                            src: Src::V(w),
+                        });
                     }
                     at += *cap as i16;
                 }
                 None => {
                     let v = self.value(a);
-                    self.b.push(Op::Store { base: rec, off: at, size: Size::DW, src: Src::V(v) });
+                    self.b.push(Op::Store {
+                        base: rec,
+                        off: at,
+                        size: Size::DW,
+                        src: Src::V(v),
+                    });
                     at += 8;
                 }
             }
         }
-        self.b.push(Op::Call { helper: helper::RINGBUF_SUBMIT, args: vec![Src::V(rec), Src::Imm(0)], ret: None });
+        self.b.push(Op::Call {
+            helper: helper::RINGBUF_SUBMIT,
+            args: vec![Src::V(rec), Src::Imm(0)],
+            ret: None,
+        });
         self.b.place(done);
     }
 }

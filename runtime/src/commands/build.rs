@@ -18,9 +18,17 @@ pub fn run(ctx: &Context, s: &ScriptArg, output: &Path) -> Result<(), Failure> {
         output.display(),
         compiled.object.len(),
         compiled.programs.len(),
-        if compiled.programs.len() == 1 { "" } else { "s" },
+        if compiled.programs.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
         compiled.bpf_maps.len(),
-        if compiled.bpf_maps.len() == 1 { "" } else { "s" }
+        if compiled.bpf_maps.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     );
     Ok(())
 }

@@ -95,7 +95,9 @@ impl Context {
             Some(cats) => {
                 // A category that does not exist leaves nothing to load: the full catalog then
                 // gives the diagnostic its "did you mean".
-                match crate::formats::load_catalog_filtered(&self.formats, &|c| cats.iter().any(|w| w == c)) {
+                match crate::formats::load_catalog_filtered(&self.formats, &|c| {
+                    cats.iter().any(|w| w == c)
+                }) {
                     Ok(loaded) if !loaded.catalog.events.is_empty() => {
                         for w in &loaded.warnings {
                             eprintln!("mmql: warning: {w}");
@@ -131,14 +133,23 @@ impl Context {
             Err(diags) => {
                 self.render(&diags, src);
                 let n = diags.iter().filter(|d| d.is_error()).count();
-                eprintln!("mmql: {} error{} in {}", n, if n == 1 { "" } else { "s" }, src.name);
+                eprintln!(
+                    "mmql: {} error{} in {}",
+                    n,
+                    if n == 1 { "" } else { "s" },
+                    src.name
+                );
                 Err(Failure::Reported)
             }
         }
     }
 
     /// Parses, checks and lowers to an object.
-    pub fn compile(&self, src: &Source, opts: &mmql_compiler::lower::LowerOptions) -> Result<(mmql_compiler::lower::Compiled, LoadedCatalog), Failure> {
+    pub fn compile(
+        &self,
+        src: &Source,
+        opts: &mmql_compiler::lower::LowerOptions,
+    ) -> Result<(mmql_compiler::lower::Compiled, LoadedCatalog), Failure> {
         self.stage(src, |catalog| pipeline::compile(src, catalog, opts))
     }
 

@@ -15,7 +15,11 @@ pub const PREFIX: &str = "recipe:";
 
 /// `mmql recipes`: every recipe with its purpose, in the registry's order.
 pub fn list() -> Result<(), Failure> {
-    let width = recipes::all().iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let width = recipes::all()
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0);
     for r in recipes::all() {
         println!("{:<width$}  {}", r.name, r.summary());
     }
@@ -102,8 +106,8 @@ pub fn load(ctx: &Context, name: &str, opts: &RecipeOpts) -> Result<Source, Fail
 fn find(name: &str) -> Result<&'static Recipe, Failure> {
     recipes::find(name).ok_or_else(|| {
         let names = recipes::all().iter().map(|r| r.name);
-        let hint = did_you_mean(name, names)
-            .unwrap_or_else(|| "`mmql recipes` lists them".to_string());
+        let hint =
+            did_you_mean(name, names).unwrap_or_else(|| "`mmql recipes` lists them".to_string());
         Failure::Message(format!("no recipe named `{name}`; {hint}"))
     })
 }

@@ -22,7 +22,12 @@ impl GatedChild {
         let dash_c = CString::new("-c")?;
         // `exec` so the traced pid is the command itself, not a shell around it.
         let script = CString::new(format!("exec {cmd}"))?;
-        let argv = [argv0.as_ptr(), dash_c.as_ptr(), script.as_ptr(), std::ptr::null()];
+        let argv = [
+            argv0.as_ptr(),
+            dash_c.as_ptr(),
+            script.as_ptr(),
+            std::ptr::null(),
+        ];
         let mut fds = [0 as RawFd; 2];
         // SAFETY: pipe2 fills two fds on success.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -53,7 +58,12 @@ impl GatedChild {
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         // SAFETY: a non-negative result is a fresh fd owned here.
         let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
-        Ok(GatedChild { pid, gate: Some(gate), pidfd, status: None })
+        Ok(GatedChild {
+            pid,
+            gate: Some(gate),
+            pidfd,
+            status: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -64,7 +74,14 @@ impl GatedChild {
         if let Some(g) = self.gate.take() {
             let b = 1u8;
             // SAFETY: writing one byte to our own pipe.
-            if unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&g), (&b as *const u8).cast(), 1) } != 1 {
+            if unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&g),
+                    (&b as *const u8).cast(),
+                    1,
+                )
+            } != 1
+            {
                 return Err(io::Error::last_os_error());
             }
         }
@@ -119,7 +136,9 @@ pub fn describe_failure(status: i32) -> Option<String> {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
         // SAFETY: strsignal returns a pointer to a static or thread-local string.
-        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) }.to_string_lossy().into_owned();
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) }
+            .to_string_lossy()
+            .into_owned();
         return Some(format!("was killed by signal {sig} ({name})"));
     }
     None

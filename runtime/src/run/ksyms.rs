@@ -19,7 +19,8 @@ impl Ksyms {
                 let kind = it.next()?;
                 let name = it.next()?;
                 // Text symbols only; data symbols would misname call sites.
-                (addr != 0 && matches!(kind, "t" | "T" | "w" | "W")).then(|| (addr, name.to_string()))
+                (addr != 0 && matches!(kind, "t" | "T" | "w" | "W"))
+                    .then(|| (addr, name.to_string()))
             })
             .collect();
         syms.sort_unstable();
@@ -58,7 +59,9 @@ mod tests {
 
     #[test]
     fn resolves_within_functions() {
-        let k = Ksyms { syms: vec![(0x1000, "a".into()), (0x2000, "b".into())] };
+        let k = Ksyms {
+            syms: vec![(0x1000, "a".into()), (0x2000, "b".into())],
+        };
         assert_eq!(k.resolve(0x1000), "a");
         assert_eq!(k.resolve(0x1010), "a+0x10");
         assert_eq!(k.function(0x2004), "b");

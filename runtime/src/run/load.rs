@@ -21,7 +21,8 @@ pub enum LoadFailure {
     Other(String),
 }
 
-const PRIVILEGE: &str = "loading BPF programs needs root, or the CAP_BPF and CAP_PERFMON capabilities";
+const PRIVILEGE: &str =
+    "loading BPF programs needs root, or the CAP_BPF and CAP_PERFMON capabilities";
 
 fn is_eperm(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
@@ -37,7 +38,11 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn map_fd(&self, name: &str) -> Option<BorrowedFd<'_>> {
-        self.maps.iter().find(|(n, _)| n == name).and_then(|(_, fd)| fd.as_ref()).map(|fd| fd.as_fd())
+        self.maps
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, fd)| fd.as_ref())
+            .map(|fd| fd.as_fd())
     }
 
     /// Hands the ring buffer to aya's reader (which maps its pages and walks the records).
@@ -73,17 +78,28 @@ pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
         })?;
         maps.push((def.name.clone(), Some(fd)));
     }
-    Ok(Loaded { maps, progs: Vec::new(), events: Vec::new() })
+    Ok(Loaded {
+        maps,
+        progs: Vec::new(),
+        events: Vec::new(),
+    })
 }
 
 /// Loads and attaches every program; returns how many are attached.
 pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFailure> {
     for p in &compiled.programs {
-        let fds: Vec<BorrowedFd<'_>> = loaded.maps.iter().filter_map(|(_, fd)| fd.as_ref().map(|f| f.as_fd())).collect();
+        let fds: Vec<BorrowedFd<'_>> = loaded
+            .maps
+            .iter()
+            .filter_map(|(_, fd)| fd.as_ref().map(|f| f.as_fd()))
+            .collect();
         if fds.len() != loaded.maps.len() {
-            return Err(LoadFailure::Other("a map was handed off before its programs were loaded".into()));
+            return Err(LoadFailure::Other(
+                "a map was handed off before its programs were loaded".into(),
+            ));
         }
-        let fd = prog::load_tracepoint(&p.def.name, &p.def.insns, &p.def.map_relocs, &fds).map_err(|e| load_error(e, p))?;
+        let fd = prog::load_tracepoint(&p.def.name, &p.def.insns, &p.def.map_relocs, &fds)
+            .map_err(|e| load_error(e, p))?;
         let id = prog::tracepoint_id(&p.category, &p.event).map_err(|e| {
             // With tracefs there, a missing id means this kernel lacks the event (the formats
             // came from `--formats` or another kernel); only without it is tracefs the cause.
@@ -92,7 +108,10 @@ pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFai
             } else {
                 "is tracefs mounted at /sys/kernel/tracing?"
             };
-            LoadFailure::Other(format!("cannot find tracepoint {}:{}: {e} ({hint})", p.category, p.event))
+            LoadFailure::Other(format!(
+                "cannot find tracepoint {}:{}: {e} ({hint})",
+                p.category, p.event
+            ))
         })?;
         let event = prog::attach_tracepoint(id, fd.as_fd()).map_err(|e| {
             if is_eperm(&e) {
@@ -109,9 +128,14 @@ pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFai
 
 fn load_error(e: ProgLoadError, p: &ProgSpec) -> LoadFailure {
     let (error, log) = match e {
-        ProgLoadError::Other(e) if is_eperm(&e) => return LoadFailure::Privilege(PRIVILEGE.to_string()),
+        ProgLoadError::Other(e) if is_eperm(&e) => {
+            return LoadFailure::Privilege(PRIVILEGE.to_string())
+        }
         ProgLoadError::Other(e) => {
-            return LoadFailure::Other(format!("cannot load the program for {}:{}: {e}", p.category, p.event))
+            return LoadFailure::Other(format!(
+                "cannot load the program for {}:{}: {e}",
+                p.category, p.event
+            ))
         }
         ProgLoadError::Rejected { error, log } => (error, log),
     };
@@ -121,17 +145,28 @@ fn load_error(e: ProgLoadError, p: &ProgSpec) -> LoadFailure {
     let report = verifier::parse(&log);
     let (span, message, context) = match &report {
         Some(r) => (
-            r.insn.and_then(|i| p.spans.get(i)).copied().unwrap_or(p.probe_span),
+            r.insn
+                .and_then(|i| p.spans.get(i))
+                .copied()
+                .unwrap_or(p.probe_span),
             r.message.clone(),
             r.context.clone(),
         ),
         None => (p.probe_span, error.to_string(), vec![]),
     };
-    let mut d = Diagnostic::error(Code::E0302, format!("the kernel's verifier rejected the program for {}:{}", p.category, p.event))
-        .at(span, "this part of the script")
-        .with_note(format!("verifier: {message}"));
+    let mut d = Diagnostic::error(
+        Code::E0302,
+        format!(
+            "the kernel's verifier rejected the program for {}:{}",
+            p.category, p.event
+        ),
+    )
+    .at(span, "this part of the script")
+    .with_note(format!("verifier: {message}"));
     for c in context.iter().rev().take(4).rev() {
         d = d.with_note(format!("  {c}"));
     }
-    LoadFailure::Rejected(d.with_help("this is a bug in mmql's code generation; please report it with `mmql explain` output"))
+    LoadFailure::Rejected(d.with_help(
+        "this is a bug in mmql's code generation; please report it with `mmql explain` output",
+    ))
 }

@@ -23,7 +23,8 @@ pub struct Maps<'a> {
 }
 
 fn word(b: &[u8], i: usize) -> u64 {
-    b.get(i * 8..i * 8 + 8).map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(i * 8..i * 8 + 8)
+        .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 fn text(b: &[u8]) -> String {
@@ -33,11 +34,18 @@ fn text(b: &[u8]) -> String {
 
 impl<'a> Maps<'a> {
     pub fn new(compiled: &'a Compiled, loaded: &'a Loaded) -> Maps<'a> {
-        Maps { compiled, loaded, ksyms: OnceCell::new() }
+        Maps {
+            compiled,
+            loaded,
+            ksyms: OnceCell::new(),
+        }
     }
 
     fn raw(&self, symbol: &str) -> io::Result<RawMap<'_>> {
-        let fd = self.loaded.map_fd(symbol).ok_or_else(|| io::Error::other(format!("map {symbol} not loaded")))?;
+        let fd = self
+            .loaded
+            .map_fd(symbol)
+            .ok_or_else(|| io::Error::other(format!("map {symbol} not loaded")))?;
         RawMap::new(fd)
     }
 
@@ -54,19 +62,26 @@ impl<'a> Maps<'a> {
             Type::Int { signed: false, .. } | Type::Void => Scalar::UInt(v),
             Type::Bool => Scalar::Bool(v != 0),
             Type::Str { .. } => Scalar::Str(text(bytes)),
-            Type::Enum(id) | Type::Flags(id) => {
-                Scalar::Sym(p.symtabs.get(*id).map_or_else(|| v.to_string(), |s| s.render(v as i64)))
-            }
+            Type::Enum(id) | Type::Flags(id) => Scalar::Sym(
+                p.symtabs
+                    .get(*id)
+                    .map_or_else(|| v.to_string(), |s| s.render(v as i64)),
+            ),
             Type::Sym => Scalar::Sym(self.ksyms().function(v)),
             Type::Stack => Scalar::Str(self.stack(v as i64)),
         }
     }
 
     fn stack(&self, id: i64) -> String {
-        let Some(name) = &self.compiled.stack_map else { return String::new() };
+        let Some(name) = &self.compiled.stack_map else {
+            return String::new();
+        };
         let mut buf = vec![0u8; STACK_DEPTH as usize * 8];
         let found = id >= 0
-            && self.raw(name).and_then(|m| m.lookup(&(id as u32).to_le_bytes(), &mut buf)).unwrap_or(false);
+            && self
+                .raw(name)
+                .and_then(|m| m.lookup(&(id as u32).to_le_bytes(), &mut buf))
+                .unwrap_or(false);
         if !found {
             return "[stack unavailable]".to_string();
         }
@@ -129,8 +144,16 @@ impl<'a> Maps<'a> {
             let (key_bytes, bucket) = match layout.kind {
                 MapKind::PerCpuArray { .. } => {
                     let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
-                    let (k, b) = if buckets > 0 { (i / buckets, i % buckets) } else { (i, 0) };
-                    let kb = if info.keys.is_empty() { vec![] } else { (k as u64).to_le_bytes().to_vec() };
+                    let (k, b) = if buckets > 0 {
+                        (i / buckets, i % buckets)
+                    } else {
+                        (i, 0)
+                    };
+                    let kb = if info.keys.is_empty() {
+                        vec![]
+                    } else {
+                        (k as u64).to_le_bytes().to_vec()
+                    };
                     (kb, b)
                 }
                 _ if buckets > 0 => {
@@ -139,19 +162,27 @@ impl<'a> Maps<'a> {
                 }
                 _ => (key, 0),
             };
-            let acc = rows.entry(key_bytes).or_insert_with(|| Acc::new(&info.value, buckets));
+            let acc = rows
+                .entry(key_bytes)
+                .or_insert_with(|| Acc::new(&info.value, buckets));
             for cpu in &cpus {
                 acc.merge(cpu, bucket);
             }
         }
-        let mut dump = MapDump { name: info.name.clone(), key_names: info.key_names.clone(), rows: vec![] };
+        let mut dump = MapDump {
+            name: info.name.clone(),
+            key_names: info.key_names.clone(),
+            rows: vec![],
+        };
         let mut sums = Vec::new();
         for (key, acc) in rows {
             let sum = acc.hist_sum;
             // A hash element exists only once written, so a sum that came to 0 is a real row
             // (bpftrace prints it too); an array slot at 0 may never have been touched.
             let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
-            let Some(value) = acc.finish(self, &info.value, written) else { continue };
+            let Some(value) = acc.finish(self, &info.value, written) else {
+                continue;
+            };
             let keys = info
                 .keys
                 .iter()
@@ -216,7 +247,9 @@ impl<'a> Maps<'a> {
             Some(AggValue::Sum(n) | AggValue::Min(n) | AggValue::Max(n)) => Scalar::Int(*n),
             Some(AggValue::Avg { sum, count }) => Scalar::Int(AggValue::int_average(*sum, *count)),
             Some(AggValue::Stats { count, .. }) => Scalar::UInt(*count),
-            Some(AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. }) => Scalar::UInt(b.iter().sum()),
+            Some(AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. }) => {
+                Scalar::UInt(b.iter().sum())
+            }
             Some(AggValue::Last(s)) => s.clone(),
         })
     }
@@ -251,7 +284,17 @@ struct Acc {
 
 impl Acc {
     fn new(kind: &ValueKind, buckets: usize) -> Acc {
-        Acc { kind: kind.clone(), sum0: 0, sum1: 0, seen: false, lo: i64::MAX, hi: i64::MIN, buckets: vec![0; buckets], hist_sum: 0, last: None }
+        Acc {
+            kind: kind.clone(),
+            sum0: 0,
+            sum1: 0,
+            seen: false,
+            lo: i64::MAX,
+            hi: i64::MIN,
+            buckets: vec![0; buckets],
+            hist_sum: 0,
+            last: None,
+        }
     }
 
     fn merge(&mut self, cpu: &[u8], bucket: usize) {
@@ -296,15 +339,26 @@ impl Acc {
         Some(match kind {
             ValueKind::Count if self.sum0 != 0 => AggValue::Count(self.sum0 as u64),
             ValueKind::Sum if self.sum0 != 0 || written => AggValue::Sum(self.sum0 as i64),
-            ValueKind::Avg if self.sum1 != 0 => AggValue::Avg { sum: self.sum0 as i64, count: self.sum1 as u64 },
+            ValueKind::Avg if self.sum1 != 0 => AggValue::Avg {
+                sum: self.sum0 as i64,
+                count: self.sum1 as u64,
+            },
             ValueKind::Min if self.seen => AggValue::Min(self.lo),
             ValueKind::Max if self.seen => AggValue::Max(self.hi),
-            ValueKind::Stats if self.seen => {
-                AggValue::Stats { count: self.sum0 as u64, sum: self.sum1 as i64, min: self.lo, max: self.hi }
-            }
+            ValueKind::Stats if self.seen => AggValue::Stats {
+                count: self.sum0 as u64,
+                sum: self.sum1 as i64,
+                min: self.lo,
+                max: self.hi,
+            },
             ValueKind::Hist if self.buckets.iter().any(|&b| b != 0) => AggValue::Hist(self.buckets),
             ValueKind::Lhist { lo, hi, step } if self.buckets.iter().any(|&b| b != 0) => {
-                AggValue::Lhist { lo: *lo, hi: *hi, step: *step, buckets: self.buckets }
+                AggValue::Lhist {
+                    lo: *lo,
+                    hi: *hi,
+                    step: *step,
+                    buckets: self.buckets,
+                }
             }
             ValueKind::Last(t) => AggValue::Last(maps.scalar(t, &self.last?)),
             _ => return None,

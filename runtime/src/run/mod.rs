@@ -58,7 +58,9 @@ enum Stop {
 pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let duration = match &opts.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
-            Failure::Message(format!("`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"))
+            Failure::Message(format!(
+                "`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"
+            ))
         })?),
         None => None,
     };
@@ -67,21 +69,25 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         OutputFormat::Json => Format::Json,
     };
     let mut out: Box<dyn Write> = match &opts.output {
-        Some(path) => Box::new(io::BufWriter::new(
-            File::create(path).map_err(|e| Failure::Message(format!("cannot write `{}`: {e}", path.display())))?,
-        )),
+        Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
+            Failure::Message(format!("cannot write `{}`: {e}", path.display()))
+        })?)),
         None => Box::new(io::BufWriter::new(io::stdout())),
     };
     // The child exists (held at its gate) before compiling, so its pid is in the filter.
     let mut child = match &opts.cmd {
-        Some(cmd) => Some(GatedChild::spawn(cmd).map_err(|e| Failure::Message(format!("cannot start `{cmd}`: {e}")))?),
+        Some(cmd) => Some(
+            GatedChild::spawn(cmd)
+                .map_err(|e| Failure::Message(format!("cannot start `{cmd}`: {e}")))?,
+        ),
         None => None,
     };
     let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
     // Signals are caught from before compiling: one arriving while the probes load or attach
     // then stops the run at the first poll, with the usual cleanup and exit 0, instead of
     // killing mmql at an arbitrary point.
-    let signals = SignalPipe::install().map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
+    let signals = SignalPipe::install()
+        .map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
     let (compiled, _) = ctx.compile(src, &LowerOptions { pid })?;
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
@@ -94,17 +100,30 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let mut ring = match &compiled.events_map {
         Some(name) => match ebpf.take_ring(name) {
             Some(Ok(rb)) => Some(rb),
-            Some(Err(e)) => return Err(Failure::Message(format!("cannot open the event ring buffer: {e}"))),
+            Some(Err(e)) => {
+                return Err(Failure::Message(format!(
+                    "cannot open the event ring buffer: {e}"
+                )))
+            }
             None => return Err(Failure::Message("cannot open the event ring buffer".into())),
         },
         None => None,
     };
     let maps = Maps::new(&compiled, &ebpf);
-    let mut session = Session { maps: &maps, format, out: &mut *out, exit: false, garbled: 0 };
+    let mut session = Session {
+        maps: &maps,
+        format,
+        out: &mut *out,
+        exit: false,
+        garbled: 0,
+    };
     let result = (|| -> io::Result<()> {
         if !opts.quiet {
             match format {
-                Format::Text => eprintln!("Attached {attached} probe{}", if attached == 1 { "" } else { "s" }),
+                Format::Text => eprintln!(
+                    "Attached {attached} probe{}",
+                    if attached == 1 { "" } else { "s" }
+                ),
                 Format::Json => format.write_attached(session.out, attached)?,
             }
         }
@@ -115,7 +134,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         session.exec(&program.begin)?;
         session.out.flush()?;
         let start = Instant::now();
-        let mut next: Vec<Option<Instant>> = program.timers.iter().map(|t| Some(start + Duration::from_nanos(t.nanos))).collect();
+        let mut next: Vec<Option<Instant>> = program
+            .timers
+            .iter()
+            .map(|t| Some(start + Duration::from_nanos(t.nanos)))
+            .collect();
         let deadline = duration.map(|d| start + d);
         let stop = loop {
             if session.exit {
@@ -123,13 +146,29 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             }
             let now = Instant::now();
             let wake = next.iter().flatten().copied().chain(deadline).min();
-            let timeout = wake.map_or(-1, |w| w.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32);
-            let mut fds = vec![libc::pollfd { fd: signals.fd(), events: libc::POLLIN, revents: 0 }];
+            let timeout = wake.map_or(-1, |w| {
+                w.saturating_duration_since(now)
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+            });
+            let mut fds = vec![libc::pollfd {
+                fd: signals.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
             if let Some(rb) = &ring {
-                fds.push(libc::pollfd { fd: rb.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: rb.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
             if let Some(pfd) = child.as_ref().and_then(|c| c.pidfd.as_ref()) {
-                fds.push(libc::pollfd { fd: pfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: pfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -166,7 +205,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             }
         };
         // A `-c` command that failed is worth one line: the output may be cut short by it.
-        if let (Stop::ChildExited, Some(st)) = (&stop, child.as_mut().and_then(GatedChild::try_wait)) {
+        if let (Stop::ChildExited, Some(st)) =
+            (&stop, child.as_mut().and_then(GatedChild::try_wait))
+        {
             if let Some(why) = child::describe_failure(st) {
                 session.out.flush()?;
                 eprintln!("mmql: the command {why}");
@@ -200,7 +241,10 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
 }
 
 fn output_error(e: &io::Error, opts: &RunOpts) -> String {
-    let target = opts.output.as_ref().map_or_else(|| "standard output".to_string(), |p| format!("`{}`", p.display()));
+    let target = opts.output.as_ref().map_or_else(
+        || "standard output".to_string(),
+        |p| format!("`{}`", p.display()),
+    );
     format!("cannot write to {target}: {e}; probes detached")
 }
 
@@ -239,7 +283,8 @@ impl Session<'_, '_> {
             match s {
                 UStmt::Print { map, top } => {
                     let d = self.maps.dump(*map)?;
-                    self.format.write_map(self.out, &d, top.map(|n| n as usize))?;
+                    self.format
+                        .write_map(self.out, &d, top.map(|n| n as usize))?;
                 }
                 UStmt::Clear(m) => self.maps.clear(*m)?,
                 UStmt::Zero(m) => self.maps.zero(*m)?,
@@ -252,7 +297,8 @@ impl Session<'_, '_> {
                             UArg::MapValue(m) => self.maps.value(*m)?,
                         });
                     }
-                    self.format.write_printf(self.out, &printf::format(format, &vals))?;
+                    self.format
+                        .write_printf(self.out, &printf::format(format, &vals))?;
                 }
                 UStmt::Time(f) => self.format.write_time(self.out, &timefmt::format_now(f))?,
                 UStmt::Exit => self.exit = true,
@@ -265,11 +311,23 @@ impl Session<'_, '_> {
     pub(crate) fn report_losses(&mut self) -> io::Result<()> {
         let c = self.maps.counters()?;
         let items = [
-            (c[counter::LOST_EVENTS as usize], "events (ring buffer full)"),
+            (
+                c[counter::LOST_EVENTS as usize],
+                "events (ring buffer full)",
+            ),
             (c[counter::MAP_FULL as usize], "map updates (map full)"),
-            (c[counter::SPAN_FULL as usize], "span begins (span table full)"),
-            (c[counter::OUT_OF_DOMAIN as usize], "map updates (key outside its fixed range)"),
-            (c[counter::STACK_FAILED as usize], "kernel stacks (stack map full)"),
+            (
+                c[counter::SPAN_FULL as usize],
+                "span begins (span table full)",
+            ),
+            (
+                c[counter::OUT_OF_DOMAIN as usize],
+                "map updates (key outside its fixed range)",
+            ),
+            (
+                c[counter::STACK_FAILED as usize],
+                "kernel stacks (stack map full)",
+            ),
             (self.garbled, "ring buffer records (unreadable)"),
         ];
         for (n, what) in items {

@@ -29,19 +29,26 @@ pub enum Record {
 }
 
 pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
-    let Some(id) = bytes.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]))) else {
+    let Some(id) = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+    else {
         return Record::Garbled;
     };
     if id == EXIT_RECORD {
         return Record::Exit;
     }
-    let Some(spec) = maps.compiled.program.printfs.get(id as usize) else { return Record::Garbled };
+    let Some(spec) = maps.compiled.program.printfs.get(id as usize) else {
+        return Record::Garbled;
+    };
     let convs = parse_conversions(&spec.format).unwrap_or_default();
     let mut at = 8usize;
     let mut slots = Vec::new();
     for t in &spec.args {
         let len = t.slot_size().max(8) as usize;
-        let Some(slot) = bytes.get(at..at + len) else { return Record::Garbled };
+        let Some(slot) = bytes.get(at..at + len) else {
+            return Record::Garbled;
+        };
         at += len;
         slots.push(slot);
     }
@@ -49,7 +56,9 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
     for (i, shown) in spec.shown.iter().enumerate() {
         let value = match shown {
             Shown::Slot(s) => {
-                let (Some(t), Some(slot)) = (spec.args.get(*s), slots.get(*s)) else { return Record::Garbled };
+                let (Some(t), Some(slot)) = (spec.args.get(*s), slots.get(*s)) else {
+                    return Record::Garbled;
+                };
                 let wants_text = convs.get(i).is_some_and(|c| c.wants_string());
                 // An enum printed with %d is its number; with %s, its name.
                 match t {
@@ -66,7 +75,11 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
                     .filter_map(|s| Some((spec.args.get(*s)?, slots.get(*s)?)))
                     .map(|(t, slot)| {
                         let raw = i64::from_le_bytes(slot[..8].try_into().unwrap_or([0; 8]));
-                        if t.is_signed() { Scalar::Int(raw) } else { Scalar::UInt(raw as u64) }
+                        if t.is_signed() {
+                            Scalar::Int(raw)
+                        } else {
+                            Scalar::UInt(raw as u64)
+                        }
                     })
                     .collect();
                 PRINT_TIME.with(|p| p.borrow_mut().eval(func, &vals))

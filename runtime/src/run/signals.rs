@@ -39,7 +39,10 @@ impl SignalPipe {
             // SAFETY: act is initialised; the old action is not needed.
             unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
         }
-        Ok(SignalPipe { read, _write: write })
+        Ok(SignalPipe {
+            read,
+            _write: write,
+        })
     }
 
     pub fn fd(&self) -> RawFd {

@@ -103,7 +103,12 @@ fn sample_names(m: &MapMetric) -> Vec<String> {
     let f = &m.family;
     match m.shape {
         Shape::Counter => vec![format!("{f}_total")],
-        Shape::Histogram => vec![format!("{f}_bucket"), format!("{f}_sum"), format!("{f}_count"), f.clone()],
+        Shape::Histogram => vec![
+            format!("{f}_bucket"),
+            format!("{f}_sum"),
+            format!("{f}_count"),
+            f.clone(),
+        ],
         Shape::Gauge => vec![f.clone()],
         Shape::Stats => ["samples", "sum", "min", "max", "avg"]
             .iter()
@@ -299,7 +304,13 @@ pub fn cumulative_buckets(v: &AggValue) -> Vec<(String, u64)> {
 /// (the smallest rows go first, so the busiest keys stay visible).
 /// `sums` holds, for histogram rows (aligned with `dump.rows`), the sum of the values counted;
 /// when it is empty no `_sum` series is written.
-pub fn encode_map(out: &mut String, m: &MapMetric, dump: &MapDump, sums: &[i128], max_series: usize) -> usize {
+pub fn encode_map(
+    out: &mut String,
+    m: &MapMetric,
+    dump: &MapDump,
+    sums: &[i128],
+    max_series: usize,
+) -> usize {
     let rows = dump.sorted_rows(None);
     let dropped = rows.len().saturating_sub(max_series);
     let rows = &rows[dropped..];
@@ -650,7 +661,11 @@ mod tests {
     #[test]
     fn histogram_sum_series_when_sums_are_known() {
         let p = plan(&[info("@lat", &[], ValueKind::Hist)], "mmql_", &|_, _| None).unwrap();
-        let dump = MapDump { name: "@lat".into(), key_names: vec![], rows: vec![(vec![], AggValue::Hist(vec![0, 1, 2]))] };
+        let dump = MapDump {
+            name: "@lat".into(),
+            key_names: vec![],
+            rows: vec![(vec![], AggValue::Hist(vec![0, 1, 2]))],
+        };
         let mut out = String::new();
         encode_map(&mut out, &p.metrics[0], &dump, &[7], 10);
         assert!(out.contains("mmql_lat_sum 7\n"), "{out}");

@@ -23,7 +23,11 @@ const BPF_PSEUDO_MAP_FD: u8 = 1;
 fn object_name(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (o, c) in out.iter_mut().zip(name.bytes().take(15)) {
-        *o = if c.is_ascii_alphanumeric() || c == b'.' { c } else { b'_' };
+        *o = if c.is_ascii_alphanumeric() || c == b'.' {
+            c
+        } else {
+            b'_'
+        };
     }
     out
 }
@@ -82,18 +86,30 @@ struct ProgLoadAttr {
 
 pub enum ProgLoadError {
     /// The verifier refused: its log.
-    Rejected { error: io::Error, log: String },
+    Rejected {
+        error: io::Error,
+        log: String,
+    },
     Other(io::Error),
 }
 
 /// Loads a tracepoint program. `maps[i]` is the fd for map index `i` of the relocations.
 /// The verifier log is only requested when the first attempt fails: asking for it makes
 /// every successful load slower.
-pub fn load_tracepoint(name: &str, insns: &[Insn], relocs: &[(usize, usize)], maps: &[BorrowedFd<'_>]) -> Result<OwnedFd, ProgLoadError> {
+pub fn load_tracepoint(
+    name: &str,
+    insns: &[Insn],
+    relocs: &[(usize, usize)],
+    maps: &[BorrowedFd<'_>],
+) -> Result<OwnedFd, ProgLoadError> {
     let mut code = insns.to_vec();
     for &(slot, map) in relocs {
-        let fd = maps.get(map).ok_or_else(|| ProgLoadError::Other(io::Error::other("relocation names a missing map")))?;
-        let insn = code.get_mut(slot).ok_or_else(|| ProgLoadError::Other(io::Error::other("relocation outside the program")))?;
+        let fd = maps.get(map).ok_or_else(|| {
+            ProgLoadError::Other(io::Error::other("relocation names a missing map"))
+        })?;
+        let insn = code.get_mut(slot).ok_or_else(|| {
+            ProgLoadError::Other(io::Error::other("relocation outside the program"))
+        })?;
         insn.src = BPF_PSEUDO_MAP_FD;
         insn.imm = raw(*fd) as i32;
     }
@@ -128,7 +144,10 @@ pub fn load_tracepoint(name: &str, insns: &[Insn], relocs: &[(usize, usize)], ma
     match attempt(&mut Vec::new()) {
         // SAFETY: a successful PROG_LOAD returns a new fd that we now own.
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-        Err(first) if first.raw_os_error() == Some(libc::EACCES) || first.raw_os_error() == Some(libc::EINVAL) => {
+        Err(first)
+            if first.raw_os_error() == Some(libc::EACCES)
+                || first.raw_os_error() == Some(libc::EINVAL) =>
+        {
             let mut log = vec![0u8; 4 << 20];
             let error = match attempt(&mut log) {
                 // Loads with the log on: not expected, but then it is loaded.
@@ -137,7 +156,10 @@ pub fn load_tracepoint(name: &str, insns: &[Insn], relocs: &[(usize, usize)], ma
                 Err(e) => e,
             };
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            Err(ProgLoadError::Rejected { error, log: String::from_utf8_lossy(&log[..end]).into_owned() })
+            Err(ProgLoadError::Rejected {
+                error,
+                log: String::from_utf8_lossy(&log[..end]).into_owned(),
+            })
         }
         Err(e) => Err(ProgLoadError::Other(e)),
     }
@@ -153,7 +175,11 @@ pub fn prog_stats(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     }
     // struct bpf_prog_info: run_time_ns at byte 192, run_cnt at 200 (include/uapi/linux/bpf.h).
     let mut info = [0u8; 216];
-    let mut attr = InfoAttr { bpf_fd: raw(fd), info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+    let mut attr = InfoAttr {
+        bpf_fd: raw(fd),
+        info_len: info.len() as u32,
+        info: info.as_mut_ptr() as u64,
+    };
     // SAFETY: info is a live buffer of info_len bytes.
     unsafe { bpf(OBJ_GET_INFO_BY_FD, &mut attr)? };
     let word = |at: usize| u64::from_le_bytes(info[at..at + 8].try_into().unwrap_or([0; 8]));
@@ -197,7 +223,16 @@ pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result
         rest: [0; 9],
     };
     // SAFETY: attr is a live, correctly sized perf_event_attr.
-    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, &mut attr as *mut PerfEventAttr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &mut attr as *mut PerfEventAttr,
+            -1,
+            0,
+            -1,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -205,7 +240,12 @@ pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result
     let event = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     // SAFETY: ioctls on our own perf event fd with the documented argument types.
     unsafe {
-        if libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_SET_BPF as _, prog.as_raw_fd()) < 0 {
+        if libc::ioctl(
+            event.as_raw_fd(),
+            PERF_EVENT_IOC_SET_BPF as _,
+            prog.as_raw_fd(),
+        ) < 0
+        {
             return Err(io::Error::last_os_error());
         }
         if libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) < 0 {
@@ -218,9 +258,17 @@ pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result
 /// The perf event id of a tracepoint, from tracefs (or debugfs where tracefs is not mounted).
 pub fn tracepoint_id(category: &str, name: &str) -> io::Result<u64> {
     let mut last = io::Error::from(io::ErrorKind::NotFound);
-    for root in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
+    for root in [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ] {
         match std::fs::read_to_string(format!("{root}/{category}/{name}/id")) {
-            Ok(s) => return s.trim().parse().map_err(|_| io::Error::other(format!("bad id file for {category}:{name}"))),
+            Ok(s) => {
+                return s
+                    .trim()
+                    .parse()
+                    .map_err(|_| io::Error::other(format!("bad id file for {category}:{name}")))
+            }
             Err(e) => last = e,
         }
     }
