@@ -193,6 +193,16 @@ impl Builder {
         r
     }
 
+    /// `bpf_map_lookup_elem(map, r10 + key_off)`: the element pointer, or 0.
+    pub fn lookup(&mut self, map: usize, key_off: i16) -> V {
+        let m = self.map(map);
+        let k = self.stack_addr(key_off);
+        self.call(
+            crate::bpf::insn::helper::MAP_LOOKUP_ELEM,
+            vec![Src::V(m), Src::V(k)],
+        )
+    }
+
     pub fn stack_addr(&mut self, off: i16) -> V {
         let v = self.v();
         self.push(Op::StackAddr { dst: v, off });

@@ -317,11 +317,7 @@ impl Lowerer<'_> {
                 let copy = self.b.alloc(8 * words);
                 self.span_state = Some(copy);
                 let key_off = self.span_key(key, false);
-                let m = self.b.map(*state);
-                let kp = self.b.stack_addr(key_off);
-                let v = self
-                    .b
-                    .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+                let v = self.b.lookup(*state, key_off);
                 let have = self.b.label();
                 self.b.push(Op::Br {
                     op: JmpOp::Ne,

@@ -88,11 +88,7 @@ impl Lowerer<'_> {
             size: Size::W,
             src: Src::Imm(slot as i32),
         });
-        let m = self.b.map(self.counters);
-        let kp = self.b.stack_addr(k);
-        let v = self
-            .b
-            .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+        let v = self.b.lookup(self.counters, k);
         let skip = self.b.label();
         self.b.push(Op::Br {
             op: JmpOp::Eq,
@@ -196,11 +192,7 @@ impl Lowerer<'_> {
     pub(super) fn map_lookup_existing(&mut self, map: MapId, keys: &[TExpr]) -> (V, Label) {
         let missing = self.b.label();
         let Key::Stack(k) = self.key(map, keys, None, missing);
-        let m = self.b.map(map);
-        let kp = self.b.stack_addr(k);
-        let v = self
-            .b
-            .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+        let v = self.b.lookup(map, k);
         self.b.push(Op::Br {
             op: JmpOp::Eq,
             a: v,
@@ -256,11 +248,7 @@ impl Lowerer<'_> {
         };
         let Key::Stack(k) = self.key(map, keys, bucket, skip);
         let layout = self.layouts[map].clone();
-        let m = self.b.map(map);
-        let kp = self.b.stack_addr(k);
-        let v = self
-            .b
-            .call(helper::MAP_LOOKUP_ELEM, vec![Src::V(m), Src::V(kp)]);
+        let v = self.b.lookup(map, k);
         let have = self.b.label();
         self.b.push(Op::Br {
             op: JmpOp::Ne,
