@@ -61,6 +61,20 @@ pub struct RunOpts {
     /// Quiet: no "Attached N probes" banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
+    /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
+    /// and ~80 MiB per map.
+    #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
+    pub max_keys: Option<u32>,
+}
+
+/// `--max-keys`: 1 to 4 Mi (`layout::MAX_KEYS_LIMIT`).
+fn max_keys(s: &str) -> Result<u32, String> {
+    let limit = mmql_compiler::lower::layout::MAX_KEYS_LIMIT;
+    match s.parse::<u64>() {
+        Ok(n) if (1..=u64::from(limit)).contains(&n) => Ok(n as u32),
+        _ => Err(format!("expected a whole number from 1 to {limit}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +177,9 @@ pub struct ServeArgs {
     /// Only trace events of this process (its thread group), filtered in the kernel.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
+    /// Keys each keyed map may hold (default 10240); inserts past it are counted.
+    #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
+    pub max_keys: Option<u32>,
     /// Format of printf output and of the map dump printed when serving stops.
     #[arg(short = 'f', long = "format", value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,

@@ -322,7 +322,7 @@ fn loads_runs_and_reads_maps() {
         .sum();
     eprintln!("order-0 allocations seen on {cpus} CPUs: {order0}");
     assert!(order0 >= PAGES as u64, "order 0 count {order0} < {PAGES}");
-    let all = orders.entries().expect("batch");
+    let all = entries(&orders);
     assert_eq!(
         all.len(),
         ORDER_SLOTS as usize,
@@ -338,7 +338,7 @@ fn loads_runs_and_reads_maps() {
     let ours = u64::from_le_bytes(value[..8].try_into().expect("8 bytes"));
     eprintln!("allocations by tgid {tgid}: {ours}");
     assert!(ours >= PAGES as u64, "tgid count {ours} < {PAGES}");
-    let entries = tgids.entries().expect("entries");
+    let entries = entries(&tgids);
     let keys = tgids.keys().expect("keys");
     assert_eq!(entries.len(), keys.len());
     assert!(entries
@@ -514,4 +514,12 @@ fn verifier_rejection_names_the_instruction() {
         "{}",
         report.message
     );
+}
+
+/// Every (key, value) of a map through `for_each_entry` (the batched read the runtime uses).
+fn entries(m: &RawMap) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    m.for_each_entry(&mut |k, v| out.push((k.to_vec(), v.to_vec())))
+        .expect("batch read");
+    out
 }

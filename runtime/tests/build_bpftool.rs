@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{require_root_bpf, require_tool, SkipReason};
+use support::{require_tool, SkipReason};
 
 /// One script per feature the object layout depends on: per-CPU array, hist buckets,
 /// a string-keyed hash, a span state map, the ring buffer, the stack map, many programs.

@@ -73,6 +73,44 @@ fn child_exits_with_failure() {
     assert_clean(&e, "failing -c child");
 }
 
+/// With `-f json` the same notice is a `warning` line on stdout, before the exit dump, and
+/// stderr stays silent.
+#[test]
+fn child_failure_is_a_json_warning() {
+    skip_unless_root_bpf!();
+    let e = Watched::spawn(&mut mmql(&[
+        "-f",
+        "json",
+        "-q",
+        "-c",
+        "sh -c 'exit 3'",
+        "-e",
+        COUNT,
+    ]))
+    .finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert!(e.mmql_lines().is_empty(), "{}", e.dump());
+    let types: Vec<String> = e
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");
+            if v["type"] == "warning" {
+                assert_eq!(v["msg"], "the command exited with status 3");
+            }
+            v["type"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some("warning"),
+        "{}",
+        e.dump()
+    );
+    assert!(types[1..].iter().all(|t| t == "map"), "{}", e.dump());
+    assert_clean(&e, "failing -c child, JSON");
+}
+
 /// `-c` with a command that never exits: `-d` ends the run and the command with it.
 #[test]
 fn child_never_exits_duration_ends_it() {

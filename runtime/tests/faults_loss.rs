@@ -124,3 +124,61 @@ fn ring_buffer_overrun_is_counted() {
     );
     assert_clean(&e, "ring buffer overrun");
 }
+
+/// `exit()` called while the ring buffer is full: its record cannot be written, yet the run
+/// must still stop. mmql's stdout is left unread, so it blocks on the pipe while the
+/// workload's printf burst fills the ring; then the workload writes its oom_score_adj, whose
+/// probe calls exit(). Only once that has happened does the test start reading. The printf
+/// has no arguments, so its records are exactly as large as an exit record: a ring too full
+/// for one more printf has no room for the exit either.
+#[test]
+fn exit_with_a_full_ring_buffer_still_stops() {
+    skip_unless_root_bpf!();
+    let script = r#"
+on kmem:mm_page_alloc where comm == "mmql-workload" { @produced = count(); printf("alloc\n") }
+on oom:oom_score_adj_update where current.comm == "mmql-workload" { @exits = count(); exit() }
+"#;
+    let mut c = mmql(&["-e", script]);
+    c.stdout(Stdio::piped());
+    let mut w = Watched::spawn_keep_stdout(&mut c);
+    let mut out = w.child.stdout.take().expect("piped stdout");
+    assert!(
+        w.wait_stderr("Attached 2 probes", Duration::from_secs(60)),
+        "{}",
+        w.stderr_text()
+    );
+    let churn = support::workload_cmd(&["churn", "--pages", "100000"])
+        .output()
+        .expect("churn runs");
+    assert!(churn.status.success());
+    let adj = support::workload_cmd(&["oom-adj", "--value", "0"])
+        .output()
+        .expect("oom-adj runs");
+    assert!(adj.status.success());
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    // Without the exit slot mmql would trace on, and `finish` would kill it and fail.
+    let e = w.finish(Duration::from_secs(30));
+    let text = reader.join().expect("reader thread");
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    let produced: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("@produced: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
+    let printed = text.lines().filter(|l| *l == "alloc").count() as u64;
+    let lost_events = lost(&e.stderr, "events (ring buffer full)");
+    eprintln!("exit on a full ring: produced {produced}, printed {printed}, lost {lost_events}");
+    assert!(
+        lost_events > 0,
+        "the ring buffer was full when exit() ran\n{}",
+        e.stderr
+    );
+    // The exit request is not a lost event: the printf records alone account for the loss.
+    assert_eq!(lost_events, produced - printed, "{}", e.dump());
+    assert!(text.contains("@exits: 1"), "{text}");
+    assert_clean(&e, "exit on a full ring buffer");
+}

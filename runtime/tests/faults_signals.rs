@@ -163,3 +163,34 @@ fn signal_storm_during_exit_dump() {
     assert!(e.stdout.contains("@allocs: "), "no exit dump\n{}", e.dump());
     assert_clean(&e, "signal storm");
 }
+
+/// Probes are detached before `on end`: under a steady stream of allocations, the count that
+/// `on end` prints and the one in the exit dump that follows are the same number. (With the
+/// probes still attached, the churn keeps adding to it between the two reads.)
+#[test]
+fn on_end_sees_a_still_map() {
+    skip_unless_root_bpf!();
+    let _producer = Producer::start(&support::workload());
+    let script = "on kmem:mm_page_alloc { @n = count() } on end { print(@n); printf(\"--\\n\") }";
+    let e = Watched::spawn(&mut mmql(&["-d", "1s", "-e", script])).finish(STOP_WITHIN);
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    let counts: Vec<u64> = e
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("@n: ")?.trim().parse().ok())
+        .collect();
+    assert_eq!(
+        counts.len(),
+        2,
+        "on end's print and the exit dump\n{}",
+        e.dump()
+    );
+    assert!(counts[0] > 0, "the churn was counted\n{}", e.dump());
+    assert_eq!(
+        counts[0],
+        counts[1],
+        "the map moved after tracing stopped\n{}",
+        e.dump()
+    );
+    assert_clean(&e, "on end snapshot");
+}

@@ -1,7 +1,9 @@
 //! Allocation recipes on this VM. Page and PCP recipes trace only `mmql-workload churn`
 //! (through `-c`), which maps, touches and unmaps 3 x 20,000 pages, so their counts can be
-//! held against that ground truth; kmalloc, slab and extfrag recipes trace the whole machine
-//! while the test starts a few short processes. Churn is 80 MiB at a time: no pressure.
+//! held against that ground truth; kmalloc and slab recipes trace the whole machine while the
+//! test starts a few short processes. Churn is 80 MiB at a time: no pressure. extfrag traces
+//! `mmql-workload pgtables`, which takes 128 MiB more page tables than the free unmovable
+//! pool holds, inside a memory cgroup, so the allocator must steal Movable pageblocks.
 
 mod recipes_common;
 mod support;
@@ -9,6 +11,7 @@ mod support;
 use std::process::Command;
 
 use recipes_common::{start, start_cmd, Finished};
+use support::cgroup::{require_memcg, MemCgroup};
 
 const PAGES: i64 = 20_000;
 const ROUNDS: i64 = 3;
@@ -160,7 +163,7 @@ fn slab_recipes_see_the_churn_mappings() {
 #[test]
 fn kmalloc_and_extfrag_recipes_run_machine_wide() {
     skip_unless_root_bpf!();
-    let names = ["kmalloc-growth", "kmalloc-waste", "extfrag"];
+    let names = ["kmalloc-growth", "kmalloc-waste"];
     let runs: Vec<_> = names.iter().map(|n| start(n, &[], 4)).collect();
     // Short processes: exec reads program headers with kmalloc.
     for _ in 0..5 {
@@ -199,9 +202,43 @@ fn kmalloc_and_extfrag_recipes_run_machine_wide() {
         assert!(req < alloc, "only wasteful sizes are listed: {k:?}");
     }
     assert!(done[1].rows("@waste").iter().all(|(_, v)| *v >= 0));
-    // extfrag: stealing between migratetypes is not provoked here (see the report); when the
-    // machine did steal, the keys are migratetype names.
-    for (k, _) in done[2].rows("@steals") {
+}
+
+#[test]
+fn extfrag_sees_page_tables_steal_movable_blocks() {
+    skip_unless_root_bpf!();
+    skip_unless!(require_memcg());
+    // Page tables are charged to the cgroup; the workload takes at most 4 GiB of them.
+    let cg = MemCgroup::create(5 << 30).expect("memory cgroup");
+    // The shell joins the cgroup and execs the workload, so the pid mmql traces is the one
+    // that allocates, inside the cgroup.
+    let inner = format!(
+        "echo $$ > {}/cgroup.procs && exec {} pgtables",
+        cg.path().display(),
+        support::workload().display()
+    );
+    let mut cmd = Command::new(support::mmql());
+    cmd.args(["run", "extfrag", "-c"])
+        .arg(format!("sh -c '{inner}'"));
+    let ef = start_cmd("extfrag", cmd, 60).finish();
+    drop(cg);
+    ef.assert_clean(1);
+    let report = support::parse_report(ef.stdout.as_bytes());
+    let target = support::report_u64(&report, "target_pte_mb").expect("target_pte_mb");
+    let pte_kb = support::report_u64(&report, "pte_kb").expect("pte_kb");
+    assert!(pte_kb >= target * 1024, "{}", ef.describe());
+    // Unmovable page tables took Movable pageblocks, and claimed them (ownership change).
+    let stolen: i64 = ef
+        .rows("@steals")
+        .iter()
+        .filter(|(k, _)| k[..] == ["MIGRATE_UNMOVABLE", "MIGRATE_MOVABLE"])
+        .map(|(_, v)| v)
+        .sum();
+    assert!(stolen >= 1, "{}", ef.describe());
+    for (k, _) in ef.rows("@steals") {
         assert!(k.iter().all(|m| m.starts_with("MIGRATE_")), "{k:?}");
     }
+    assert!(ef.total("@ownership_changes") >= 1, "{}", ef.describe());
+    let orders: u64 = ef.histogram("@fallback_order").iter().map(|(_, n)| n).sum();
+    assert_eq!(orders as i64, ef.total("@steals"), "{}", ef.describe());
 }

@@ -161,7 +161,7 @@ fn reclaim_and_oom_recipes_see_the_sandbox() {
     assert!(taken > 0, "{}", li.describe());
 
     // write-folio: no swap and no kswapd here, so reclaim writes nothing, but it reports so
-    // every second.
+    // every second (recipes_swap.rs gives it a swap file and checks what it counts).
     let wf = get("write-folio");
     let ticks = wf
         .stdout

@@ -158,6 +158,50 @@ pub fn hog(o: &Opts) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Page tables as unmovable kernel memory: reading one byte per 2 MiB of a reserved,
+/// read-only region maps the zero page and costs one page-table page (4 KiB) per read. With
+/// no `--mb`, asks for 128 MiB more than unmovable allocations can find without stealing
+/// (`mem::free_unmovable_kb`), so the allocator must take pageblocks from Movable
+/// (mm_page_alloc_extfrag). Holds them for `--seconds`; everything is freed at exit.
+pub fn pgtables(o: &Opts) -> Result<(), Failure> {
+    let pool_mb = mem::free_unmovable_kb().map(|kb| kb / 1024);
+    let mb = match (o.count("mb", Some(0))?, pool_mb) {
+        (0, Some(pool)) => pool + 128,
+        (0, None) => {
+            return Err(Failure::Usage(
+                "give `--mb`: /proc/pagetypeinfo is unreadable (it needs root)".into(),
+            ))
+        }
+        (mb, _) => mb,
+    };
+    // A bound on what the default can ask for on a machine with a large free pool.
+    if mb > 4096 {
+        return Err(Failure::Usage(format!(
+            "{mb} MiB of page tables is more than this workload will take (4096 MiB)"
+        )));
+    }
+    let seconds = o.count("seconds", Some(0))?;
+    announce();
+    if let Some(pool) = pool_mb {
+        fact("free_unmovable_mb", pool);
+    }
+    fact("target_pte_mb", mb);
+    let per_table = mem::pmd_size();
+    // One 4 KiB table maps one PMD's worth of address space.
+    let len = (mb as usize * MIB / mem::page_size()) * per_table;
+    let map = Mapping::reserve_readonly(len).map_err(|e| os("mmap (address space)", e))?;
+    // Zero-page reads under a THP-eligible range could map the huge zero page instead, with
+    // no page table at all.
+    map.madvise(libc::MADV_NOHUGEPAGE)
+        .map_err(|e| os("madvise(MADV_NOHUGEPAGE)", e))?;
+    fact("tables", map.read_every(per_table));
+    if let Some(kb) = mem::page_table_kb() {
+        fact("pte_kb", kb);
+    }
+    std::thread::sleep(Duration::from_secs(seconds));
+    Ok(())
+}
+
 pub fn compact(_: &Opts) -> Result<(), Failure> {
     announce();
     // The write runs compaction synchronously in the writer's context, so mm_compaction_*

@@ -24,6 +24,10 @@ commands:
         only khugepaged can collapse it during the hold.
   hog --mb M [--step-mb K]
         allocate and touch K MiB at a time (default 4) until M MiB, reporting each step.
+  pgtables [--mb M] [--seconds S]
+        allocate M MiB of page tables (unmovable kernel memory) by reading one byte per 2 MiB
+        of reserved address space; default: 128 MiB more than the free Unmovable pages and
+        per-CPU lists hold (root), so the allocator steals Movable pageblocks. Held S seconds.
   compact
         write 1 to /proc/sys/vm/compact_memory (root), compacting in this process's context.
   oom-adj --value V
@@ -109,6 +113,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
         "churn" => commands::churn(&Opts::parse(rest, &["pages", "rounds", "order"], &[])?),
         "hugepage" => commands::hugepage(&Opts::parse(rest, &["mb", "seconds"], &["khugepaged"])?),
         "hog" => commands::hog(&Opts::parse(rest, &["mb", "step-mb"], &[])?),
+        "pgtables" => commands::pgtables(&Opts::parse(rest, &["mb", "seconds"], &[])?),
         "compact" => commands::compact(&Opts::parse(rest, &[], &[])?),
         "oom-adj" => commands::oom_adj(&Opts::parse(rest, &["value"], &[])?),
         "sleep" => commands::sleep(&Opts::parse(rest, &["ms"], &[])?),

@@ -78,6 +78,43 @@ impl Mapping {
         })
     }
 
+    /// Reserves `len` bytes of read-only anonymous address space without committing memory
+    /// (MAP_NORESERVE): reading it maps the shared zero page, so the only memory a read costs
+    /// is the page table that maps it.
+    pub fn reserve_readonly(len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh anonymous mapping at a kernel-chosen address aliases nothing.
+        let raw = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            addr: raw.cast(),
+            len,
+        })
+    }
+
+    /// Reads one byte every `step` bytes; returns how many reads that was.
+    pub fn read_every(&self, step: usize) -> usize {
+        let mut n = 0;
+        let mut off = 0;
+        while off < self.len {
+            // SAFETY: off < len, so the byte lies inside this readable mapping.
+            unsafe { ptr::read_volatile(self.addr.add(off)) };
+            n += 1;
+            off += step;
+        }
+        n
+    }
+
     pub fn addr(&self) -> usize {
         self.addr as usize
     }
@@ -192,4 +229,48 @@ mod tests {
         assert_eq!(m.len(), 4 * page_size(), "length rounds up to whole pages");
         assert_eq!(m.touch_pages(), 4);
     }
+}
+
+/// KiB of free memory an unmovable allocation can take before it must steal a pageblock of
+/// another migratetype: the free pages of Unmovable pageblocks (/proc/pagetypeinfo, root
+/// only) plus every page on the per-CPU lists (/proc/zoneinfo `count:`; those lists are not
+/// split by migratetype there, so all of them count). An upper bound, so asking for more is
+/// sure to steal. Reclaimable blocks are left out: the allocator steals the largest free
+/// block it finds, and those are Movable.
+pub fn free_unmovable_kb() -> Option<u64> {
+    let types = std::fs::read_to_string("/proc/pagetypeinfo").ok()?;
+    let page_kb = page_size() as u64 / 1024;
+    let mut pages = 0;
+    for line in types.lines() {
+        // `Node    0, zone   Normal, type    Unmovable   684  1157 ...` (counts per order)
+        let Some((_, rest)) = line.split_once(", type") else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        if words.next() != Some("Unmovable") {
+            continue;
+        }
+        for (order, n) in words.enumerate() {
+            pages += n.parse::<u64>().ok()? << order;
+        }
+    }
+    let zones = std::fs::read_to_string("/proc/zoneinfo").ok()?;
+    for line in zones.lines() {
+        if let Some(n) = line.trim().strip_prefix("count:") {
+            pages += n.trim().parse::<u64>().ok()?;
+        }
+    }
+    Some(pages * page_kb)
+}
+
+/// This process's page-table memory in KiB (VmPTE).
+pub fn page_table_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPTE:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

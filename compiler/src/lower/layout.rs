@@ -13,8 +13,12 @@ use crate::types::Type;
 
 /// Log2 histogram buckets: [negative], [0], then [2^k, 2^(k+1)) for k in 0..64.
 pub const HIST_BUCKETS: u32 = 66;
-/// Entries of a hash map unless the script says otherwise.
+/// Keys a script's hash map holds unless `--max-keys` says otherwise.
 pub const HASH_ENTRIES: u32 = 10_240;
+/// The largest `--max-keys`: 4 Mi keys. Maps are preallocated, so each key costs kernel
+/// memory (about 80 bytes on 2 CPUs) and load time (1 Mi keys: 0.6 s) whether used or not;
+/// past this a tracer starts to weigh on the host it is diagnosing.
+pub const MAX_KEYS_LIMIT: u32 = 1 << 22;
 pub const SPAN_ENTRIES: u32 = 10_240;
 pub const RINGBUF_BYTES: u32 = 1 << 20;
 pub const STACK_ENTRIES: u32 = 4_096;
@@ -28,6 +32,9 @@ pub mod counter {
     pub const OUT_OF_DOMAIN: u32 = 3;
     pub const STACK_FAILED: u32 = 4;
     pub const SPAN_UNMATCHED: u32 = 5;
+    /// `exit()` calls whose record found the ring buffer full; not a loss: the runtime polls
+    /// this slot and stops as the record would have made it.
+    pub const EXIT_DROPPED: u32 = 6;
     pub const COUNT: u32 = 8;
 }
 
@@ -76,6 +83,11 @@ impl MapLayout {
             key_size,
             value_size: self.value_size,
             max_entries: self.max_entries,
+            // Preallocated, never BPF_F_NO_PREALLOC: without preallocation an insert takes an
+            // element from a per-CPU cache refilled asynchronously, and a burst of new keys
+            // (measured: kmalloc-growth beside a page-table storm) fails inserts with the map
+            // far from full. A preallocated map refuses a key only when it is really full,
+            // which is what the `map full` loss count promises.
             flags: 0,
         }
     }
@@ -116,7 +128,9 @@ fn symbol(index: usize, name: &str) -> String {
     s
 }
 
-pub fn layout(index: usize, m: &MapInfo) -> MapLayout {
+/// The layout of script map `index`; `max_keys` caps its hash maps (`HASH_ENTRIES` if None).
+pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
+    let hash_entries = max_keys.unwrap_or(HASH_ENTRIES);
     let buckets = buckets(&m.value);
     let mut offsets = Vec::new();
     let mut size = 0;
@@ -144,7 +158,7 @@ pub fn layout(index: usize, m: &MapInfo) -> MapLayout {
             max_entries: if m.internal {
                 SPAN_ENTRIES
             } else {
-                HASH_ENTRIES
+                hash_entries
             },
         },
         (_, Some((entries, domain))) => {
@@ -168,17 +182,17 @@ pub fn layout(index: usize, m: &MapInfo) -> MapLayout {
             value_size,
             buckets,
             domain: None,
-            max_entries: HASH_ENTRIES,
+            max_entries: hash_entries,
         },
     }
 }
 
 /// Layouts for every map of the program, by `MapId`.
-pub fn layouts(p: &Program) -> Vec<MapLayout> {
+pub fn layouts(p: &Program, max_keys: Option<u32>) -> Vec<MapLayout> {
     p.maps
         .iter()
         .enumerate()
-        .map(|(i, m)| layout(i, m))
+        .map(|(i, m)| layout(i, m, max_keys))
         .collect()
 }
 

@@ -34,6 +34,8 @@ pub const MAX_USED_MAPS: usize = 64;
 pub struct LowerOptions {
     /// Only events of this thread group (`-p`, `-c`), tested first in every program.
     pub pid: Option<u32>,
+    /// `--max-keys`: the key cap of every script hash map (`layout::HASH_ENTRIES` if None).
+    pub max_keys: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +58,9 @@ pub struct Compiled {
     pub object: Vec<u8>,
     pub counters_map: String,
     pub events_map: Option<String>,
+    /// A probe calls `exit()`: the runtime then also watches `counter::EXIT_DROPPED`, the exit
+    /// requests a full ring buffer could not carry.
+    pub probes_exit: bool,
     pub stack_map: Option<String>,
 }
 
@@ -74,7 +79,7 @@ pub(crate) struct Lowerer<'a> {
 }
 
 pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diagnostic>> {
-    let layouts = layouts(&program);
+    let layouts = layouts(&program, opts.max_keys);
     let uses_ringbuf = program.probes.iter().any(|k| {
         uses(
             &k.body,
@@ -82,6 +87,10 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
             &|_| false,
         )
     });
+    let probes_exit = program
+        .probes
+        .iter()
+        .any(|k| uses(&k.body, &|s| matches!(s, TStmt::Exit), &|_| false));
     let uses_stack = program.probes.iter().any(|k| {
         uses(&k.body, &|_| false, &|e| {
             matches!(e.kind, TExprKind::Builtin(Builtin::Kstack))
@@ -185,6 +194,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
     Ok(Compiled {
         counters_map: bpf_maps[counters].name.clone(),
         events_map: events.map(|i| bpf_maps[i].name.clone()),
+        probes_exit,
         stack_map: stacks.map(|i| bpf_maps[i].name.clone()),
         program,
         layouts,

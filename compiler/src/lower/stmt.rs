@@ -510,7 +510,11 @@ impl Lowerer<'_> {
             b: Src::Imm(0),
             target: have,
         });
-        self.count(counter::LOST_EVENTS);
+        self.count(if id == EXIT_RECORD {
+            counter::EXIT_DROPPED
+        } else {
+            counter::LOST_EVENTS
+        });
         self.b.push(Op::Jmp(done));
         self.b.place(have);
         self.b.push(Op::Store {

@@ -57,13 +57,28 @@ impl Format {
     /// the maps by name; JSON prints one line per map, also by name, and no blank lines so
     /// every line stays parseable.
     pub fn write_exit_dump(self, w: &mut dyn Write, maps: &[MapDump]) -> io::Result<()> {
+        let mut sorted: Vec<&MapDump> = maps.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        self.write_exit_start(w)?;
+        sorted
+            .into_iter()
+            .try_for_each(|m| self.write_exit_map(w, m))
+    }
+
+    /// What the exit dump prints before its maps (text: two blank lines).
+    pub fn write_exit_start(self, w: &mut dyn Write) -> io::Result<()> {
         match self {
-            Format::Text => text::write_exit_dump(w, maps),
-            Format::Json => {
-                let mut sorted: Vec<&MapDump> = maps.iter().collect();
-                sorted.sort_by(|a, b| a.name.cmp(&b.name));
-                sorted.into_iter().try_for_each(|m| json::write_map(w, m))
-            }
+            Format::Text => w.write_all(b"\n\n"),
+            Format::Json => Ok(()),
+        }
+    }
+
+    /// One map of the exit dump; callers go by name, as `write_exit_dump` does, and may read
+    /// each map just before printing it so only one is held at a time.
+    pub fn write_exit_map(self, w: &mut dyn Write, map: &MapDump) -> io::Result<()> {
+        match self {
+            Format::Text => text::write_map(w, map, None),
+            Format::Json => json::write_map(w, map),
         }
     }
 
@@ -92,6 +107,20 @@ impl Format {
     }
 
     /// Records the kernel dropped, e.g. `what = "events"` for a full ring buffer.
+    /// A runtime notice about the run itself (e.g. the `-c` command failed): text goes to
+    /// stderr as `mmql: MSG`, after what stdout holds so far; JSON is a `warning` line on `w`,
+    /// so a consumer of stdout learns why the output may be short.
+    pub fn write_notice(self, w: &mut dyn Write, msg: &str) -> io::Result<()> {
+        match self {
+            Format::Text => {
+                w.flush()?;
+                eprintln!("mmql: {msg}");
+                Ok(())
+            }
+            Format::Json => json::write_warning(w, msg),
+        }
+    }
+
     pub fn write_lost(self, w: &mut dyn Write, what: &str, count: u64) -> io::Result<()> {
         match self {
             Format::Text => text::write_lost(w, what, count),

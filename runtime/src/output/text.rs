@@ -33,18 +33,6 @@ pub fn write_map(w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io::Re
     Ok(())
 }
 
-/// Writes the dump bpftrace prints when a program ends: two blank lines, then every map
-/// ordered by name.
-pub fn write_exit_dump(w: &mut dyn Write, maps: &[MapDump]) -> io::Result<()> {
-    w.write_all(b"\n\n")?;
-    let mut sorted: Vec<&MapDump> = maps.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    for map in sorted {
-        write_map(w, map, None)?;
-    }
-    Ok(())
-}
-
 /// `@name` for a scalar map, `@name[k1, k2]` for a keyed one.
 fn entry_name(name: &str, key: &[Scalar]) -> String {
     if key.is_empty() {
@@ -317,7 +305,9 @@ mod tests {
             scalar_map("@", AggValue::Sum(2)),
         ];
         let mut out = Vec::new();
-        write_exit_dump(&mut out, &maps).unwrap();
+        super::super::Format::Text
+            .write_exit_dump(&mut out, &maps)
+            .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "\n\n@: 2\n@a: 4\n@s: 1\n");
     }
 

@@ -3,6 +3,7 @@
 //! diagnostic (verifier). Everything lives in file descriptors owned by `Loaded`: dropping it
 //! (or the process dying) detaches every probe.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -32,8 +33,9 @@ fn is_eperm(e: &io::Error) -> bool {
 pub struct Loaded {
     maps: Vec<(String, Option<OwnedFd>)>,
     progs: Vec<(String, OwnedFd)>,
-    /// Perf events with a program attached: the attachments themselves.
-    events: Vec<OwnedFd>,
+    /// Perf events with a program attached: the attachments themselves. Behind a RefCell so
+    /// `detach` works while map readers borrow the rest.
+    events: RefCell<Vec<OwnedFd>>,
 }
 
 impl Loaded {
@@ -62,7 +64,13 @@ impl Loaded {
     }
 
     pub fn attached(&self) -> usize {
-        self.events.len()
+        self.events.borrow().len()
+    }
+
+    /// Closes every attachment: no probe runs after this returns (the kernel detaches a
+    /// program when its perf event is closed), while maps stay readable for the final dump.
+    pub fn detach(&self) {
+        self.events.borrow_mut().clear();
     }
 }
 
@@ -81,7 +89,7 @@ pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
     Ok(Loaded {
         maps,
         progs: Vec::new(),
-        events: Vec::new(),
+        events: RefCell::new(Vec::new()),
     })
 }
 
@@ -121,7 +129,7 @@ pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFai
             }
         })?;
         loaded.progs.push((p.def.name.clone(), fd));
-        loaded.events.push(event);
+        loaded.events.get_mut().push(event);
     }
     Ok(loaded.attached())
 }

@@ -4,7 +4,7 @@
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
 
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
 use mmql_compiler::lower::Compiled;
@@ -14,6 +14,7 @@ use mmql_compiler::types::Type;
 use super::ksyms::Ksyms;
 use super::load::Loaded;
 use crate::output::value::{AggValue, MapDump, Scalar};
+use crate::output::Format;
 use crate::sys::RawMap;
 
 pub struct Maps<'a> {
@@ -96,51 +97,65 @@ impl<'a> Maps<'a> {
         s
     }
 
-    /// Every (key bytes, per-CPU value bytes) of a map.
-    fn entries(&self, layout: &MapLayout) -> io::Result<Vec<(Vec<u8>, Vec<Vec<u8>>)>> {
+    /// Calls `f(key bytes, value bytes, slot size)` for every element of a map; per-CPU
+    /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
+    /// reading costs one batch of memory whatever the map's size.
+    fn each(&self, layout: &MapLayout, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
         let m = self.raw(&layout.symbol)?;
-        let mut out = Vec::new();
-        match layout.kind {
-            MapKind::PerCpuArray { entries } => {
-                for i in 0..entries {
-                    let key = i.to_le_bytes();
-                    if let Some(v) = m.lookup_per_cpu(&key)? {
-                        out.push((key.to_vec(), v));
-                    }
-                }
-            }
-            MapKind::PerCpuHash => {
-                for key in m.keys()? {
-                    if let Some(v) = m.lookup_per_cpu(&key)? {
-                        out.push((key, v));
-                    }
-                }
-            }
-            MapKind::Hash => {
-                let mut buf = vec![0u8; layout.value_size as usize];
-                for key in m.keys()? {
-                    if m.lookup(&key, &mut buf)? {
-                        out.push((key, vec![buf.clone()]));
-                    }
-                }
-            }
-        }
-        Ok(out)
+        let slot = m.slot_size().max(1);
+        m.for_each_entry(&mut |k, v| f(k, v, slot))
     }
 
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
-        self.dump_with_sums(id).map(|(d, _)| d)
+        self.read(id, false).map(|(d, _)| d)
     }
 
     /// The dump, and for histograms the sum of every value counted in each row (aligned with
     /// `rows`; zeros for other kinds), which exporters publish as a histogram's `_sum`.
+    ///
+    /// Elements become rows as they are read: only histograms, whose buckets are separate
+    /// elements, are grouped by key first. That keeps a million-key dump near the size of its
+    /// rows.
     pub fn dump_with_sums(&self, id: MapId) -> io::Result<(MapDump, Vec<i128>)> {
+        self.read(id, true)
+    }
+
+    /// The dump, with the histogram sums only when `want_sums` (they are 16 bytes a row).
+    fn read(&self, id: MapId, want_sums: bool) -> io::Result<(MapDump, Vec<i128>)> {
         let info = &self.compiled.program.maps[id];
         let layout = &self.compiled.layouts[id];
         let buckets = layout.buckets as usize;
-        // key parts (as bytes) → merged value words / bucket counts
-        let mut rows: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
-        for (key, cpus) in self.entries(layout)? {
+        // A hash element exists only once written, so a sum that came to 0 is a real row
+        // (bpftrace prints it too); an array slot at 0 may never have been touched.
+        let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        let mut dump = MapDump {
+            name: info.name.clone(),
+            key_names: info.key_names.clone(),
+            rows: vec![],
+        };
+        let mut sums = Vec::new();
+        let mut push = |key: &[u8], acc: Acc<'_>| {
+            let sum = acc.hist_sum;
+            let Some(value) = acc.finish(self, written) else {
+                return;
+            };
+            let keys = info
+                .keys
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let off = layout.key_offsets.get(i).copied().unwrap_or(0) as usize;
+                    self.scalar(t, key.get(off..).unwrap_or(&[]))
+                })
+                .collect();
+            dump.rows.push((keys, value));
+            if want_sums {
+                sums.push(sum);
+            }
+        };
+        // key parts (as bytes) → merged buckets, for histograms only
+        let mut grouped: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
+        self.each(layout, &mut |key, value, slot| {
             let (key_bytes, bucket) = match layout.kind {
                 MapKind::PerCpuArray { .. } => {
                     let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
@@ -160,42 +175,43 @@ impl<'a> Maps<'a> {
                     let split = key.len() - 8;
                     (key[..split].to_vec(), word(&key[split..], 0) as usize)
                 }
-                _ => (key, 0),
+                _ => (key.to_vec(), 0),
             };
-            let acc = rows
-                .entry(key_bytes)
-                .or_insert_with(|| Acc::new(&info.value, buckets));
-            for cpu in &cpus {
-                acc.merge(cpu, bucket);
+            if buckets > 0 {
+                let acc = grouped
+                    .entry(key_bytes)
+                    .or_insert_with(|| Acc::new(&info.value, buckets));
+                for cpu in value.chunks_exact(slot) {
+                    acc.merge(cpu, bucket);
+                }
+            } else {
+                let mut acc = Acc::new(&info.value, 0);
+                for cpu in value.chunks_exact(slot) {
+                    acc.merge(cpu, 0);
+                }
+                push(&key_bytes, acc);
             }
-        }
-        let mut dump = MapDump {
-            name: info.name.clone(),
-            key_names: info.key_names.clone(),
-            rows: vec![],
-        };
-        let mut sums = Vec::new();
-        for (key, acc) in rows {
-            let sum = acc.hist_sum;
-            // A hash element exists only once written, so a sum that came to 0 is a real row
-            // (bpftrace prints it too); an array slot at 0 may never have been touched.
-            let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
-            let Some(value) = acc.finish(self, &info.value, written) else {
-                continue;
-            };
-            let keys = info
-                .keys
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let off = layout.key_offsets.get(i).copied().unwrap_or(0) as usize;
-                    self.scalar(t, key.get(off..).unwrap_or(&[]))
-                })
-                .collect();
-            dump.rows.push((keys, value));
-            sums.push(sum);
+        })?;
+        for (key, acc) in grouped {
+            push(&key, acc);
         }
         Ok((dump, sums))
+    }
+
+    /// The dump printed when tracing ends: every script map with rows, by name. Each map is
+    /// read just before it is printed and dropped after, so only the largest is ever held.
+    pub fn write_exit_dump(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+        let maps = &self.compiled.program.maps;
+        let mut ids: Vec<MapId> = (0..maps.len()).filter(|&i| !maps[i].internal).collect();
+        ids.sort_by(|&a, &b| maps[a].name.cmp(&maps[b].name));
+        format.write_exit_start(out)?;
+        for id in ids {
+            let d = self.dump(id)?;
+            if !d.rows.is_empty() {
+                format.write_exit_map(out, &d)?;
+            }
+        }
+        Ok(())
     }
 
     /// `clear(@m)`: removes every element (arrays: zeroes them).
@@ -254,6 +270,13 @@ impl<'a> Maps<'a> {
         })
     }
 
+    /// One counter slot, summed over CPUs.
+    pub fn counter(&self, slot: u32) -> io::Result<u64> {
+        let m = self.raw(&self.compiled.counters_map)?;
+        let cpus = m.lookup_per_cpu(&slot.to_le_bytes())?.unwrap_or_default();
+        Ok(cpus.iter().map(|c| word(c, 0)).sum())
+    }
+
     /// The loss counters, summed over CPUs.
     pub fn counters(&self) -> io::Result<Vec<u64>> {
         let m = self.raw(&self.compiled.counters_map)?;
@@ -267,8 +290,8 @@ impl<'a> Maps<'a> {
 }
 
 /// Per-key accumulation across CPUs (and, for histograms, across bucket entries).
-struct Acc {
-    kind: ValueKind,
+struct Acc<'k> {
+    kind: &'k ValueKind,
     /// Sums of the first words: count/sum (word 0), avg count or stats sum (word 1).
     sum0: i128,
     sum1: i128,
@@ -282,10 +305,10 @@ struct Acc {
     last: Option<Vec<u8>>,
 }
 
-impl Acc {
-    fn new(kind: &ValueKind, buckets: usize) -> Acc {
+impl<'k> Acc<'k> {
+    fn new(kind: &'k ValueKind, buckets: usize) -> Acc<'k> {
         Acc {
-            kind: kind.clone(),
+            kind,
             sum0: 0,
             sum1: 0,
             seen: false,
@@ -335,8 +358,8 @@ impl Acc {
     }
 
     /// The merged value, or None for an element that holds nothing (an untouched array slot).
-    fn finish(self, maps: &Maps<'_>, kind: &ValueKind, written: bool) -> Option<AggValue> {
-        Some(match kind {
+    fn finish(self, maps: &Maps<'_>, written: bool) -> Option<AggValue> {
+        Some(match self.kind {
             ValueKind::Count if self.sum0 != 0 => AggValue::Count(self.sum0 as u64),
             ValueKind::Sum if self.sum0 != 0 || written => AggValue::Sum(self.sum0 as i64),
             ValueKind::Avg if self.sum1 != 0 => AggValue::Avg {

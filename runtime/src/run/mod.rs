@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
-use mmql_compiler::lower::layout::counter;
+use mmql_compiler::lower::layout::{counter, MapKind};
 use mmql_compiler::lower::LowerOptions;
 use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
@@ -88,7 +88,13 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     // killing mmql at an arbitrary point.
     let signals = SignalPipe::install()
         .map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
-    let (compiled, _) = ctx.compile(src, &LowerOptions { pid })?;
+    let (compiled, _) = ctx.compile(
+        src,
+        &LowerOptions {
+            pid,
+            max_keys: opts.max_keys,
+        },
+    )?;
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -178,6 +184,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if let Some(rb) = ring.as_mut() {
                 session.drain(rb)?;
             }
+            // An exit() whose record met a full ring buffer still stops the run, at the
+            // wake-up the full buffer itself causes.
+            if compiled.probes_exit && maps.counter(counter::EXIT_DROPPED)? > 0 {
+                session.exit = true;
+            }
             if signals.take().is_some() {
                 break Stop::Signal;
             }
@@ -204,13 +215,15 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 break Stop::Duration;
             }
         };
+        // Probes stop before `on end` and the final dump, so what is printed is one
+        // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
+        maps.loaded.detach();
         // A `-c` command that failed is worth one line: the output may be cut short by it.
         if let (Stop::ChildExited, Some(st)) =
             (&stop, child.as_mut().and_then(GatedChild::try_wait))
         {
             if let Some(why) = child::describe_failure(st) {
-                session.out.flush()?;
-                eprintln!("mmql: the command {why}");
+                format.write_notice(session.out, &format!("the command {why}"))?;
             }
         }
         if let Some(rb) = ring.as_mut() {
@@ -218,15 +231,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         }
         session.exit = false;
         session.exec(&program.end)?;
-        let dumps: Vec<_> = program
-            .maps
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.internal)
-            .map(|(i, _)| maps.dump(i))
-            .collect::<io::Result<_>>()?;
-        let dumps: Vec<_> = dumps.into_iter().filter(|d| !d.rows.is_empty()).collect();
-        format.write_exit_dump(session.out, &dumps)?;
+        maps.write_exit_dump(format, session.out)?;
         session.report_losses()?;
         session.out.flush()
     })();
@@ -330,12 +335,26 @@ impl Session<'_, '_> {
             ),
             (self.garbled, "ring buffer records (unreadable)"),
         ];
-        for (n, what) in items {
+        // The cap every keyed map shares, for the hint on a full map.
+        let compiled = self.maps.compiled;
+        let cap = compiled
+            .layouts
+            .iter()
+            .zip(&compiled.program.maps)
+            .filter(|(l, m)| !m.internal && !matches!(l.kind, MapKind::PerCpuArray { .. }))
+            .map(|(l, _)| l.max_entries)
+            .max()
+            .unwrap_or(0);
+        for (i, (n, what)) in items.into_iter().enumerate() {
             if n > 0 {
                 match self.format {
                     Format::Text => {
                         self.out.flush()?;
-                        eprintln!("mmql: lost {n} {what}");
+                        if i == 1 {
+                            eprintln!("mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys");
+                        } else {
+                            eprintln!("mmql: lost {n} {what}");
+                        }
                     }
                     Format::Json => self.format.write_lost(self.out, what, n)?,
                 }

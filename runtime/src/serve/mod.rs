@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use mmql_compiler::lower::layout::counter;
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
@@ -84,7 +85,13 @@ fn serve(
             args.listen
         ))
     })?;
-    let (compiled, _) = ctx.compile(src, &LowerOptions { pid: args.pid })?;
+    let (compiled, _) = ctx.compile(
+        src,
+        &LowerOptions {
+            pid: args.pid,
+            max_keys: args.max_keys,
+        },
+    )?;
     let help = |_: usize, info: &mmql_compiler::program::MapInfo| {
         comment_for(&src.text, info.span.start as usize).or_else(|| description.map(str::to_string))
     };
@@ -175,6 +182,9 @@ fn serve(
             if let Some(rb) = ring.as_mut() {
                 session.drain(rb)?;
             }
+            if compiled.probes_exit && maps.counter(counter::EXIT_DROPPED)? > 0 {
+                session.exit = true;
+            }
             if signals.take().is_some() {
                 break;
             }
@@ -187,22 +197,16 @@ fn serve(
             }
             session.out.flush()?;
         }
-        // Stop answering before the final dump, so a scraper sees either live maps or nothing.
+        // Stop answering before the final dump, so a scraper sees either live maps or nothing;
+        // stop the probes too, so the dump is one consistent snapshot.
         drop(server);
+        maps.loaded.detach();
         if let Some(rb) = ring.as_mut() {
             session.drain(rb)?;
         }
         session.exit = false;
         session.exec(&program.end)?;
-        let dumps: Vec<_> = program
-            .maps
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !m.internal)
-            .map(|(i, _)| maps.dump(i))
-            .collect::<io::Result<_>>()?;
-        let dumps: Vec<_> = dumps.into_iter().filter(|d| !d.rows.is_empty()).collect();
-        session.format.write_exit_dump(session.out, &dumps)?;
+        maps.write_exit_dump(session.format, session.out)?;
         session.report_losses()?;
         session.out.flush()
     })();

@@ -345,45 +345,47 @@ impl<'fd> RawMap<'fd> {
         Ok(keys)
     }
 
-    /// All (key, value) pairs, values `value_buf_size()` bytes. Uses `BPF_MAP_LOOKUP_BATCH`
-    /// (one syscall per chunk) and falls back to key-by-key lookups where the kernel or map
-    /// type does not support it. Keys that vanish between the two steps are skipped.
-    pub fn entries(&self) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        match self.lookup_batch() {
-            Ok(entries) => Ok(entries),
+    /// Calls `f(key, value)` for every element, values `value_buf_size()` bytes (every CPU's
+    /// slot, for per-CPU maps). Reads with `BPF_MAP_LOOKUP_BATCH`, a chunk per syscall, so a
+    /// million-key map costs a few thousand syscalls and one chunk of memory; falls back to
+    /// key-by-key lookups where the kernel or map type has no batch support. Keys that vanish
+    /// between the two steps of the fallback are skipped.
+    pub fn for_each_entry(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> io::Result<()> {
+        match self.for_each_batch(f) {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
                     Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524 /* ENOTSUPP */)
                 ) =>
             {
-                let mut out = Vec::new();
                 let mut value = vec![0u8; self.value_buf_size()];
                 for key in self.keys()? {
                     if self.lookup(&key, &mut value)? {
-                        out.push((key, value.clone()));
+                        f(&key, &value);
                     }
                 }
-                Ok(out)
+                Ok(())
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
-    /// All (key, value) pairs through `BPF_MAP_LOOKUP_BATCH`.
-    pub fn lookup_batch(&self) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// `for_each_entry` through `BPF_MAP_LOOKUP_BATCH`. An unsupported kernel fails on the
+    /// first call, before `f` has seen anything, so the fallback never repeats an element.
+    fn for_each_batch(&self, f: &mut dyn FnMut(&[u8], &[u8])) -> io::Result<()> {
         let (ks, vs) = (self.key_size(), self.value_buf_size());
         // Hash maps hand back whole buckets and fail with ENOSPC if one does not fit; grow.
-        let mut chunk = (self.info.max_entries as usize).clamp(1, 256);
+        let mut chunk = (self.info.max_entries as usize).clamp(1, 1024);
         // The resume token is a u32 bucket for hash maps and a key for arrays.
         let token_len = ks.max(4);
         let mut in_token = vec![0u8; token_len];
         let mut out_token = vec![0u8; token_len];
         let mut first = true;
-        let mut out = Vec::new();
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
         loop {
-            let mut keys = vec![0u8; chunk * ks];
-            let mut values = vec![0u8; chunk * vs];
+            keys.resize(chunk * ks, 0);
+            values.resize(chunk * vs, 0);
             let mut attr = BatchAttr {
                 in_batch: if first { 0 } else { ptr(&in_token) },
                 out_batch: out_token.as_mut_ptr() as u64,
@@ -407,13 +409,10 @@ impl<'fd> RawMap<'fd> {
             };
             let n = (attr.count as usize).min(chunk);
             for i in 0..n {
-                out.push((
-                    keys[i * ks..(i + 1) * ks].to_vec(),
-                    values[i * vs..(i + 1) * vs].to_vec(),
-                ));
+                f(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs]);
             }
             if done {
-                return Ok(out);
+                return Ok(());
             }
             std::mem::swap(&mut in_token, &mut out_token);
             first = false;

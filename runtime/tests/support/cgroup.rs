@@ -62,6 +62,28 @@ impl MemCgroup {
         &self.path
     }
 
+    /// Lets members swap up to `swap_bytes` on top of their memory limit (memsw = limit +
+    /// swap) and makes reclaim prefer anonymous pages (`memory.swappiness` 100), so a member
+    /// that outgrows the limit is swapped out instead of OOM-killed. Fails where the kernel
+    /// has no swap accounting: then the cgroup could swap without bound.
+    pub fn allow_swap(&self, swap_bytes: u64) -> io::Result<()> {
+        let limit = self.read_u64("memory.limit_in_bytes")?;
+        self.write(
+            "memory.memsw.limit_in_bytes",
+            &(limit + swap_bytes).to_string(),
+        )?;
+        self.write("memory.swappiness", "100")
+    }
+
+    /// Bytes of the cgroup's memory in swap now (`swap` in memory.stat).
+    pub fn swap_bytes(&self) -> io::Result<u64> {
+        let text = fs::read_to_string(self.path.join("memory.stat"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("swap "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| io::Error::other("memory.stat has no `swap` line"))
+    }
+
     /// Moves the process `pid` (all its threads) into the cgroup.
     pub fn add_pid(&self, pid: u32) -> io::Result<()> {
         self.write("cgroup.procs", &pid.to_string())
