@@ -120,7 +120,8 @@ fn ring_buffer_overrun_is_counted() {
     assert_eq!(
         lost_events,
         produced - printed,
-        "lost must equal produced minus printed"
+        "lost must equal produced minus printed\n{}",
+        e.stderr
     );
     assert_clean(&e, "ring buffer overrun");
 }

@@ -228,12 +228,7 @@ fn extfrag_sees_page_tables_steal_movable_blocks() {
     let pte_kb = support::report_u64(&report, "pte_kb").expect("pte_kb");
     assert!(pte_kb >= target * 1024, "{}", ef.describe());
     // Unmovable page tables took Movable pageblocks, and claimed them (ownership change).
-    let stolen: i64 = ef
-        .rows("@steals")
-        .iter()
-        .filter(|(k, _)| k[..] == ["MIGRATE_UNMOVABLE", "MIGRATE_MOVABLE"])
-        .map(|(_, v)| v)
-        .sum();
+    let stolen = ef.total_where("@steals", |k| k == ["MIGRATE_UNMOVABLE", "MIGRATE_MOVABLE"]);
     assert!(stolen >= 1, "{}", ef.describe());
     for (k, _) in ef.rows("@steals") {
         assert!(k.iter().all(|m| m.starts_with("MIGRATE_")), "{k:?}");

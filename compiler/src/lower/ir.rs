@@ -58,6 +58,13 @@ pub enum Op {
         size: Size,
         src: Src,
     },
+    /// `lock *(u64 *)(base + off) += src`: an add no other invocation on this CPU (an
+    /// interrupt nesting a probe into one mid-update) can lose.
+    AtomicAdd {
+        base: V,
+        off: i16,
+        src: V,
+    },
     /// `dst = r10 + off`.
     StackAddr {
         dst: V,
@@ -101,6 +108,7 @@ impl Op {
             Op::Neg(v) => vec![*v],
             Op::Load { base, .. } => vec![*base],
             Op::Store { base, src: s, .. } => std::iter::once(*base).chain(src(s)).collect(),
+            Op::AtomicAdd { base, src, .. } => vec![*base, *src],
             Op::Call { args, .. } => args.iter().filter_map(src).collect(),
             Op::Br { a, b, .. } => std::iter::once(*a).chain(src(b)).collect(),
             _ => vec![],

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use mmql_lang::Span;
 
 use super::ir::{Label, Op, Src, V};
-use crate::bpf::insn::{AluOp, Insn, R0, R1, R10, R6};
+use crate::bpf::insn::{AluOp, Insn, Size, R0, R1, R10, R6};
 
 const CALLEE_SAVED: [u8; 3] = [7, 8, 9];
 const SCRATCH: [u8; 5] = [1, 2, 3, 4, 5];
@@ -91,6 +91,9 @@ pub fn assemble(ops: &[(Op, Span)]) -> Result<Assembled, AsmError> {
                 size,
                 src,
             } => out.push(store(*size, r(*base), *off, *src, &r), span),
+            Op::AtomicAdd { base, off, src } => {
+                out.push(Insn::atomic_add(Size::DW, r(*base), r(*src), *off), span)
+            }
             Op::StackAddr { dst, off } => {
                 out.push(Insn::mov64_reg(r(*dst), R10), span);
                 out.push(Insn::alu64_imm(AluOp::Add, r(*dst), i32::from(*off)), span);

@@ -96,7 +96,15 @@ impl Lowerer<'_> {
             b: Src::Imm(0),
             target: skip,
         });
-        self.add_word(v, 0, Src::Imm(1));
+        // Atomic: these counts are promised exact, and a probe nested into this one by an
+        // interrupt on the same CPU would otherwise lose an increment. It costs nothing on
+        // the hot path, which never gets here.
+        let one = self.b.imm(1);
+        self.b.push(Op::AtomicAdd {
+            base: v,
+            off: 0,
+            src: one,
+        });
         self.b.place(skip);
     }
 

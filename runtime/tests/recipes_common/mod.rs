@@ -165,6 +165,15 @@ impl Finished {
         rows(&self.stdout, map)
     }
 
+    /// Sum of the values of the `@map` rows whose keys `keep` accepts.
+    pub fn total_where(&self, map: &str, keep: impl Fn(&[String]) -> bool) -> i64 {
+        self.rows(map)
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Sum of the values of `@map` rows.
     pub fn total(&self, map: &str) -> i64 {
         self.rows(map).iter().map(|(_, v)| v).sum()
