@@ -10,7 +10,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "mmql",
     version,
     about = "A small, fast tracing language for the Linux memory-management subsystem",
-    args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  mmql -e 'on kmem:mm_page_alloc { @orders = hist(order) }'\n  mmql run direct-reclaim-latency\n  mmql list 'vmscan:*' -v\n  mmql check script.mmql"
 )]
 pub struct Cli {
@@ -19,7 +18,7 @@ pub struct Cli {
     /// Script file to run.
     pub file: Option<PathBuf>,
     /// Program text to run instead of a file.
-    #[arg(short = 'e', value_name = "PROGRAM")]
+    #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
     pub program: Option<String>,
     /// List tracepoints matching PATTERN (like `mmql list`).
     #[arg(short = 'l', value_name = "PATTERN", num_args = 0..=1, default_missing_value = "*")]

@@ -97,7 +97,7 @@ impl Lowerer<'_> {
             target: skip,
         });
         // Atomic: these counts are promised exact, and a probe nested into this one by an
-        // interrupt on the same CPU would otherwise lose an increment. It costs nothing on
+        // interrupt on the same CPU could otherwise lose an increment. It costs nothing on
         // the hot path, which never gets here.
         let one = self.b.imm(1);
         self.b.push(Op::AtomicAdd {

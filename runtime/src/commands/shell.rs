@@ -48,8 +48,38 @@ pub fn color_choice(args: &[OsString], no_color: Option<&OsString>) -> ColorChoi
 pub fn parse() -> Cli {
     let args: Vec<OsString> = std::env::args_os().collect();
     let choice = color_choice(&args, std::env::var_os("NO_COLOR").as_ref());
-    let matches = Cli::command().color(choice).get_matches_from(args);
+    let cmd = Cli::command().color(choice);
+    let matches = cmd.clone().get_matches_from(args);
+    if let Some((sub, _)) = matches.subcommand() {
+        refuse_run_args_with(&cmd, &matches, sub);
+    }
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `mmql -p 1 check x.mmql`: options of a top-level run given with a subcommand would be
+/// silently ignored, so they are a usage error naming the option. Global options (`--formats`,
+/// `--color`) belong to every subcommand and may stand before it. (clap's own
+/// `args_conflicts_with_subcommands` also stops subcommands after a global option, which made
+/// `mmql --formats DIR check -e …` run the script instead of checking it.)
+fn refuse_run_args_with(cmd: &clap::Command, matches: &clap::ArgMatches, sub: &str) {
+    use clap::parser::ValueSource;
+    for arg in cmd.get_arguments().filter(|a| !a.is_global_set()) {
+        let id = arg.get_id().as_str();
+        if matches.value_source(id) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let name = match (arg.get_long(), arg.get_short()) {
+            (Some(l), _) => format!("--{l}"),
+            (None, Some(s)) => format!("-{s}"),
+            (None, None) => format!("<{}>", id.to_uppercase()),
+        };
+        let mut cmd = cmd.clone();
+        cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("`{name}` cannot be used before the subcommand `{sub}`; give it after the subcommand if `{sub}` takes it"),
+        )
+        .exit()
+    }
 }
 
 /// A usage error raised after parsing (e.g. nothing to run): clap's format, status 2.
