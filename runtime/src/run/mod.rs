@@ -1,6 +1,7 @@
 //! Running a script: compile (with the `-p`/`-c` filter baked in), load, attach, run `on
 //! begin`, then one `poll` loop over the ring buffer, signals and the `-c` child with timers
-//! as its timeout; at the end run `on end`, print every non-empty map, report losses, detach.
+//! as its timeout; when tracing stops, detach, run `on end`, print every non-empty map, report
+//! losses.
 
 mod child;
 mod ksyms;
@@ -10,6 +11,7 @@ pub(crate) mod load;
 pub(crate) mod maps;
 pub(crate) mod records;
 pub(crate) mod signals;
+pub(crate) mod timers;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -31,6 +33,7 @@ use load::LoadFailure;
 use maps::Maps;
 use records::Record;
 use signals::SignalPipe;
+use timers::Schedule;
 
 /// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -140,18 +143,14 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         session.exec(&program.begin)?;
         session.out.flush()?;
         let start = Instant::now();
-        let mut next: Vec<Option<Instant>> = program
-            .timers
-            .iter()
-            .map(|t| Some(start + Duration::from_nanos(t.nanos)))
-            .collect();
+        let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
         let stop = loop {
             if session.exit {
                 break Stop::ExitCalled;
             }
             let now = Instant::now();
-            let wake = next.iter().flatten().copied().chain(deadline).min();
+            let wake = schedule.next_wake().into_iter().chain(deadline).min();
             let timeout = wake.map_or(-1, |w| {
                 w.saturating_duration_since(now)
                     .as_millis()
@@ -196,19 +195,8 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 break Stop::ChildExited;
             }
             let now = Instant::now();
-            for (i, t) in program.timers.iter().enumerate() {
-                if let Some(at) = next[i].filter(|at| *at <= now) {
-                    // From the due time, not from `now`: poll wakes a little late each time,
-                    // and `every 200ms` must not drift (5 ticks in 1s, like bpftrace's
-                    // interval). Ticks missed while the loop was busy are skipped, not bunched.
-                    let period = Duration::from_nanos(t.nanos);
-                    let mut due = at + period;
-                    while due <= now {
-                        due += period;
-                    }
-                    next[i] = t.repeat.then_some(due);
-                    session.exec(&t.body)?;
-                }
+            for i in schedule.due(now) {
+                session.exec(&program.timers[i].body)?;
             }
             session.out.flush()?;
             if deadline.is_some_and(|d| d <= now) {

@@ -26,6 +26,7 @@ use crate::output::Format;
 use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
+use crate::run::timers::Schedule;
 use crate::run::{load_failure, Session};
 use metrics::{MapMetric, RuntimeStats};
 
@@ -157,20 +158,12 @@ fn serve(
         let program = &compiled.program;
         session.exec(&program.begin)?;
         session.out.flush()?;
-        let start = Instant::now();
-        let mut next: Vec<Option<Instant>> = program
-            .timers
-            .iter()
-            .map(|t| Some(start + Duration::from_nanos(t.nanos)))
-            .collect();
+        let mut schedule = Schedule::new(&program.timers, Instant::now());
         while !session.exit {
             let now = Instant::now();
-            let wait = next
-                .iter()
-                .flatten()
-                .map(|at| at.saturating_duration_since(now))
-                .min()
-                .unwrap_or(TICK)
+            let wait = schedule
+                .next_wake()
+                .map_or(TICK, |at| at.saturating_duration_since(now))
                 .min(TICK);
             if let Some(req) = server.recv_timeout(wait)? {
                 exporter.answer(req, &session, &compiled, &loaded);
@@ -188,12 +181,8 @@ fn serve(
             if signals.take().is_some() {
                 break;
             }
-            let now = Instant::now();
-            for (i, t) in program.timers.iter().enumerate() {
-                if next[i].is_some_and(|at| at <= now) {
-                    next[i] = t.repeat.then(|| now + Duration::from_nanos(t.nanos));
-                    session.exec(&t.body)?;
-                }
+            for i in schedule.due(Instant::now()) {
+                session.exec(&program.timers[i].body)?;
             }
             session.out.flush()?;
         }
