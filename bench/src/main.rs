@@ -3,6 +3,7 @@
 //! markdown table on stdout (progress on stderr). `churn` and `reread` are the workloads it
 //! ships, which it runs by re-executing itself. See bench/README.md for what each row means.
 
+mod bigmap;
 mod measure;
 mod report;
 mod tracer;
@@ -386,6 +387,11 @@ fn bench(args: &[String]) -> Result<(), String> {
         ));
     }
 
+    // A million-key map filled and printed: the tracer's memory while it prints.
+    eprintln!("[million keys]");
+    let big = bigmap::run(&cfg, cfg.startup_runs.min(3));
+    commands.extend(big.commands.iter().cloned());
+
     for c in CASES {
         for &k in &kinds {
             if let Some(a) = measure::argv(&cfg, k, c.mmql, c.bpftrace) {
@@ -407,6 +413,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         roundtrip_mmql,
         roundtrip_bpftrace,
         scaling,
+        big,
         mmql_bytes: std::fs::metadata(&cfg.mmql).map(|m| m.len()).unwrap_or(0),
         bpftrace_bytes: cfg.bpftrace.as_deref().and_then(bpftrace_size),
         commands,
@@ -416,7 +423,7 @@ fn bench(args: &[String]) -> Result<(), String> {
 }
 
 /// A command line as one would type it into a shell.
-fn shell_words(argv: &[String]) -> String {
+pub(crate) fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if a.chars()

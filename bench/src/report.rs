@@ -53,6 +53,7 @@ pub struct Results {
     pub roundtrip_mmql: Vec<Tried<Duration>>,
     pub roundtrip_bpftrace: Vec<Tried<Duration>>,
     pub scaling: Vec<ScaleRow>,
+    pub big: crate::bigmap::BigMap,
     pub mmql_bytes: u64,
     /// bpftrace's executable, and it together with the shared libraries it loads.
     pub bpftrace_bytes: Option<(u64, u64)>,
@@ -330,6 +331,28 @@ pub fn render(r: &Results) -> String {
         pb.map_or("—".into(), |x| format!("{x:.1} MiB")),
         fmt_ratio(ratio(pm, pb)),
     );
+    let big = &r.big;
+    let n = |v: &[Tried<crate::bigmap::Dump>]| v.iter().filter(|x| x.is_ok()).count();
+    let rss = |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.max_rss_kb as f64 / 1024.0)));
+    let took = |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.took.as_secs_f64())));
+    let rows = |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.rows as f64)));
+    let (rm, rb) = (rss(&big.mmql), rss(&big.bpftrace));
+    let _ = writeln!(
+        s,
+        "| {} keys filled and printed: peak RSS; run time; rows printed | {} | {} | {} | |",
+        crate::bigmap::KEYS,
+        cell(rm, n(&big.mmql), big.mmql.len(), |x| format!(
+            "{x:.0} MiB; {:.1} s; {:.0} rows",
+            took(&big.mmql).unwrap_or(f64::NAN),
+            rows(&big.mmql).unwrap_or(f64::NAN)
+        )),
+        cell(rb, n(&big.bpftrace), big.bpftrace.len(), |x| format!(
+            "{x:.0} MiB; {:.1} s; {:.0} rows",
+            took(&big.bpftrace).unwrap_or(f64::NAN),
+            rows(&big.bpftrace).unwrap_or(f64::NAN)
+        )),
+        fmt_ratio(ratio(rm, rb)),
+    );
     let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
     let _ = writeln!(
         s,
@@ -412,6 +435,11 @@ fn failures(r: &Results) -> Vec<String> {
         }
         for e in c.bpftrace.iter().filter_map(|x| x.as_ref().err()) {
             add(&format!("bpftrace, {}", c.case.label), e);
+        }
+    }
+    for (who, v) in [("mmql", &r.big.mmql), ("bpftrace", &r.big.bpftrace)] {
+        for e in v.iter().filter_map(|x| x.as_ref().err()) {
+            add(&format!("{who}, million keys"), e);
         }
     }
     for row in &r.startup {

@@ -99,9 +99,14 @@ fn push(out: &mut String, err: &mut String, stream: Stream, line: &str) {
 
 /// Starts `argv` with both output pipes read line by line on their own threads.
 fn spawn(argv: &[String]) -> Result<Running, String> {
+    spawn_with(argv, &[])
+}
+
+fn spawn_with(argv: &[String], env: &[(&str, &str)]) -> Result<Running, String> {
     let (tx, rx) = mpsc::channel();
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -168,24 +173,33 @@ pub fn start(kind: Kind, argv: &[String], timeout: Duration) -> Result<Running, 
 
 /// Runs `argv` to completion: (time from spawn to exit, whether it exited 0, its output).
 pub fn run_to_exit(argv: &[String], timeout: Duration) -> Result<(Duration, bool, String), String> {
-    let mut r = spawn(argv)?;
-    let (mut status, _) = r.reap(Some(r.spawned + timeout));
+    let (took, fin) = run_measured(argv, &[], timeout)?;
+    Ok((took, fin.success, format!("{}{}", fin.stdout, fin.stderr)))
+}
+
+/// Runs `argv` (with `env` added) to its exit: wall time from spawn, and how it ended with its
+/// peak RSS. Killed and an error after `timeout`.
+pub fn run_measured(
+    argv: &[String],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(Duration, Finished), String> {
+    let mut r = spawn_with(argv, env)?;
+    let (status, rss) = r.reap(Some(r.spawned + timeout));
     let took = r.spawned.elapsed();
     if status.is_none() {
         // SAFETY: plain syscall on our own unreaped child.
         unsafe { libc::kill(r.pid, libc::SIGKILL) };
         let _ = r.reap(None);
-        status = None;
+        let fin = r.collect(None, 0);
+        return Err(format!(
+            "`{}` did not exit within {timeout:?}:\n{}{}",
+            argv.join(" "),
+            fin.stdout,
+            fin.stderr
+        ));
     }
-    let fin = r.collect(status, 0);
-    let text = format!("{}{}", fin.stdout, fin.stderr);
-    match status {
-        Some(s) => Ok((took, libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0, text)),
-        None => Err(format!(
-            "`{}` did not exit within {timeout:?}:\n{text}",
-            argv.join(" ")
-        )),
-    }
+    Ok((took, r.collect(status, rss)))
 }
 
 impl Running {

@@ -21,7 +21,11 @@ fn catalog() -> &'static Catalog {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let src = Source::new("fuzz.mmql", text);
-    let opts = LowerOptions { pid: (data.len() % 2 == 1).then_some(4242) };
+    // Both options come from the input's length, so the corpus covers every combination.
+    let opts = LowerOptions {
+        pid: (data.len() % 2 == 1).then_some(4242),
+        max_keys: (data.len() % 3 == 0).then_some(1 << 20),
+    };
     match pipeline::compile(&src, catalog(), &opts) {
         Ok((compiled, warnings)) => {
             let _ = render(&warnings, &src, false);
