@@ -61,7 +61,11 @@ const BPFTRACE_ENV: [(&str, &str); 1] = [("BPFTRACE_MAP_KEYS_MAX", "1000000")];
 fn once(argv: &[String], env: &[(&str, &str)]) -> Tried<Dump> {
     let (took, fin) = tracer::run_measured(argv, env, Duration::from_secs(600))?;
     if !fin.success {
-        return Err(format!("`{}` failed: {}", argv.join(" "), fin.stderr.trim()));
+        return Err(format!(
+            "`{}` failed: {}",
+            argv.join(" "),
+            fin.stderr.trim()
+        ));
     }
     let rows = fin.stdout.lines().filter(|l| l.starts_with("@k[")).count() as u64;
     Ok(Dump {

@@ -333,8 +333,11 @@ pub fn render(r: &Results) -> String {
     );
     let big = &r.big;
     let n = |v: &[Tried<crate::bigmap::Dump>]| v.iter().filter(|x| x.is_ok()).count();
-    let rss = |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.max_rss_kb as f64 / 1024.0)));
-    let took = |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.took.as_secs_f64())));
+    let rss = |v: &[Tried<crate::bigmap::Dump>]| {
+        median(ok_values(v, |x| Some(x.max_rss_kb as f64 / 1024.0)))
+    };
+    let took =
+        |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.took.as_secs_f64())));
     let rows = |v: &[Tried<crate::bigmap::Dump>]| median(ok_values(v, |x| Some(x.rows as f64)));
     let (rm, rb) = (rss(&big.mmql), rss(&big.bpftrace));
     let _ = writeln!(

@@ -60,6 +60,10 @@ pub struct RunOpts {
     /// Quiet: no "Attached N probes" banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// Also write a recording of the run to FILE (ring records, and every map when tracing
+    /// stops) for `mmql replay`.
+    #[arg(long = "record", value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
@@ -121,6 +125,22 @@ pub enum Command {
         recipe_opts: RecipeOpts,
         #[command(flatten)]
         run: RunOpts,
+    },
+    /// Print what a recorded run printed (`--record FILE`), from the recording.
+    #[command(
+        after_help = "Examples:\n  mmql -d 10s --record run.rec script.mmql && mmql replay run.rec script.mmql\n  mmql replay run.rec -e 'on kmem:mm_page_alloc { @n[order] = count() }' -f json"
+    )]
+    Replay {
+        /// The recording `--record` wrote.
+        recording: PathBuf,
+        #[command(flatten)]
+        script: ScriptArg,
+        /// Output format.
+        #[arg(short = 'f', long = "format", value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Write output to FILE instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]

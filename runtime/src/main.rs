@@ -53,6 +53,16 @@ fn main() -> ExitCode {
         ) => commands::recipes::run(&ctx, recipe, recipe_opts, run),
         (Some(Command::Recipes), _) => commands::recipes::list(),
         (
+            Some(Command::Replay {
+                recording,
+                script,
+                format,
+                output,
+            }),
+            _,
+        ) => commands::recipes::read_source(&ctx, script)
+            .and_then(|src| run::replay::replay(&ctx, recording, &src, *format, output.as_deref())),
+        (
             Some(Command::Show {
                 recipe,
                 recipe_opts,

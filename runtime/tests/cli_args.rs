@@ -5,23 +5,10 @@
 
 mod support;
 
-use std::process::{Command, Output};
-
 const SNAPSHOT: &str = "stdlib/snapshot/events";
 const SCRIPT: &str = "on kmem:mm_page_alloc { @n = count() }";
 
-fn mmql(args: &[&str]) -> Output {
-    Command::new(support::mmql())
-        .current_dir(support::workspace_root())
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .expect("mmql runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{mmql_output as mmql, text};
 
 /// `mmql --formats DIR check -e …` checks (it once ran the script: the global option switched
 /// subcommand parsing off and `check` became the script file).

@@ -8,7 +8,9 @@
 //! the case's first line, `# args: list 'vmscan:*' -v`. `recipes/` pins the plan of each
 //! bundled recipe: its case is that one line, `# args: explain --plan recipe:NAME` (options in
 //! the same argument: `'recipe:compactsnoop -T -K -e'`), as the source lives in
-//! `stdlib/recipes/`.
+//! `stdlib/recipes/`. `replay/` is what the runtime prints on recorded input: `mmql replay
+//! CASE.rec CASE` (a recording made with `--record` on this VM, or written by hand for events
+//! this VM cannot provoke), so merging, decoding and printing are pinned without a kernel.
 //!
 //! The expected file is the three results in one readable text:
 //!
@@ -35,7 +37,7 @@ const BLESS_VAR: &str = "MMQL_BLESS";
 const BLESS_CMD: &str = "MMQL_BLESS=1 cargo test -p mmql --test golden";
 /// Relative to the workspace root, so no absolute path reaches the outputs.
 const FORMATS: &str = "stdlib/snapshot/events";
-const KINDS: &[&str] = &["check", "explain", "bpf", "list", "recipes"];
+const KINDS: &[&str] = &["check", "explain", "bpf", "list", "recipes", "replay"];
 
 fn workspace_root() -> PathBuf {
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -133,6 +135,26 @@ fn case_args(root: &Path, case: &Case) -> Result<Vec<String>, String> {
         "check" => Ok(vec!["check".into(), file]),
         "explain" => Ok(vec!["explain".into(), "--plan".into(), file]),
         "bpf" => Ok(vec!["explain".into(), file]),
+        // The recording beside the script, unless the first line gives the whole command
+        // (`# args: replay tests/golden/replay/X.rec recipe:NAME`, for a bundled recipe);
+        // `# replay-args: -f json` adds options.
+        "replay" => {
+            let text = std::fs::read_to_string(root.join(&case.input))
+                .map_err(|e| format!("cannot read {file}: {e}"))?;
+            let first = text.lines().next().unwrap_or_default();
+            if let Some(args) = first.strip_prefix("# args:") {
+                return split_args(args);
+            }
+            let mut args = vec![
+                "replay".to_string(),
+                case.input.with_extension("rec").display().to_string(),
+                file,
+            ];
+            if let Some(extra) = first.strip_prefix("# replay-args:") {
+                args.extend(split_args(extra)?);
+            }
+            Ok(args)
+        }
         _ => {
             let text = std::fs::read_to_string(root.join(&case.input))
                 .map_err(|e| format!("cannot read {file}: {e}"))?;

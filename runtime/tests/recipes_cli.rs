@@ -6,23 +6,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use mmql_stdlib::recipes::{self, RecipeOptions};
 
 const SNAPSHOT: &str = "stdlib/snapshot/events";
 
-fn mmql(args: &[&str]) -> Output {
-    Command::new(support::mmql())
-        .current_dir(support::workspace_root())
-        .args(args)
-        .output()
-        .expect("mmql runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{mmql_output as mmql, text};
 
 #[test]
 fn recipes_lists_every_recipe_with_its_purpose() {

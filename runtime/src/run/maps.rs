@@ -13,13 +13,13 @@ use mmql_compiler::types::Type;
 
 use super::ksyms::Ksyms;
 use super::load::Loaded;
+use super::store::Store;
 use crate::output::value::{AggValue, MapDump, Scalar};
 use crate::output::Format;
-use crate::sys::RawMap;
 
 pub struct Maps<'a> {
     pub compiled: &'a Compiled,
-    pub loaded: &'a Loaded,
+    pub store: Store<'a>,
     ksyms: OnceCell<Ksyms>,
 }
 
@@ -35,19 +35,20 @@ fn text(b: &[u8]) -> String {
 
 impl<'a> Maps<'a> {
     pub fn new(compiled: &'a Compiled, loaded: &'a Loaded) -> Maps<'a> {
+        Maps::over(compiled, Store::Kernel(loaded))
+    }
+
+    pub fn over(compiled: &'a Compiled, store: Store<'a>) -> Maps<'a> {
         Maps {
             compiled,
-            loaded,
+            store,
             ksyms: OnceCell::new(),
         }
     }
 
-    fn raw(&self, symbol: &str) -> io::Result<RawMap<'_>> {
-        let fd = self
-            .loaded
-            .map_fd(symbol)
-            .ok_or_else(|| io::Error::other(format!("map {symbol} not loaded")))?;
-        RawMap::new(fd)
+    /// Stops the probes; the maps stay readable.
+    pub fn detach(&self) {
+        self.store.detach();
     }
 
     fn ksyms(&self) -> &Ksyms {
@@ -77,15 +78,17 @@ impl<'a> Maps<'a> {
         let Some(name) = &self.compiled.stack_map else {
             return String::new();
         };
-        let mut buf = vec![0u8; STACK_DEPTH as usize * 8];
-        let found = id >= 0
-            && self
-                .raw(name)
-                .and_then(|m| m.lookup(&(id as u32).to_le_bytes(), &mut buf))
-                .unwrap_or(false);
-        if !found {
+        let found = (id >= 0)
+            .then(|| {
+                self.store
+                    .lookup(name, &(id as u32).to_le_bytes())
+                    .ok()
+                    .flatten()
+            })
+            .flatten();
+        let Some((buf, _)) = found else {
             return "[stack unavailable]".to_string();
-        }
+        };
         let mut s = String::from("\n");
         for i in 0..STACK_DEPTH as usize {
             let ip = word(&buf, i);
@@ -101,9 +104,7 @@ impl<'a> Maps<'a> {
     /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
     /// reading costs one batch of memory whatever the map's size.
     fn each(&self, layout: &MapLayout, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
-        let m = self.raw(&layout.symbol)?;
-        let slot = m.slot_size().max(1);
-        m.for_each_entry(&mut |k, v| f(k, v, slot))
+        self.store.each(&layout.symbol, f)
     }
 
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
@@ -217,41 +218,13 @@ impl<'a> Maps<'a> {
     /// `clear(@m)`: removes every element (arrays: zeroes them).
     pub fn clear(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        let m = self.raw(&layout.symbol)?;
-        match layout.kind {
-            MapKind::PerCpuArray { entries } => {
-                let zero = vec![0u8; m.value_buf_size()];
-                for i in 0..entries {
-                    m.update(&i.to_le_bytes(), &zero, 0)?;
-                }
-            }
-            _ => {
-                for key in m.keys()? {
-                    m.delete(&key)?;
-                }
-            }
-        }
-        Ok(())
+        self.store.clear(&layout.symbol, array_entries(layout))
     }
 
     /// `zero(@m)`: keeps the keys, zeroes the values.
     pub fn zero(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        let m = self.raw(&layout.symbol)?;
-        let zero = vec![0u8; m.value_buf_size()];
-        match layout.kind {
-            MapKind::PerCpuArray { entries } => {
-                for i in 0..entries {
-                    m.update(&i.to_le_bytes(), &zero, 0)?;
-                }
-            }
-            _ => {
-                for key in m.keys()? {
-                    m.update(&key, &zero, 0)?;
-                }
-            }
-        }
-        Ok(())
+        self.store.zero(&layout.symbol, array_entries(layout))
     }
 
     /// The single value of a map without keys, for userspace printf.
@@ -272,20 +245,22 @@ impl<'a> Maps<'a> {
 
     /// One counter slot, summed over CPUs.
     pub fn counter(&self, slot: u32) -> io::Result<u64> {
-        let m = self.raw(&self.compiled.counters_map)?;
-        let cpus = m.lookup_per_cpu(&slot.to_le_bytes())?.unwrap_or_default();
-        Ok(cpus.iter().map(|c| word(c, 0)).sum())
+        let found = self
+            .store
+            .lookup(&self.compiled.counters_map, &slot.to_le_bytes())?;
+        Ok(found.map_or(0, |(v, size)| v.chunks(size).map(|c| word(c, 0)).sum()))
     }
 
     /// The loss counters, summed over CPUs.
     pub fn counters(&self) -> io::Result<Vec<u64>> {
-        let m = self.raw(&self.compiled.counters_map)?;
-        let mut out = Vec::new();
-        for i in 0..counter::COUNT {
-            let cpus = m.lookup_per_cpu(&i.to_le_bytes())?.unwrap_or_default();
-            out.push(cpus.iter().map(|c| word(c, 0)).sum());
-        }
-        Ok(out)
+        (0..counter::COUNT).map(|i| self.counter(i)).collect()
+    }
+}
+
+fn array_entries(layout: &MapLayout) -> Option<u32> {
+    match layout.kind {
+        MapKind::PerCpuArray { entries } => Some(entries),
+        _ => None,
     }
 }
 

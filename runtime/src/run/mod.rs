@@ -9,8 +9,11 @@ mod ksyms;
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+pub(crate) mod record;
 pub(crate) mod records;
+pub(crate) mod replay;
 pub(crate) mod signals;
+pub(crate) mod store;
 pub(crate) mod timers;
 
 use std::fs::File;
@@ -31,6 +34,7 @@ use crate::output::{printf, timefmt, Format};
 use child::GatedChild;
 use load::LoadFailure;
 use maps::Maps;
+use record::Recorder;
 use records::Record;
 use signals::SignalPipe;
 use timers::Schedule;
@@ -51,6 +55,24 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
+/// The output format and where output goes (`-o FILE` or stdout), buffered.
+pub(crate) fn open_output(
+    format: OutputFormat,
+    output: Option<&std::path::Path>,
+) -> Result<(Format, Box<dyn Write>), Failure> {
+    let format = match format {
+        OutputFormat::Text => Format::Text,
+        OutputFormat::Json => Format::Json,
+    };
+    let out: Box<dyn Write> = match output {
+        Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
+            Failure::Message(format!("cannot write `{}`: {e}", path.display()))
+        })?)),
+        None => Box::new(io::BufWriter::new(io::stdout())),
+    };
+    Ok((format, out))
+}
+
 enum Stop {
     Signal,
     ExitCalled,
@@ -67,16 +89,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         })?),
         None => None,
     };
-    let format = match opts.format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
-    let mut out: Box<dyn Write> = match &opts.output {
-        Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
-            Failure::Message(format!("cannot write `{}`: {e}", path.display()))
-        })?)),
-        None => Box::new(io::BufWriter::new(io::stdout())),
-    };
+    let (format, mut out) = open_output(opts.format, opts.output.as_deref())?;
     // The child exists (held at its gate) before compiling, so its pid is in the filter.
     let mut child = match &opts.cmd {
         Some(cmd) => Some(
@@ -98,6 +111,19 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             max_keys: opts.max_keys,
         },
     )?;
+    // Created before anything is loaded, so a path that cannot be written stops the run
+    // before it starts.
+    let recorder = match &opts.record {
+        Some(path) => Some(
+            Recorder::create(path, &compiled, opts.max_keys).map_err(|e| {
+                Failure::Message(format!(
+                    "cannot write the recording `{}`: {e}",
+                    path.display()
+                ))
+            })?,
+        ),
+        None => None,
+    };
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -119,13 +145,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         None => None,
     };
     let maps = Maps::new(&compiled, &ebpf);
-    let mut session = Session {
-        maps: &maps,
-        format,
-        out: &mut *out,
-        exit: false,
-        garbled: 0,
-    };
+    let mut session = Session::new(&maps, format, &mut *out, recorder);
     let result = (|| -> io::Result<()> {
         if !opts.quiet {
             match format {
@@ -205,7 +225,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         };
         // Probes stop before `on end` and the final dump, so what is printed is one
         // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
-        maps.loaded.detach();
+        maps.detach();
         // A `-c` command that failed is worth one line: the output may be cut short by it.
         if let (Stop::ChildExited, Some(st)) =
             (&stop, child.as_mut().and_then(GatedChild::try_wait))
@@ -216,6 +236,10 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         }
         if let Some(rb) = ring.as_mut() {
             session.drain(rb)?;
+        }
+        // The maps as tracing left them, before `on end` can change them.
+        if let Some(r) = session.recorder.take() {
+            r.finish(&maps.store, &compiled)?;
         }
         session.exit = false;
         session.exec(&program.end)?;
@@ -257,16 +281,43 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) out: &'a mut dyn Write,
     pub(crate) exit: bool,
     pub(crate) garbled: u64,
+    /// `--record`: ring records are written as they arrive, maps when tracing stops.
+    pub(crate) recorder: Option<Recorder>,
 }
 
-impl Session<'_, '_> {
+impl<'a, 'm> Session<'a, 'm> {
+    pub(crate) fn new(
+        maps: &'a Maps<'m>,
+        format: Format,
+        out: &'a mut dyn Write,
+        recorder: Option<Recorder>,
+    ) -> Session<'a, 'm> {
+        Session {
+            maps,
+            format,
+            out,
+            exit: false,
+            garbled: 0,
+            recorder,
+        }
+    }
+
     pub(crate) fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
         while let Some(item) = rb.next() {
-            match records::decode(self.maps, &item) {
-                Record::Printf(text) => self.format.write_printf(self.out, &text)?,
-                Record::Exit => self.exit = true,
-                Record::Garbled => self.garbled += 1,
+            if let Some(r) = self.recorder.as_mut() {
+                r.ring(&item)?;
             }
+            self.record(&item)?;
+        }
+        Ok(())
+    }
+
+    /// One ring-buffer record: printed, or an exit request, or counted as unreadable.
+    pub(crate) fn record(&mut self, item: &[u8]) -> io::Result<()> {
+        match records::decode(self.maps, item) {
+            Record::Printf(text) => self.format.write_printf(self.out, &text)?,
+            Record::Exit => self.exit = true,
+            Record::Garbled => self.garbled += 1,
         }
         Ok(())
     }

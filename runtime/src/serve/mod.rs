@@ -147,13 +147,7 @@ fn serve(
     };
     let maps = Maps::new(&compiled, &loaded);
     let mut stdout = io::BufWriter::new(io::stdout());
-    let mut session = Session {
-        maps: &maps,
-        format,
-        out: &mut stdout,
-        exit: false,
-        garbled: 0,
-    };
+    let mut session = Session::new(&maps, format, &mut stdout, None);
     let result = (|| -> io::Result<()> {
         let program = &compiled.program;
         session.exec(&program.begin)?;
@@ -189,7 +183,7 @@ fn serve(
         // Stop answering before the final dump, so a scraper sees either live maps or nothing;
         // stop the probes too, so the dump is one consistent snapshot.
         drop(server);
-        maps.loaded.detach();
+        maps.detach();
         if let Some(rb) = ring.as_mut() {
             session.drain(rb)?;
         }

@@ -148,6 +148,21 @@ pub fn mmql() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mmql"))
 }
 
+/// Runs `mmql ARGS…` from the workspace root (no colour) to its end.
+pub fn mmql_output(args: &[&str]) -> std::process::Output {
+    Command::new(mmql())
+        .current_dir(workspace_root())
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("mmql runs")
+}
+
+/// Bytes of output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// Root of the cargo workspace (this crate lives one level below it).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,0 +1,51 @@
+//! `mmql replay RECORDING SCRIPT`: what a recorded run printed, printed again from the
+//! recording: its ring records in order (printf, exit), then `on end`, the exit dump and the
+//! loss report, through the same merging and printers as a live run. `every`/`after` blocks
+//! are not replayed: the recording has the maps only as tracing left them.
+
+use std::io;
+use std::path::Path;
+
+use mmql_compiler::lower::LowerOptions;
+use mmql_lang::Source;
+
+use super::maps::Maps;
+use super::record::{boot_id, uses_kernel_symbols, Recording};
+use super::store::Store;
+use super::{open_output, Session};
+use crate::cli::OutputFormat;
+use crate::commands::{Context, Failure};
+
+pub fn replay(
+    ctx: &Context,
+    recording: &Path,
+    src: &Source,
+    format: OutputFormat,
+    output: Option<&Path>,
+) -> Result<(), Failure> {
+    let rec = Recording::read(recording).map_err(Failure::Message)?;
+    // The same key cap as the recorded run: it is part of every map's definition.
+    let opts = LowerOptions {
+        pid: None,
+        max_keys: rec.max_keys,
+    };
+    let (compiled, _) = ctx.compile(src, &opts)?;
+    rec.check(&compiled).map_err(Failure::Message)?;
+    if uses_kernel_symbols(&compiled) && rec.boot_id.is_some() && rec.boot_id != boot_id() {
+        eprintln!("mmql: warning: the recording comes from another boot; kernel symbols and stacks are resolved against this one and may be wrong");
+    }
+    let (format, mut out) = open_output(format, output)?;
+    let maps = Maps::over(&compiled, Store::Replay(&rec));
+    let mut session = Session::new(&maps, format, &mut *out, None);
+    let result = (|| -> io::Result<()> {
+        for item in &rec.ring {
+            session.record(item)?;
+        }
+        session.exit = false;
+        session.exec(&compiled.program.end)?;
+        maps.write_exit_dump(format, session.out)?;
+        session.report_losses()?;
+        session.out.flush()
+    })();
+    result.map_err(|e| Failure::Message(format!("cannot print the replay: {e}")))
+}

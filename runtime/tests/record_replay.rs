@@ -1,0 +1,100 @@
+//! `--record` and `mmql replay` on a live run (root + BPF; skipped with a reason elsewhere):
+//! what replay prints from the recording equals what the run printed, for text and JSON, and
+//! a recording that cannot be written stops the run before anything is loaded.
+
+#[path = "faults/harness.rs"]
+mod harness;
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::{assert_clean, mmql, Watched};
+
+const SCRIPT: &str = r#"
+on kmem:mm_page_alloc where comm == "mmql-workload" {
+    printf("alloc %d\n", order)
+    @by_order[order] = count()
+    @by_comm[comm] = count()
+    @h = hist(order)
+    @s = stats(order)
+}
+on end { printf("end\n"); clear(@s) }
+"#;
+
+fn replay(rec: &std::path::Path, format: &str) -> String {
+    let out = Command::new(harness::mmql_bin())
+        .arg("replay")
+        .arg(rec)
+        .args(["-f", format, "-e", SCRIPT])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("mmql replay runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn replay_prints_what_the_run_printed() {
+    skip_unless_root_bpf!();
+    for format in ["text", "json"] {
+        let rec =
+            std::env::temp_dir().join(format!("mmql-record-{}-{format}.rec", std::process::id()));
+        // The workload's report goes to /dev/null: it shares mmql's stdout.
+        let cmd = format!(
+            "sh -c 'exec {} churn --pages 300 >/dev/null'",
+            support::workload().display()
+        );
+        let e = Watched::spawn(&mut mmql(&[
+            "-q",
+            "-f",
+            format,
+            "--record",
+            &rec.display().to_string(),
+            "-c",
+            &cmd,
+            "-e",
+            SCRIPT,
+        ]))
+        .finish(Duration::from_secs(60));
+        assert_eq!(e.code(), Some(0), "{}", e.dump());
+        assert!(
+            e.stdout.lines().filter(|l| l.contains("alloc ")).count() >= 300,
+            "{}",
+            e.dump()
+        );
+        let again = replay(&rec, format);
+        let _ = std::fs::remove_file(&rec);
+        assert_eq!(again, e.stdout, "{format}: replay differs from the run");
+        assert_clean(&e, "recorded run");
+    }
+}
+
+#[test]
+fn unwritable_recording_stops_before_loading() {
+    skip_unless_root_bpf!();
+    let e = Watched::spawn(&mut mmql(&[
+        "--record",
+        "/nonexistent-dir/x.rec",
+        "-e",
+        SCRIPT,
+    ]))
+    .finish(Duration::from_secs(30));
+    assert_eq!(e.code(), Some(1), "{}", e.dump());
+    assert_eq!(
+        e.mmql_lines(),
+        ["mmql: error: cannot write the recording `/nonexistent-dir/x.rec`: No such file or directory (os error 2)"],
+        "{}",
+        e.dump()
+    );
+    assert!(e.held.progs.is_empty(), "nothing was loaded: {:?}", e.held);
+}
