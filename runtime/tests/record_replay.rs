@@ -12,6 +12,7 @@ use std::time::Duration;
 use harness::{assert_clean, mmql, Watched};
 
 const SCRIPT: &str = r#"
+on begin { printf("%-8s %s\n", "EVENT", "ORDER") }
 on kmem:mm_page_alloc where comm == "mmql-workload" {
     printf("alloc %d\n", order)
     @by_order[order] = count()

@@ -1,12 +1,14 @@
 //! `mmql replay RECORDING SCRIPT`: what a recorded run printed, printed again from the
-//! recording: its ring records in order (printf, exit), then `on end`, the exit dump and the
-//! loss report, through the same merging and printers as a live run. `every`/`after` blocks
-//! are not replayed: the recording has the maps only as tracing left them.
+//! recording: `on begin`'s constant printf lines, the ring records in order (printf, exit),
+//! then `on end`, the exit dump and the loss report, through the same merging and printers as
+//! a live run. `every`/`after` blocks are not replayed: the recording has the maps only as
+//! tracing left them.
 
 use std::io;
 use std::path::Path;
 
 use mmql_compiler::lower::LowerOptions;
+use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
 
 use super::maps::Maps;
@@ -37,7 +39,17 @@ pub fn replay(
     let (format, mut out) = open_output(format, output)?;
     let maps = Maps::over(&compiled, Store::Replay(&rec));
     let mut session = Session::new(&maps, format, &mut *out, None);
+    // `on begin` ran before any event, so only what it printed from constants can be
+    // printed again: a map it read was empty then and is full now, and time() would be today.
+    let begin: Vec<UStmt> = compiled
+        .program
+        .begin
+        .iter()
+        .filter(|s| matches!(s, UStmt::Printf { args, .. } if !args.iter().any(|a| matches!(a, UArg::MapValue(_)))))
+        .cloned()
+        .collect();
     let result = (|| -> io::Result<()> {
+        session.exec(&begin)?;
         for item in &rec.ring {
             session.record(item)?;
         }
