@@ -26,6 +26,21 @@ fn on_churn(name: &str) -> recipes_common::Running {
     start_cmd(name, cmd, 60)
 }
 
+/// Pages the per-CPU lists of every zone and CPU may hold at most (`high_max` in
+/// /proc/zoneinfo, Linux 6.7+; `high` on older kernels).
+fn pcp_capacity() -> i64 {
+    let text = std::fs::read_to_string("/proc/zoneinfo").expect("/proc/zoneinfo");
+    let sum = |key: &str| -> i64 {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(key)?.trim().parse::<i64>().ok())
+            .sum()
+    };
+    match sum("high_max:") {
+        0 => sum("high:"),
+        n => n,
+    }
+}
+
 /// `allocated N pages, freed M pages, net K` lines plus the exit dump's last interval.
 fn balance(r: &Finished) -> (i64, i64) {
     let mut alloc = r.total("@alloc_pages");
@@ -89,9 +104,13 @@ fn page_recipes_count_the_churn() {
         .map(|(_, v)| v)
         .sum();
     assert!(allocs >= touched, "{}", done[2].describe());
+    // A refill moves a batch onto the per-CPU list; what the churn did not take before it
+    // exited stays there, so refills may pass the allocations by up to the lists' capacity
+    // (seen: 60 497 refilled for 60 279 allocated), never by more.
+    let slack = pcp_capacity();
     assert!(
-        refill > 0 && refill < allocs,
-        "pcp refill pages {refill} of {allocs}\n{}",
+        refill > 0 && refill <= allocs + slack,
+        "pcp refill pages {refill} of {allocs} (+ {slack} per-CPU list capacity)\n{}",
         done[2].describe()
     );
     // pcp-traffic: this kernel lacks the patch's events, says so, and counts drains exactly
