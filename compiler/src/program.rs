@@ -330,3 +330,20 @@ pub enum AggOp {
     Lhist(TExpr),
     Assign(TExpr),
 }
+
+impl AggOp {
+    /// The expression the aggregation reads, if any (`count()` reads none).
+    pub fn operand(&self) -> Option<&TExpr> {
+        match self {
+            AggOp::Count => None,
+            AggOp::Sum(e)
+            | AggOp::Min(e)
+            | AggOp::Max(e)
+            | AggOp::Avg(e)
+            | AggOp::Stats(e)
+            | AggOp::Hist(e)
+            | AggOp::Lhist(e)
+            | AggOp::Assign(e) => Some(e),
+        }
+    }
+}

@@ -4,23 +4,21 @@
 //! resolution, type checking, the printf checker and the plan renderer.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use mmql_compiler::explain::explain;
-use mmql_compiler::format::Catalog;
 use mmql_compiler::pipeline;
 use mmql_lang::diag::render;
 use mmql_lang::Source;
 
-fn catalog() -> &'static Catalog {
-    static CATALOG: OnceLock<Catalog> = OnceLock::new();
-    // Parsing the snapshot takes milliseconds; once per process, not once per input.
-    CATALOG.get_or_init(|| Catalog::from_snapshot().0)
-}
+#[path = "snapshot.rs"]
+mod snapshot;
+
+use snapshot::catalog;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let src = Source::new("fuzz.mmql", text);
     match pipeline::front_end(&src, catalog()) {
         Ok(checked) => {

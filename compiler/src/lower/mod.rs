@@ -228,17 +228,7 @@ fn uses(body: &[TStmt], stmt: &dyn Fn(&TStmt) -> bool, expr: &dyn Fn(&TExpr) -> 
                 TStmt::Let { value, .. } => expr_uses(value, expr),
                 TStmt::Update { keys, op, .. } => {
                     keys.iter().any(|k| expr_uses(k, expr))
-                        || match op {
-                            AggOp::Count => false,
-                            AggOp::Sum(e)
-                            | AggOp::Min(e)
-                            | AggOp::Max(e)
-                            | AggOp::Avg(e)
-                            | AggOp::Stats(e)
-                            | AggOp::Hist(e)
-                            | AggOp::Lhist(e)
-                            | AggOp::Assign(e) => expr_uses(e, expr),
-                        }
+                        || op.operand().is_some_and(|e| expr_uses(e, expr))
                 }
                 TStmt::Delete { keys, .. } => keys.iter().any(|k| expr_uses(k, expr)),
                 TStmt::If { cond, then, els } => {

@@ -231,17 +231,8 @@ impl Lowerer<'_> {
             return;
         }
         // Operands first: they may call helpers, and the element pointer must not wait on them.
-        let x = match op {
-            AggOp::Count => None,
-            AggOp::Sum(e)
-            | AggOp::Min(e)
-            | AggOp::Max(e)
-            | AggOp::Avg(e)
-            | AggOp::Stats(e)
-            | AggOp::Hist(e)
-            | AggOp::Lhist(e) => Some((self.value(e), e.ty.is_signed())),
-            AggOp::Assign(_) => None,
-        };
+        // (Assign returned above.)
+        let x = op.operand().map(|e| (self.value(e), e.ty.is_signed()));
         let bucket = match (op, x) {
             (AggOp::Hist(e), Some((v, signed))) => {
                 let bytes = match e.ty {

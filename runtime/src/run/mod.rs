@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
 use mmql_compiler::lower::layout::{counter, MapKind};
-use mmql_compiler::lower::LowerOptions;
+use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
 
@@ -71,6 +71,23 @@ pub(crate) fn open_output(
         None => Box::new(io::BufWriter::new(io::stdout())),
     };
     Ok((format, out))
+}
+
+/// The script's ring buffer, handed to aya's reader; None when no probe prints or exits.
+pub(crate) fn open_ring(
+    loaded: &mut load::Loaded,
+    compiled: &Compiled,
+) -> Result<Option<RingBuf<aya::maps::MapData>>, Failure> {
+    let Some(name) = &compiled.events_map else {
+        return Ok(None);
+    };
+    match loaded.take_ring(name) {
+        Some(Ok(rb)) => Ok(Some(rb)),
+        Some(Err(e)) => Err(Failure::Message(format!(
+            "cannot open the event ring buffer: {e}"
+        ))),
+        None => Err(Failure::Message("cannot open the event ring buffer".into())),
+    }
 }
 
 enum Stop {
@@ -132,18 +149,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         Ok(n) => n,
         Err(f) => return Err(load_failure(ctx, src, f)),
     };
-    let mut ring = match &compiled.events_map {
-        Some(name) => match ebpf.take_ring(name) {
-            Some(Ok(rb)) => Some(rb),
-            Some(Err(e)) => {
-                return Err(Failure::Message(format!(
-                    "cannot open the event ring buffer: {e}"
-                )))
-            }
-            None => return Err(Failure::Message("cannot open the event ring buffer".into())),
-        },
-        None => None,
-    };
+    let mut ring = open_ring(&mut ebpf, &compiled)?;
     let maps = Maps::new(&compiled, &ebpf);
     let mut session = Session::new(&maps, format, &mut *out, recorder);
     let result = (|| -> io::Result<()> {
@@ -200,14 +206,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
             }
-            if let Some(rb) = ring.as_mut() {
-                session.drain(rb)?;
-            }
-            // An exit() whose record met a full ring buffer still stops the run, at the
-            // wake-up the full buffer itself causes.
-            if compiled.probes_exit && maps.counter(counter::EXIT_DROPPED)? > 0 {
-                session.exit = true;
-            }
+            session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break Stop::Signal;
             }
@@ -237,15 +236,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         if let Some(rb) = ring.as_mut() {
             session.drain(rb)?;
         }
-        // The maps as tracing left them, before `on end` can change them.
-        if let Some(r) = session.recorder.take() {
-            r.finish(&maps.store, &compiled)?;
-        }
-        session.exit = false;
-        session.exec(&program.end)?;
-        maps.write_exit_dump(format, session.out)?;
-        session.report_losses()?;
-        session.out.flush()
+        session.finish()
     })();
     if let Some(c) = child.as_mut() {
         c.stop();
@@ -310,6 +301,37 @@ impl<'a, 'm> Session<'a, 'm> {
             self.record(&item)?;
         }
         Ok(())
+    }
+
+    /// Everything the probes sent since the last call: the ring buffer drained, and an
+    /// exit() whose record met a full ring buffer, which still stops the run at the wake-up
+    /// the full buffer itself causes.
+    pub(crate) fn take_events(
+        &mut self,
+        ring: Option<&mut RingBuf<aya::maps::MapData>>,
+    ) -> io::Result<()> {
+        if let Some(rb) = ring {
+            self.drain(rb)?;
+        }
+        if self.maps.compiled.probes_exit && self.maps.counter(counter::EXIT_DROPPED)? > 0 {
+            self.exit = true;
+        }
+        Ok(())
+    }
+
+    /// The end of every run, live or replayed, once the probes are detached and the ring
+    /// buffer drained: the recording's maps (before `on end` can change them), `on end`, the
+    /// exit dump, the loss report.
+    pub(crate) fn finish(&mut self) -> io::Result<()> {
+        let compiled = self.maps.compiled;
+        if let Some(r) = self.recorder.take() {
+            r.finish(&self.maps.store, compiled)?;
+        }
+        self.exit = false;
+        self.exec(&compiled.program.end)?;
+        self.maps.write_exit_dump(self.format, self.out)?;
+        self.report_losses()?;
+        self.out.flush()
     }
 
     /// One ring-buffer record: printed, or an exit request, or counted as unreadable.

@@ -53,11 +53,7 @@ pub fn replay(
         for item in &rec.ring {
             session.record(item)?;
         }
-        session.exit = false;
-        session.exec(&compiled.program.end)?;
-        maps.write_exit_dump(format, session.out)?;
-        session.report_losses()?;
-        session.out.flush()
+        session.finish()
     })();
     result.map_err(|e| Failure::Message(format!("cannot print the replay: {e}")))
 }

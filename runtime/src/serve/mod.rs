@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use mmql_compiler::lower::layout::counter;
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
@@ -27,7 +26,7 @@ use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
 use crate::run::timers::Schedule;
-use crate::run::{load_failure, Session};
+use crate::run::{load_failure, open_ring, Session};
 use metrics::{MapMetric, RuntimeStats};
 
 /// The longest the loop waits for a request while nothing else happens: the ring buffer and
@@ -114,18 +113,7 @@ fn serve(
             None
         }
     };
-    let mut ring = match &compiled.events_map {
-        Some(name) => match loaded.take_ring(name) {
-            Some(Ok(rb)) => Some(rb),
-            Some(Err(e)) => {
-                return Err(Failure::Message(format!(
-                    "cannot open the event ring buffer: {e}"
-                )))
-            }
-            None => return Err(Failure::Message("cannot open the event ring buffer".into())),
-        },
-        None => None,
-    };
+    let mut ring = open_ring(&mut loaded, &compiled)?;
     let bound = server.server_addr().to_ip().unwrap_or(addr);
     if !args.quiet {
         eprintln!(
@@ -166,12 +154,7 @@ fn serve(
             while let Some(req) = server.try_recv()? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
-            if let Some(rb) = ring.as_mut() {
-                session.drain(rb)?;
-            }
-            if compiled.probes_exit && maps.counter(counter::EXIT_DROPPED)? > 0 {
-                session.exit = true;
-            }
+            session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break;
             }
@@ -187,11 +170,7 @@ fn serve(
         if let Some(rb) = ring.as_mut() {
             session.drain(rb)?;
         }
-        session.exit = false;
-        session.exec(&program.end)?;
-        maps.write_exit_dump(session.format, session.out)?;
-        session.report_losses()?;
-        session.out.flush()
+        session.finish()
     })();
     drop(maps);
     drop(ring);
