@@ -153,7 +153,7 @@ fn ustmts(w: &mut String, p: &Program, body: &[UStmt]) {
             UStmt::Exit => "exit()".to_string(),
             UStmt::Time(f) => format!("time({f:?})"),
             UStmt::Printf { format, args } => {
-                let mut s = format!("printf({format:?}");
+                let mut s = format!("printf({:?}", format.text);
                 for a in args {
                     s.push_str(", ");
                     match a {
@@ -217,7 +217,7 @@ impl Cx<'_> {
                 }
                 TStmt::Printf { id, args } => {
                     let spec = &self.p.printfs[*id];
-                    let mut s = format!("printf({:?}", spec.format);
+                    let mut s = format!("printf({:?}", spec.format.text);
                     for shown in &spec.shown {
                         s.push_str(", ");
                         s.push_str(&self.shown(shown, args));

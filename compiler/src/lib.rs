@@ -9,6 +9,7 @@ pub mod explain;
 pub mod format;
 pub mod lower;
 pub mod pipeline;
+pub mod printf;
 pub mod program;
 pub mod resolve;
 pub mod types;

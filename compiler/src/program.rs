@@ -4,6 +4,7 @@
 
 use mmql_lang::Span;
 
+use crate::printf::Format;
 use crate::types::{Symtab, Type};
 
 pub type MapId = usize;
@@ -153,7 +154,7 @@ impl ValueKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrintfSpec {
-    pub format: String,
+    pub format: Format,
     /// The record's slots, in order: what the kernel writes (the `TStmt::Printf` arguments).
     pub args: Vec<Type>,
     /// What each conversion shows, in order: a slot as is, or a function of slots evaluated
@@ -200,7 +201,7 @@ pub enum UStmt {
     Print { map: MapId, top: Option<u64> },
     Clear(MapId),
     Zero(MapId),
-    Printf { format: String, args: Vec<UArg> },
+    Printf { format: Format, args: Vec<UArg> },
     Time(String),
     Exit,
 }

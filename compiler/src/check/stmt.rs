@@ -9,6 +9,7 @@ use mmql_stdlib::knowledge;
 use super::expr::{poison, AGGREGATIONS, USER_FUNCTIONS};
 use super::printf::check_printf;
 use super::{Checker, MapSlot, Scope};
+use crate::printf::Format;
 use crate::program::*;
 use crate::types::{Type, TypeDisplay};
 
@@ -470,7 +471,7 @@ impl Checker<'_> {
         args: &[Expr],
         span: Span,
         scope: &mut Scope,
-    ) -> Option<(String, Vec<TExpr>, Vec<Shown>)> {
+    ) -> Option<(Format, Vec<TExpr>, Vec<Shown>)> {
         let Some(Expr {
             node: ExprKind::Str(format),
             span: fmt_span,
@@ -516,11 +517,13 @@ impl Checker<'_> {
         if failed {
             return None;
         }
-        if let Err(d) = check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
-            self.report(d);
-            return None;
+        match check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
+            Ok(format) => Some((format, targs, shown)),
+            Err(d) => {
+                self.report(d);
+                None
+            }
         }
-        Some((format.clone(), targs, shown))
     }
 }
 
