@@ -181,7 +181,7 @@ impl Checker<'_> {
             }
             _ => {
                 let help = did_you_mean(f, ["print", "clear", "zero", "printf", "time", "exit"]);
-                let code = if super::expr::AGGREGATIONS.contains(&f) {
+                let code = if crate::agg::lookup(f).is_some() {
                     Code::E0210
                 } else {
                     Code::E0106
