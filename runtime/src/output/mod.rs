@@ -14,6 +14,7 @@
 // by tests.
 #![allow(dead_code, unused_imports)]
 
+pub mod heatmap;
 pub mod hist;
 pub mod json;
 pub mod printf;
