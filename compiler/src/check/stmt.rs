@@ -246,11 +246,20 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, k)| key_name(k, i))
             .collect();
-        let Some(&id) = self.map_index.get(&name) else {
-            let id = self.maps.len();
-            self.maps.push(MapSlot {
+        // Every write in an event probe was declared; a map is defined by its first write.
+        let id = match self.map_index.get(&name) {
+            Some(&id) => id,
+            None => {
+                self.map_index.insert(name.clone(), self.maps.len());
+                self.maps.push(None);
+                self.first_writes.push((span, None));
+                self.maps.len() - 1
+            }
+        };
+        let Some(slot) = &self.maps[id] else {
+            self.maps[id] = Some(MapSlot {
                 info: MapInfo {
-                    name: name.clone(),
+                    name,
                     keys: key_types,
                     key_names,
                     value,
@@ -258,13 +267,11 @@ impl Checker<'_> {
                     internal: false,
                     span: m.span,
                 },
-                defined_at: Some(span),
+                defined_at: span,
             });
-            self.map_index.insert(name, id);
             return Some(id);
         };
-        let slot = &self.maps[id];
-        let def = slot.defined_at.unwrap_or(span);
+        let def = slot.defined_at;
         let old = &slot.info;
         if old.keys.len() != key_types.len()
             || !old
@@ -311,7 +318,9 @@ impl Checker<'_> {
             return None;
         }
         // Widen string keys and values so every writer fits.
-        let info = &mut self.maps[id].info;
+        let Some(MapSlot { info, .. }) = self.maps[id].as_mut() else {
+            return None;
+        };
         for (a, b) in info.keys.iter_mut().zip(&key_types) {
             widen(a, b);
         }
@@ -321,9 +330,6 @@ impl Checker<'_> {
         if info.domain != domain {
             info.domain = None;
         }
-        if self.maps[id].defined_at.is_none() {
-            self.maps[id].defined_at = Some(span);
-        }
         Some(id)
     }
 
@@ -331,37 +337,50 @@ impl Checker<'_> {
         let name = m.display_name();
         let keys = self.map_keys(m, scope);
         let Some(&id) = self.map_index.get(&name) else {
-            if !self.silent {
-                let help = did_you_mean(&name, self.map_index.keys().map(String::as_str));
-                self.report(
-                    Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
-                        .at(m.span, "read here")
-                        .help_opt(help.or_else(|| {
-                            Some(
-                                "maps come to exist when a probe writes them: `@m[k] = ...`".into(),
-                            )
-                        })),
-                );
-            }
-            return poison(m.span);
-        };
-        let info = &self.maps[id].info;
-        let ValueKind::Last(ty) = &info.value else {
-            let kind = info.value.name();
+            let help = did_you_mean(&name, self.map_index.keys().map(String::as_str));
             self.report(
-                Diagnostic::error(Code::E0211, format!("`{name}` is a {kind} aggregation; it can't be read inside an event probe"))
+                Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
                     .at(m.span, "read here")
-                    .with_help("aggregations are merged across CPUs in userspace: print them from `every` or `on end`"),
+                    .help_opt(help.or_else(|| {
+                        Some("maps come to exist when a probe writes them: `@m[k] = ...`".into())
+                    })),
             );
             return poison(m.span);
         };
-        let ty = ty.clone();
-        if info.keys.len() != keys.len() {
-            let n = info.keys.len();
+        let (value, key_count) = match &self.maps[id] {
+            Some(slot) => (Some(slot.info.value.clone()), slot.info.keys.len()),
+            None => self.lookahead(id),
+        };
+        let ty = match value {
+            Some(ValueKind::Last(ty)) => ty,
+            Some(v) => {
+                let kind = v.name();
+                self.report(
+                    Diagnostic::error(Code::E0211, format!("`{name}` is a {kind} aggregation; it can't be read inside an event probe"))
+                        .at(m.span, "read here")
+                        .with_help("aggregations are merged across CPUs in userspace: print them from `every` or `on end`"),
+                );
+                return poison(m.span);
+            }
+            None => {
+                // The first write failed to check (reported there), or its value uses names
+                // of its own probe that a read elsewhere cannot see yet.
+                if let Some(&(at, _)) = self.first_writes.get(id) {
+                    self.report(
+                        Diagnostic::error(Code::E0216, format!("`{name}` is read before its type is known"))
+                            .at(m.span, "read here")
+                            .also(at, "first written here")
+                            .with_help("a map takes its type from its first write: write it with a value of a field, a builtin or a constant, or read it after that write"),
+                    );
+                }
+                return poison(m.span);
+            }
+        };
+        if key_count != keys.len() {
             self.report(
                 Diagnostic::error(
                     Code::E0205,
-                    format!("`{name}` has {n} key(s), read with {}", keys.len()),
+                    format!("`{name}` has {key_count} key(s), read with {}", keys.len()),
                 )
                 .at(m.span, "wrong key count"),
             );
@@ -371,6 +390,63 @@ impl Checker<'_> {
             kind: TExprKind::MapRead { map: id, keys },
             ty,
             span: m.span,
+        }
+    }
+
+    /// The value kind and key count of a map read before its first write is checked (a read
+    /// above the write in the same probe, or probes that read each other's maps): the first
+    /// write's value, typed in its own event and thrown away (the write itself is checked,
+    /// and reports, in its turn). `None` value when it does not type there.
+    fn lookahead(&mut self, id: MapId) -> (Option<ValueKind>, usize) {
+        let Some((_, Some(w))) = self.first_writes.get(id).cloned() else {
+            return (None, 0);
+        };
+        let keys = w.target.keys.len();
+        let agg = match &w.value {
+            None => Some(Agg::Sum),
+            Some(Expr {
+                node: ExprKind::Call { func, args },
+                ..
+            }) => agg::lookup(&func.node).and_then(|row| {
+                let consts: Vec<i64> = args.iter().filter_map(constant).collect();
+                (row.build)(&consts).ok().or_else(|| (row.build)(&[]).ok())
+            }),
+            Some(_) => None,
+        };
+        if let Some(a) = agg {
+            return (Some(ValueKind::Agg(a)), keys);
+        }
+        let catalog = self.catalog;
+        let (Some(value), Some(event)) = (&w.value, catalog.get(&w.event.0, &w.event.1)) else {
+            return (None, keys);
+        };
+        if self.looking_ahead.contains(&id) {
+            return (None, keys);
+        }
+        let begin = w
+            .begin
+            .as_ref()
+            .and_then(|b| catalog.get(&w.event.0, b))
+            .map(|begin| super::SpanScope {
+                begin,
+                saved: vec![],
+            });
+        let mut scope = Scope::new(Some(event), begin, format!("{}:{}", w.event.0, w.event.1));
+        let reported = self.diags.len();
+        self.looking_ahead.push(id);
+        for (name, e) in &w.lets {
+            let t = self.expr(e, &mut scope, None);
+            let local = scope.local_types.len();
+            scope.local_types.push(t.ty);
+            scope.local_names.push(name.clone());
+            scope.locals.push((name.clone(), local));
+        }
+        let t = self.expr(value, &mut scope, None);
+        self.looking_ahead.pop();
+        self.diags.truncate(reported);
+        match t.ty {
+            Type::Void | Type::Stack => (None, keys),
+            ty => (Some(ValueKind::Last(ty)), keys),
         }
     }
 

@@ -139,7 +139,11 @@ impl Checker<'_> {
                         ExprKind::Str(s) => UArg::Str(s.clone()),
                         ExprKind::Map(_) => {
                             let id = self.user_map(a)?;
-                            if !self.maps[id].info.keys.is_empty() {
+                            let keyed = match &self.maps[id] {
+                                Some(slot) => !slot.info.keys.is_empty(),
+                                None => self.first_writes.get(id).and_then(|w| w.1.as_ref()).is_some_and(|w| !w.target.keys.is_empty()),
+                            };
+                            if keyed {
                                 self.report(Diagnostic::error(Code::E0204, "only a map without keys has a single value to print").at(a.span, "a keyed map"));
                                 return None;
                             }
