@@ -5,9 +5,10 @@
 //! that read it (a map's type is its first write's), userspace blocks last. Kernel probe
 //! bodies are checked once per event they attach to, because two events may put the same
 //! field at different offsets; a mistake found for several events of one probe is reported
-//! once.
+//! once. What goes wrong is a typed `CheckError`; `error.rs` alone words it as a diagnostic.
 
 mod decl;
+mod error;
 mod expr;
 mod printf;
 mod stmt;
@@ -17,7 +18,7 @@ mod userfn;
 use std::collections::{HashMap, HashSet};
 
 use mmql_lang::ast::{ProbeKind, Script};
-use mmql_lang::diag::{Code, Diagnostic};
+use mmql_lang::diag::Diagnostic;
 use mmql_lang::Span;
 use mmql_stdlib::knowledge::SpanKey;
 
@@ -25,6 +26,7 @@ use crate::format::{Catalog, Event, Symbols};
 use crate::program::*;
 use crate::types::{Symtab, SymtabId, Type};
 use decl::{Decls, Shape};
+use error::CheckError;
 
 /// The result of a successful check: the program and any warnings or notes.
 pub struct Checked {
@@ -106,7 +108,8 @@ impl<'c> Checker<'c> {
         }
     }
 
-    pub(crate) fn report(&mut self, d: Diagnostic) {
+    pub(crate) fn report(&mut self, e: CheckError) {
+        let d = e.diagnostic(&self.symtabs);
         self.diags.push(d);
     }
 
@@ -128,14 +131,10 @@ impl<'c> Checker<'c> {
                         &mut seen_end
                     };
                     if let Some(first) = *slot {
-                        let d = Diagnostic::error(
-                            Code::E0113,
-                            "a script has at most one `on begin` and one `on end`",
-                        )
-                        .at(probe.head_span, "second one here")
-                        .also(first, "first one here")
-                        .with_help("merge the two blocks");
-                        self.report(d);
+                        self.report(CheckError::SecondBeginEnd {
+                            span: probe.head_span,
+                            first,
+                        });
                         continue;
                     }
                     *slot = Some(probe.head_span);
@@ -148,11 +147,7 @@ impl<'c> Checker<'c> {
                 }
                 ProbeKind::Every(d) | ProbeKind::After(d) => {
                     if d.node < 1_000_000 {
-                        self.report(
-                            Diagnostic::error(Code::E0215, "interval must be at least 1ms")
-                                .at(d.span, "too short")
-                                .with_help("timers run in userspace; use `1ms` or longer"),
-                        );
+                        self.report(CheckError::IntervalTooShort { span: d.span });
                     }
                     let body = self.user_block(&probe.body, probe.filter.as_ref());
                     let repeat = matches!(probe.kind, ProbeKind::Every(_));
@@ -168,19 +163,12 @@ impl<'c> Checker<'c> {
     }
 
     fn event_probe(&mut self, index: usize, probe: &mmql_lang::ast::Probe, decl: decl::ProbeDecl) {
-        for d in decl.resolve_diags {
-            self.report(d);
-        }
+        // Resolution words its own diagnostics (resolve.rs).
+        self.diags.extend(decl.resolve_diags);
         // One body, checked per event: what several events find alike is reported once.
         let before = self.diags.len();
         match decl.shape {
-            Shape::Mixed(at) => {
-                let d =
-                    Diagnostic::error(Code::E0109, "a span cannot share a probe with other events")
-                        .at(at, "this name is a begin/end span")
-                        .with_help("give the span its own `on` block");
-                self.report(d);
-            }
+            Shape::Mixed(at) => self.report(CheckError::SpanWithOtherEvents { span: at }),
             Shape::Span {
                 category,
                 begin,
@@ -361,11 +349,8 @@ impl<'c> Checker<'c> {
                 None if !self.diags.iter().any(Diagnostic::is_error) => {
                     let name = self.map_index.iter().find(|(_, &i)| i == id);
                     let name = name.map_or("?", |(n, _)| n.as_str()).to_string();
-                    let at = self.first_writes.get(id).map_or(Span::default(), |w| w.0);
-                    self.report(
-                        Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
-                            .at(at, "this write did not check"),
-                    );
+                    let span = self.first_writes.get(id).map_or(Span::default(), |w| w.0);
+                    self.report(CheckError::UndefinedWrite { name, span });
                 }
                 None => {}
             }

@@ -2,17 +2,18 @@
 //! `delete`, `exit`; and keeping every map's key and value types consistent.
 
 use mmql_lang::ast::{Block, Expr, ExprKind, MapRef, StmtKind, UpdateOp};
-use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
+use mmql_lang::diag::did_you_mean;
 use mmql_lang::Span;
 use mmql_stdlib::knowledge;
 
+use super::error::CheckError;
 use super::expr::{poison, USER_FUNCTIONS};
 use super::printf::check_printf;
 use super::{Checker, MapSlot, Scope};
 use crate::agg::{self, Agg, Param};
 use crate::printf::Format;
 use crate::program::*;
-use crate::types::{Type, TypeDisplay};
+use crate::types::Type;
 
 /// Most keys a map may have; each is a slot of the BPF map key.
 pub const MAX_KEYS: usize = 8;
@@ -44,14 +45,11 @@ impl Checker<'_> {
                     None
                 };
                 if let Some(what) = taken {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0111,
-                            format!("`{n}` is already {what}"),
-                        )
-                        .at(name.span, "pick another name")
-                        .with_help(format!("a `let` may not hide a field or builtin, so `{n}` means one thing throughout a probe")),
-                    );
+                    self.report(CheckError::LetShadows {
+                        name: n.to_string(),
+                        span: name.span,
+                        what,
+                    });
                 }
                 let v = self.expr(value, scope, None);
                 let id = scope.local_types.len();
@@ -123,11 +121,11 @@ impl Checker<'_> {
     fn number(&mut self, e: &Expr, scope: &mut Scope, what: &str) -> TExpr {
         let t = self.expr(e, scope, None);
         if !(t.ty.is_integer_like() || t.ty == Type::Void) {
-            let ty = super::a_type(&t.ty, &self.symtabs);
-            self.report(
-                Diagnostic::error(Code::E0204, format!("`{what}` needs a number"))
-                    .at(e.span, format!("this is {ty}")),
-            );
+            self.report(CheckError::NeedsNumber {
+                what: what.to_string(),
+                span: e.span,
+                ty: t.ty.clone(),
+            });
             return poison(t.span);
         }
         t
@@ -139,10 +137,7 @@ impl Checker<'_> {
             let v = self.expr(value, scope, None);
             if v.ty == Type::Stack {
                 // Stacks are fine as keys; as values they would need a second lookup.
-                self.report(
-                    Diagnostic::error(Code::E0204, "`kstack` can only be a map key")
-                        .at(value.span, "use `@m[kstack] = count()`"),
-                );
+                self.report(CheckError::StackAsValue { span: value.span });
                 return None;
             }
             let ty = v.ty.clone();
@@ -155,13 +150,12 @@ impl Checker<'_> {
             return Some((AggOp::Assign(v), ValueKind::Last(ty)));
         };
         if args.len() > row.params.len() || args.len() + row.optional < row.params.len() {
-            self.report(
-                Diagnostic::error(
-                    Code::E0203,
-                    format!("`{f}` called with {} argument(s)", args.len()),
-                )
-                .at(value.span, row.usage),
-            );
+            self.report(CheckError::AggregationArity {
+                name: f.to_string(),
+                given: args.len(),
+                span: value.span,
+                usage: row.usage,
+            });
             return None;
         }
         let mut operand = None;
@@ -172,11 +166,11 @@ impl Checker<'_> {
                 Param::Const { error, example } => match constant(a) {
                     Some(c) => consts.push(c),
                     None => {
-                        self.report(
-                            Diagnostic::error(Code::E0213, *error)
-                                .at(a.span, "not a constant")
-                                .with_help(*example),
-                        );
+                        self.report(CheckError::NotConstant {
+                            error,
+                            example,
+                            span: a.span,
+                        });
                         return None;
                     }
                 },
@@ -185,7 +179,11 @@ impl Checker<'_> {
         match (row.build)(&consts) {
             Ok(a) => Some((AggOp::Agg(operand), ValueKind::Agg(a))),
             Err((message, label)) => {
-                self.report(Diagnostic::error(Code::E0213, message).at(value.span, label));
+                self.report(CheckError::AggregationRule {
+                    message,
+                    label,
+                    span: value.span,
+                });
                 None
             }
         }
@@ -193,17 +191,12 @@ impl Checker<'_> {
 
     fn map_keys(&mut self, m: &MapRef, scope: &mut Scope) -> Vec<TExpr> {
         if m.keys.len() > MAX_KEYS {
-            self.report(
-                Diagnostic::error(
-                    Code::E0217,
-                    format!(
-                        "`{}` has {} keys; at most {MAX_KEYS}",
-                        m.display_name(),
-                        m.keys.len()
-                    ),
-                )
-                .at(m.span, "too many keys"),
-            );
+            self.report(CheckError::TooManyKeys {
+                name: m.display_name(),
+                count: m.keys.len(),
+                max: MAX_KEYS,
+                span: m.span,
+            });
         }
         m.keys
             .iter()
@@ -280,21 +273,14 @@ impl Checker<'_> {
                 .zip(&key_types)
                 .all(|(a, b)| compatible(a, b))
         {
-            let was: Vec<String> = old
-                .keys
-                .iter()
-                .map(|t| TypeDisplay(t, &self.symtabs).to_string())
-                .collect();
-            let now: Vec<String> = key_types
-                .iter()
-                .map(|t| TypeDisplay(t, &self.symtabs).to_string())
-                .collect();
-            self.report(
-                Diagnostic::error(Code::E0205, format!("`{name}` is used with different keys"))
-                    .at(m.span, format!("keys here: [{}]", now.join(", ")))
-                    .also(def, format!("keys first: [{}]", was.join(", ")))
-                    .with_help("use one map per key shape"),
-            );
+            let was = old.keys.clone();
+            self.report(CheckError::KeysDiffer {
+                name,
+                now: key_types,
+                was,
+                span: m.span,
+                first: def,
+            });
             return None;
         }
         let same_kind = match (&old.value, &value) {
@@ -302,19 +288,14 @@ impl Checker<'_> {
             (a, b) => a == b,
         };
         if !same_kind {
-            self.report(
-                Diagnostic::error(
-                    Code::E0206,
-                    format!(
-                        "`{name}` holds a {} here but a {} elsewhere",
-                        value.name(),
-                        old.value.name()
-                    ),
-                )
-                .at(span, format!("a {}", value.name()))
-                .also(def, format!("a {}", old.value.name()))
-                .with_help("use a separate map for each aggregation"),
-            );
+            let was = old.value.name();
+            self.report(CheckError::KindsDiffer {
+                name,
+                now: value.name(),
+                was,
+                span,
+                first: def,
+            });
             return None;
         }
         // Widen string keys and values so every writer fits.
@@ -337,14 +318,13 @@ impl Checker<'_> {
         let name = m.display_name();
         let keys = self.map_keys(m, scope);
         let Some(&id) = self.map_index.get(&name) else {
-            let help = did_you_mean(&name, self.map_index.keys().map(String::as_str));
-            self.report(
-                Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
-                    .at(m.span, "read here")
-                    .help_opt(help.or_else(|| {
-                        Some("maps come to exist when a probe writes them: `@m[k] = ...`".into())
-                    })),
-            );
+            let suggestion = did_you_mean(&name, self.map_index.keys().map(String::as_str));
+            self.report(CheckError::NeverWritten {
+                name,
+                span: m.span,
+                suggestion,
+                userspace: false,
+            });
             return poison(m.span);
         };
         let (value, key_count) = match &self.maps[id] {
@@ -354,36 +334,33 @@ impl Checker<'_> {
         let ty = match value {
             Some(ValueKind::Last(ty)) => ty,
             Some(v) => {
-                let kind = v.name();
-                self.report(
-                    Diagnostic::error(Code::E0211, format!("`{name}` is a {kind} aggregation; it can't be read inside an event probe"))
-                        .at(m.span, "read here")
-                        .with_help("aggregations are merged across CPUs in userspace: print them from `every` or `on end`"),
-                );
+                self.report(CheckError::AggregationRead {
+                    name,
+                    kind: v.name(),
+                    span: m.span,
+                });
                 return poison(m.span);
             }
             None => {
                 // The first write failed to check (reported there), or its value uses names
                 // of its own probe that a read elsewhere cannot see yet.
-                if let Some(&(at, _)) = self.first_writes.get(id) {
-                    self.report(
-                        Diagnostic::error(Code::E0216, format!("`{name}` is read before its type is known"))
-                            .at(m.span, "read here")
-                            .also(at, "first written here")
-                            .with_help("a map takes its type from its first write: write it with a value of a field, a builtin or a constant, or read it after that write"),
-                    );
+                if let Some(&(first, _)) = self.first_writes.get(id) {
+                    self.report(CheckError::ReadBeforeTyped {
+                        name,
+                        span: m.span,
+                        first,
+                    });
                 }
                 return poison(m.span);
             }
         };
         if key_count != keys.len() {
-            self.report(
-                Diagnostic::error(
-                    Code::E0205,
-                    format!("`{name}` has {key_count} key(s), read with {}", keys.len()),
-                )
-                .at(m.span, "wrong key count"),
-            );
+            self.report(CheckError::ReadKeyCount {
+                name,
+                keys: key_count,
+                given: keys.len(),
+                span: m.span,
+            });
             return poison(m.span);
         }
         TExpr {
@@ -471,10 +448,7 @@ impl Checker<'_> {
             }
             "exit" => {
                 if !args.is_empty() {
-                    self.report(
-                        Diagnostic::error(Code::E0203, "`exit()` takes no arguments")
-                            .at(e.span, "remove the arguments"),
-                    );
+                    self.report(CheckError::ExitArgs { span: e.span });
                 }
                 Some(TStmt::Exit)
             }
@@ -484,10 +458,7 @@ impl Checker<'_> {
                     ..
                 }] = args.as_slice()
                 else {
-                    self.report(
-                        Diagnostic::error(Code::E0204, "`delete` takes one map element")
-                            .at(e.span, "e.g. `delete(@start[tid])`"),
-                    );
+                    self.report(CheckError::DeleteShape { span: e.span });
                     return None;
                 };
                 let read = self.map_read(m, scope);
@@ -497,20 +468,16 @@ impl Checker<'_> {
                 Some(TStmt::Delete { map, keys })
             }
             f if USER_FUNCTIONS.contains(&f) => {
-                self.report(
-                    Diagnostic::error(Code::E0209, format!("`{f}()` runs in userspace, not in an event probe"))
-                        .at(e.span, "inside an event probe")
-                        .with_help(format!("call it from `every 5s {{ {f}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")),
-                );
+                self.report(CheckError::UserFnInProbe {
+                    name: f.to_string(),
+                    span: e.span,
+                });
                 None
             }
             _ => {
                 let v = self.expr(e, scope, None);
                 if v.ty != Type::Void {
-                    self.report(
-                        Diagnostic::error(Code::E0207, "this value is computed and thrown away")
-                            .at(e.span, "unused value"),
-                    );
+                    self.report(CheckError::UnusedValue { span: e.span });
                 }
                 None
             }
@@ -529,10 +496,9 @@ impl Checker<'_> {
             span: fmt_span,
         }) = args.first()
         else {
-            self.report(
-                Diagnostic::error(Code::E0204, "`printf` needs a format string first")
-                    .at(fspan.to(span), "e.g. `printf(\"%d\\n\", pid)`"),
-            );
+            self.report(CheckError::PrintfNeedsFormat {
+                span: fspan.to(span),
+            });
             return None;
         };
         // Printf-time functions (`zone_name(zone_start)`) send their value arguments as slots
@@ -569,7 +535,7 @@ impl Checker<'_> {
         if failed {
             return None;
         }
-        match check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
+        match check_printf(format, *fmt_span, &shown_types) {
             Ok(format) => Some((format, targs, shown)),
             Err(d) => {
                 self.report(d);
