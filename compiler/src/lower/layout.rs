@@ -196,39 +196,6 @@ pub fn layouts(p: &Program, max_keys: Option<u32>) -> Vec<MapLayout> {
         .collect()
 }
 
-/// The built-in maps every object carries after the script's own.
-pub fn builtin_defs(uses_stack: bool, uses_ringbuf: bool) -> Vec<MapDef> {
-    let mut v = vec![MapDef {
-        name: "mmql_counters".into(),
-        map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: counter::COUNT,
-        flags: 0,
-    }];
-    if uses_ringbuf {
-        v.push(MapDef {
-            name: "mmql_events".into(),
-            map_type: bpf::BPF_MAP_TYPE_RINGBUF,
-            key_size: 0,
-            value_size: 0,
-            max_entries: RINGBUF_BYTES,
-            flags: 0,
-        });
-    }
-    if uses_stack {
-        v.push(MapDef {
-            name: "mmql_stacks".into(),
-            map_type: bpf::BPF_MAP_TYPE_STACK_TRACE,
-            key_size: 4,
-            value_size: STACK_DEPTH * 8,
-            max_entries: STACK_ENTRIES,
-            flags: 0,
-        });
-    }
-    v
-}
-
 /// Is a type's value a string copied into a buffer (rather than a u64 in a register)?
 pub fn is_buffer(t: &Type) -> bool {
     matches!(t, Type::Str { .. })

@@ -78,10 +78,10 @@ pub(crate) fn open_ring(
     loaded: &mut load::Loaded,
     compiled: &Compiled,
 ) -> Result<Option<RingBuf<aya::maps::MapData>>, Failure> {
-    let Some(name) = &compiled.events_map else {
+    let Some(events) = compiled.roles.events else {
         return Ok(None);
     };
-    match loaded.take_ring(name) {
+    match loaded.take_ring(events) {
         Some(Ok(rb)) => Ok(Some(rb)),
         Some(Err(e)) => Err(Failure::Message(format!(
             "cannot open the event ring buffer: {e}"

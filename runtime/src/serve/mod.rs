@@ -227,8 +227,8 @@ impl Exporter {
             }
         }
         if self.stats.is_some() {
-            for p in &compiled.programs {
-                if let Some((run_count, run_time_ns)) = loaded.prog_stats(&p.def.name) {
+            for (i, p) in compiled.programs.iter().enumerate() {
+                if let Some((run_count, run_time_ns)) = loaded.prog_stats(i) {
                     stats.programs.push((
                         p.def.name.clone(),
                         format!("{}:{}", p.category, p.event),
