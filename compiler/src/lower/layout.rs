@@ -24,19 +24,8 @@ pub const RINGBUF_BYTES: u32 = 1 << 20;
 pub const STACK_ENTRIES: u32 = 4_096;
 pub const STACK_DEPTH: u32 = 127;
 
-/// Slots of the per-CPU counters map: what mmql counts instead of losing silently.
-pub mod counter {
-    pub const LOST_EVENTS: u32 = 0;
-    pub const MAP_FULL: u32 = 1;
-    pub const SPAN_FULL: u32 = 2;
-    pub const OUT_OF_DOMAIN: u32 = 3;
-    pub const STACK_FAILED: u32 = 4;
-    pub const SPAN_UNMATCHED: u32 = 5;
-    /// `exit()` calls whose record found the ring buffer full; not a loss: the runtime polls
-    /// this slot and stops as the record would have made it.
-    pub const EXIT_DROPPED: u32 = 6;
-    pub const COUNT: u32 = 8;
-}
+/// Slots of the per-CPU counters map (the table of losses is `super::losses`).
+pub use super::losses::counter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapKind {

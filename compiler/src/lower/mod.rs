@@ -4,6 +4,7 @@
 mod expr;
 pub mod ir;
 pub mod layout;
+pub mod losses;
 mod peephole;
 pub mod regalloc;
 pub mod roles;
