@@ -61,10 +61,7 @@ pub(crate) fn open_output(
     format: OutputFormat,
     output: Option<&std::path::Path>,
 ) -> Result<(Format, Box<dyn Write>), Failure> {
-    let format = match format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(format);
     let out: Box<dyn Write> = match output {
         Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
             Failure::Message(format!("cannot write `{}`: {e}", path.display()))
@@ -155,13 +152,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let mut session = Session::new(&maps, format, &mut *out, recorder);
     let result = (|| -> io::Result<()> {
         if !opts.quiet {
-            match format {
-                Format::Text => eprintln!(
-                    "Attached {attached} probe{}",
-                    if attached == 1 { "" } else { "s" }
-                ),
-                Format::Json => format.write_attached(session.out, attached)?,
-            }
+            format.write_attached(session.out, attached)?;
         }
         if let Some(c) = child.as_mut() {
             c.release()?;
@@ -330,7 +321,8 @@ impl<'a, 'm> Session<'a, 'm> {
         }
         self.exit = false;
         self.exec(&compiled.program.end)?;
-        self.maps.write_exit_dump(self.format, self.out)?;
+        self.format
+            .write_exit_dump(self.out, &mut self.maps.exit_dumps())?;
         self.report_losses()?;
         self.out.flush()
     }
@@ -389,22 +381,8 @@ impl<'a, 'm> Session<'a, 'm> {
             .unwrap_or(0);
         for loss in &LOSSES {
             let n = loss.count(&counters, self.garbled);
-            if n == 0 {
-                continue;
-            }
-            let what = loss.text;
-            match self.format {
-                Format::Text => {
-                    self.out.flush()?;
-                    if loss.key_cap_hint {
-                        eprintln!(
-                            "mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys"
-                        );
-                    } else {
-                        eprintln!("mmql: lost {n} {what}");
-                    }
-                }
-                Format::Json => self.format.write_lost(self.out, what, n)?,
+            if n > 0 {
+                self.format.write_lost(self.out, loss, n, cap)?;
             }
         }
         Ok(())

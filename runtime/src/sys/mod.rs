@@ -2,14 +2,10 @@
 //! `bpf(2)` on byte buffers, for maps whose layouts are only known when a script is compiled
 //! (aya's typed maps fix key and value types at Rust compile time).
 
-// The loader and map readers are being written alongside; until they call in, the binary
-// would warn about every item here.
-#![allow(dead_code, unused_imports)]
-
 pub mod map;
 pub mod prog;
 
-pub use map::{map_fd, possible_cpus, MapInfo, RawMap};
+pub use map::{possible_cpus, RawMap};
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
