@@ -4,11 +4,6 @@
 //! its maps read back through `sys::RawMap` with the numbers this process caused.
 //! Every test prints `SKIP: reason` and returns where the machine cannot run it.
 
-#[path = "../src/sys/mod.rs"]
-mod sys;
-#[path = "../src/verifier.rs"]
-mod verifier;
-
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -18,12 +13,13 @@ use std::sync::Mutex;
 use aya::maps::RingBuf;
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
+use mmql::sys::{self, RawMap};
+use mmql::verifier;
 use mmql_compiler::bpf::insn::{helper, AluOp, Insn, JmpOp, Size, R0, R1, R2, R3, R4, R6, R7};
 use mmql_compiler::bpf::{
     program_listing, write_object, write_object_with, MapDef, MapSection, ProgramDef,
     BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF,
 };
-use sys::RawMap;
 
 const R10: u8 = mmql_compiler::bpf::insn::R10;
 

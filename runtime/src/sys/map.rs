@@ -8,42 +8,8 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use super::{bpf, cmd, raw};
-
-/// `struct bpf_attr` arm for the `BPF_MAP_*_ELEM` and `BPF_MAP_GET_NEXT_KEY` commands.
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    /// `value`, or `next_key` for `BPF_MAP_GET_NEXT_KEY`.
-    value: u64,
-    flags: u64,
-}
-
-/// `struct bpf_attr` arm for `BPF_MAP_LOOKUP_BATCH`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// `struct bpf_attr` arm for `BPF_OBJ_GET_INFO_BY_FD`.
-#[repr(C)]
-#[derive(Default)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
-}
+use super::attr::{cmd, BatchAttr, ElemAttr, InfoAttr};
+use super::{bpf, raw};
 
 /// The head of `struct bpf_map_info`; the kernel copies only as much as we ask for.
 #[repr(C)]
