@@ -9,6 +9,7 @@ mod ksyms;
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+mod merge;
 pub(crate) mod record;
 pub(crate) mod records;
 pub(crate) mod replay;
