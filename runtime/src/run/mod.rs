@@ -90,6 +90,17 @@ pub(crate) fn open_ring(
     }
 }
 
+/// The longest one drain of the ring buffer prints before the loop looks at signals, timers,
+/// the deadline and the `-c` child again. Records can arrive faster than a slow terminal, a
+/// pipe or a debug build prints them; a drain that ran until the buffer was empty would then
+/// never return, and Ctrl-C would wait forever.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// Once tracing has stopped (probes detached, so nothing more arrives), the longest mmql spends
+/// printing what is still in the ring buffer; records left after that are counted, not
+/// printed, so a stop ends the run even behind output that cannot keep up.
+pub(crate) const FINAL_DRAIN: Duration = Duration::from_secs(1);
+
 enum Stop {
     Signal,
     ExitCalled,
@@ -171,17 +182,23 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         let start = Instant::now();
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
+        // Records the last slice left in the ring buffer: poll without waiting.
+        let mut pending = false;
         let stop = loop {
             if session.exit {
                 break Stop::ExitCalled;
             }
             let now = Instant::now();
             let wake = schedule.next_wake().into_iter().chain(deadline).min();
-            let timeout = wake.map_or(-1, |w| {
-                w.saturating_duration_since(now)
-                    .as_millis()
-                    .min(i32::MAX as u128) as i32
-            });
+            let timeout = if pending {
+                0
+            } else {
+                wake.map_or(-1, |w| {
+                    w.saturating_duration_since(now)
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32
+                })
+            };
             let mut fds = vec![libc::pollfd {
                 fd: signals.fd(),
                 events: libc::POLLIN,
@@ -206,7 +223,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
             }
-            session.take_events(ring.as_mut())?;
+            pending = session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break Stop::Signal;
             }
@@ -234,7 +251,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             }
         }
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
         session.finish()
     })();
@@ -272,6 +289,8 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) out: &'a mut dyn Write,
     pub(crate) exit: bool,
     pub(crate) garbled: u64,
+    /// Records still in the ring buffer when the final drain ran out of time.
+    pub(crate) unprinted: u64,
     /// `--record`: ring records are written as they arrive, maps when tracing stops.
     pub(crate) recorder: Option<Recorder>,
 }
@@ -289,34 +308,58 @@ impl<'a, 'm> Session<'a, 'm> {
             out,
             exit: false,
             garbled: 0,
+            unprinted: 0,
             recorder,
         }
     }
 
-    pub(crate) fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+    /// Prints ring-buffer records for at most `budget`; true if it stopped with time up (more
+    /// may be waiting), false once the buffer was empty.
+    fn drain(
+        &mut self,
+        rb: &mut RingBuf<aya::maps::MapData>,
+        budget: Duration,
+    ) -> io::Result<bool> {
+        let until = Instant::now() + budget;
         while let Some(item) = rb.next() {
             if let Some(r) = self.recorder.as_mut() {
                 r.ring(&item)?;
             }
             self.record(&item)?;
+            // An exit() ends the slice at once: the loop stops, then prints the rest.
+            if self.exit || Instant::now() >= until {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After the probes are detached: what is left in the ring buffer, printed for at most
+    /// `FINAL_DRAIN`, the rest counted as unprinted.
+    pub(crate) fn drain_rest(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+        if self.drain(rb, FINAL_DRAIN)? {
+            while rb.next().is_some() {
+                self.unprinted += 1;
+            }
         }
         Ok(())
     }
 
-    /// Everything the probes sent since the last call: the ring buffer drained, and an
-    /// exit() whose record met a full ring buffer, which still stops the run at the wake-up
-    /// the full buffer itself causes.
+    /// What the probes sent since the last call, one slice of it (`SLICE`): records printed,
+    /// and an exit() whose record met a full ring buffer, which still stops the run at the
+    /// wake-up the full buffer itself causes. True if records may still be waiting.
     pub(crate) fn take_events(
         &mut self,
         ring: Option<&mut RingBuf<aya::maps::MapData>>,
-    ) -> io::Result<()> {
-        if let Some(rb) = ring {
-            self.drain(rb)?;
-        }
+    ) -> io::Result<bool> {
+        let pending = match ring {
+            Some(rb) => self.drain(rb, SLICE)?,
+            None => false,
+        };
         if self.maps.compiled.probes_exit && self.maps.counter(counter::EXIT_DROPPED)? > 0 {
             self.exit = true;
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// The end of every run, live or replayed, once the probes are detached and the ring
@@ -395,6 +438,10 @@ impl<'a, 'm> Session<'a, 'm> {
                 "kernel stacks (stack map full)",
             ),
             (self.garbled, "ring buffer records (unreadable)"),
+            (
+                self.unprinted,
+                "ring buffer records (not printed: output too slow after the stop)",
+            ),
         ];
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;

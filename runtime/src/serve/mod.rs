@@ -141,12 +141,18 @@ fn serve(
         session.exec(&program.begin)?;
         session.out.flush()?;
         let mut schedule = Schedule::new(&program.timers, Instant::now());
+        // Records the last slice left in the ring buffer: look at requests without waiting.
+        let mut pending = false;
         while !session.exit {
             let now = Instant::now();
-            let wait = schedule
-                .next_wake()
-                .map_or(TICK, |at| at.saturating_duration_since(now))
-                .min(TICK);
+            let wait = if pending {
+                Duration::ZERO
+            } else {
+                schedule
+                    .next_wake()
+                    .map_or(TICK, |at| at.saturating_duration_since(now))
+                    .min(TICK)
+            };
             if let Some(req) = server.recv_timeout(wait)? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
@@ -154,7 +160,7 @@ fn serve(
             while let Some(req) = server.try_recv()? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
-            session.take_events(ring.as_mut())?;
+            pending = session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break;
             }
@@ -168,7 +174,7 @@ fn serve(
         drop(server);
         maps.detach();
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
         session.finish()
     })();
