@@ -3,7 +3,7 @@
 //! as its timeout; when tracing stops, detach, run `on end`, print every non-empty map, report
 //! losses.
 
-mod child;
+pub(crate) mod child;
 mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
@@ -31,7 +31,7 @@ use crate::cli::{OutputFormat, RunOpts};
 use crate::commands::{Context, Failure};
 use crate::output::value::Scalar;
 use crate::output::{printf, timefmt, Format};
-use child::GatedChild;
+use child::{GatedChild, TracedPid};
 use load::LoadFailure;
 use maps::Maps;
 use record::Recorder;
@@ -105,6 +105,7 @@ enum Stop {
     Signal,
     ExitCalled,
     ChildExited,
+    PidExited,
     Duration,
 }
 
@@ -125,6 +126,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 .map_err(|e| Failure::Message(format!("cannot start `{cmd}`: {e}")))?,
         ),
         None => None,
+    };
+    // `-p`: the process must exist, and its exit ends the run as the `-c` command's does.
+    let traced = match (&child, opts.pid) {
+        (None, Some(p)) => Some(TracedPid::open(p).map_err(Failure::Message)?),
+        _ => None,
     };
     let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
     // Signals are caught from before compiling: one arriving while the probes load or attach
@@ -163,7 +169,8 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let mut ring = open_ring(&mut ebpf, &compiled)?;
     let maps = Maps::new(&compiled, &ebpf);
     let mut session = Session::new(&maps, format, &mut *out, recorder);
-    let result = (|| -> io::Result<()> {
+    // Ok(Some(status)): the run completed, ended by a `-c` command that failed.
+    let result = (|| -> io::Result<Option<u8>> {
         if !opts.quiet {
             match format {
                 Format::Text => eprintln!(
@@ -218,6 +225,13 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                     revents: 0,
                 });
             }
+            if let Some(t) = &traced {
+                fds.push(libc::pollfd {
+                    fd: t.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -229,6 +243,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             }
             if child.as_mut().is_some_and(|c| c.try_wait().is_some()) {
                 break Stop::ChildExited;
+            }
+            if traced.as_ref().is_some_and(TracedPid::has_exited) {
+                break Stop::PidExited;
             }
             let now = Instant::now();
             for i in schedule.due(now) {
@@ -242,18 +259,22 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         // Probes stop before `on end` and the final dump, so what is printed is one
         // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
         maps.detach();
-        // A `-c` command that failed is worth one line: the output may be cut short by it.
+        // A `-c` command that failed is worth one line (the output may be cut short by it),
+        // and its status becomes mmql's, so scripts and CI notice.
+        let mut failed = None;
         if let (Stop::ChildExited, Some(st)) =
             (&stop, child.as_mut().and_then(GatedChild::try_wait))
         {
             if let Some(why) = child::describe_failure(st) {
                 format.write_notice(session.out, &format!("the command {why}"))?;
             }
+            failed = child::failure_status(st);
         }
         if let Some(rb) = ring.as_mut() {
             session.drain_rest(rb)?;
         }
-        session.finish()
+        session.finish()?;
+        Ok(failed)
     })();
     if let Some(c) = child.as_mut() {
         c.stop();
@@ -262,7 +283,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     drop(maps);
     drop(ring);
     drop(ebpf);
-    result.map_err(|e| Failure::Message(output_error(&e, opts)))
+    match result {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(Failure::Status(status)),
+        Err(e) => Err(Failure::Message(output_error(&e, opts))),
+    }
 }
 
 fn output_error(e: &io::Error, opts: &RunOpts) -> String {

@@ -22,6 +22,7 @@ use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
 use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
+use crate::run::child::TracedPid;
 use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
@@ -85,6 +86,12 @@ fn serve(
             args.listen
         ))
     })?;
+    // `--pid`: the process must exist; serving ends when it exits, as a run does.
+    let traced = args
+        .pid
+        .map(TracedPid::open)
+        .transpose()
+        .map_err(Failure::Message)?;
     let (compiled, _) = ctx.compile(
         src,
         &LowerOptions {
@@ -161,7 +168,7 @@ fn serve(
                 exporter.answer(req, &session, &compiled, &loaded);
             }
             pending = session.take_events(ring.as_mut())?;
-            if signals.take().is_some() {
+            if signals.take().is_some() || traced.as_ref().is_some_and(TracedPid::has_exited) {
                 break;
             }
             for i in schedule.due(Instant::now()) {
