@@ -286,6 +286,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     match result {
         Ok(None) => Ok(()),
         Ok(Some(status)) => Err(Failure::Status(status)),
+        // The reader went away (`mmql … | head -3`): the probes are detached above; end
+        // quietly, as other Unix tools do.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::Message(output_error(&e, opts))),
     }
 }

@@ -188,7 +188,11 @@ fn serve(
     drop(maps);
     drop(ring);
     drop(loaded);
-    result.map_err(|e| Failure::Message(format!("{e}; probes detached")))
+    match result {
+        // Whoever read stdout went away: the probes are detached above; end quietly.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::Message(format!("{e}; probes detached"))),
+    }
 }
 
 impl Exporter {
