@@ -71,6 +71,15 @@ impl MapLayout {
         !matches!(self.kind, MapKind::Hash)
     }
 
+    /// The value word (index) that marks an array slot as written, if it needs one. A hash
+    /// element exists only once written; an array slot always exists, and every aggregation
+    /// but `sum` leaves a non-zero word behind once written (a count, a set flag, a bucket
+    /// count). A sum can come to 0, so sum arrays store 1 in a word after the sum on every
+    /// update: one store, and `@zz = sum(0)` prints `@zz: 0` like a hash would.
+    pub fn written_word(&self, v: &ValueKind) -> Option<u32> {
+        array_marked(&self.kind, v).then(|| value_words(v))
+    }
+
     pub fn def(&self) -> MapDef {
         let (map_type, key_size) = match self.kind {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
@@ -105,6 +114,10 @@ pub fn value_words(v: &ValueKind) -> u32 {
         ValueKind::Last(t) => t.slot_size().div_ceil(8),
         ValueKind::SpanState { saved } => 1 + saved,
     }
+}
+
+fn array_marked(kind: &MapKind, v: &ValueKind) -> bool {
+    matches!(kind, MapKind::PerCpuArray { .. }) && matches!(v, ValueKind::Sum)
 }
 
 pub fn buckets(v: &ValueKind) -> u32 {
@@ -163,12 +176,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         },
         (_, Some((entries, domain))) => {
             let n = entries * buckets.max(1);
+            let kind = MapKind::PerCpuArray { entries: n };
+            let marker = if array_marked(&kind, &m.value) { 8 } else { 0 };
             MapLayout {
                 symbol,
-                kind: MapKind::PerCpuArray { entries: n },
+                kind,
                 key_size: 4,
                 key_offsets: offsets,
-                value_size,
+                value_size: value_size + marker,
                 buckets,
                 domain,
                 max_entries: n,

@@ -291,7 +291,18 @@ impl Lowerer<'_> {
                 self.add_word(v, 8, Src::V(x));
             }
             (AggOp::Count, _) => self.add_word(v, 0, Src::Imm(1)),
-            (AggOp::Sum(_), Some(x)) => self.add_word(v, 0, Src::V(x)),
+            (AggOp::Sum(_), Some(x)) => {
+                self.add_word(v, 0, Src::V(x));
+                let info = &self.p.maps[map];
+                if let Some(w) = layout.written_word(&info.value) {
+                    self.b.push(Op::Store {
+                        base: v,
+                        off: (w * 8) as i16,
+                        size: Size::DW,
+                        src: Src::Imm(1),
+                    });
+                }
+            }
             (AggOp::Avg(_), Some(x)) => {
                 self.add_word(v, 0, Src::V(x));
                 self.add_word(v, 8, Src::Imm(1));
