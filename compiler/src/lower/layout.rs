@@ -6,6 +6,7 @@
 //! gives its value words and buckets; buckets are one more key dimension, so every
 //! aggregation value fits in 32 bytes and a new entry can be zeroed on the 512-byte stack.
 
+use crate::agg::Agg;
 use crate::bpf::{self, MapDef};
 use crate::program::{MapInfo, Program, ValueKind};
 use crate::types::Type;
@@ -57,6 +58,15 @@ impl MapLayout {
         !matches!(self.kind, MapKind::Hash)
     }
 
+    /// The value word (index) that marks an array slot as written, if it needs one. A hash
+    /// element exists only once written; an array slot always exists, and every aggregation
+    /// but `sum` leaves a non-zero word behind once written (a count, a set flag, a bucket
+    /// count). A sum can come to 0, so sum arrays store 1 in a word after the sum on every
+    /// update: one store, and `@zz = sum(0)` prints `@zz: 0` like a hash would.
+    pub fn written_word(&self, v: &ValueKind) -> Option<u32> {
+        array_marked(&self.kind, v).then(|| value_words(v))
+    }
+
     pub fn def(&self) -> MapDef {
         let (map_type, key_size) = match self.kind {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
@@ -89,6 +99,10 @@ pub fn value_words(v: &ValueKind) -> u32 {
 
 fn buckets(v: &ValueKind) -> u32 {
     v.agg().map_or(0, |a| a.buckets())
+}
+
+fn array_marked(kind: &MapKind, v: &ValueKind) -> bool {
+    matches!(kind, MapKind::PerCpuArray { .. }) && matches!(v, ValueKind::Agg(Agg::Sum))
 }
 
 /// A kernel map name: `m<index>_<name>`, cut to 15 characters.
@@ -138,12 +152,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         },
         (_, Some((entries, domain))) => {
             let n = entries * buckets.max(1);
+            let kind = MapKind::PerCpuArray { entries: n };
+            let marker = if array_marked(&kind, &m.value) { 8 } else { 0 };
             MapLayout {
                 symbol,
-                kind: MapKind::PerCpuArray { entries: n },
+                kind,
                 key_size: 4,
                 key_offsets: offsets,
-                value_size,
+                value_size: value_size + marker,
                 buckets,
                 domain,
                 max_entries: n,

@@ -126,8 +126,9 @@ impl<'a> Maps<'a> {
         let layout = &self.compiled.layouts[id];
         let buckets = layout.buckets as usize;
         // A hash element exists only once written, so a sum that came to 0 is a real row
-        // (bpftrace prints it too); an array slot at 0 may never have been touched.
-        let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        // (bpftrace prints it too); an array slot is written when its marker word says so.
+        let hash = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        let marker = layout.written_word(&info.value).map(|w| w as usize);
         let mut dump = MapDump {
             name: info.name.clone(),
             key_names: info.key_names.clone(),
@@ -136,6 +137,7 @@ impl<'a> Maps<'a> {
         let mut sums = Vec::new();
         let mut push = |key: &[u8], acc: Acc<'_>| {
             let sum = acc.hist_sum;
+            let written = hash || acc.marked;
             let Some(value) = acc.finish(self, written) else {
                 return;
             };
@@ -181,12 +183,12 @@ impl<'a> Maps<'a> {
                 if buckets > 0 {
                     let acc = grouped
                         .entry(key_bytes)
-                        .or_insert_with(|| Acc::new(&info.value, buckets));
+                        .or_insert_with(|| Acc::new(&info.value, buckets, marker));
                     for cpu in value.chunks_exact(slot) {
                         acc.merge(cpu, bucket);
                     }
                 } else {
-                    let mut acc = Acc::new(&info.value, 0);
+                    let mut acc = Acc::new(&info.value, 0, marker);
                     for cpu in value.chunks_exact(slot) {
                         acc.merge(cpu, 0);
                     }

@@ -20,10 +20,14 @@ pub(super) struct Acc<'k> {
     /// Bucketed aggregations: the sum of the values counted, over all buckets and CPUs.
     pub(super) hist_sum: i128,
     last: Option<Vec<u8>>,
+    /// The value word marking a written array slot (`MapLayout::written_word`), and whether
+    /// any CPU's copy has it set.
+    marker: Option<usize>,
+    pub(super) marked: bool,
 }
 
 impl<'k> Acc<'k> {
-    pub(super) fn new(kind: &'k ValueKind, buckets: usize) -> Acc<'k> {
+    pub(super) fn new(kind: &'k ValueKind, buckets: usize, marker: Option<usize>) -> Acc<'k> {
         let merge = kind.agg().map_or(&[][..], |a| a.row().merge);
         let words = merge
             .iter()
@@ -40,11 +44,16 @@ impl<'k> Acc<'k> {
             buckets: vec![0; buckets],
             hist_sum: 0,
             last: None,
+            marker,
+            marked: false,
         }
     }
 
     pub(super) fn merge(&mut self, cpu: &[u8], bucket: usize) {
         let w = |i| word(cpu, i);
+        if let Some(m) = self.marker {
+            self.marked |= w(m) != 0;
+        }
         let ValueKind::Agg(agg) = self.kind else {
             self.last = Some(cpu.to_vec());
             return;
