@@ -1,10 +1,11 @@
 //! Reading script maps back: raw per-CPU bytes → merged `MapDump` rows with typed keys
 //! (enum and flag names, symbols, stacks), plus `clear`, `zero` and the loss counters.
+//! Nothing here prints: the printers in `output` take the dumps.
 //! Layouts come from the compiler, so reading can never disagree with writing.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
 use mmql_compiler::lower::roles::ObjectMap;
@@ -17,7 +18,6 @@ use super::load::Loaded;
 use super::merge::Acc;
 use super::store::Store;
 use crate::output::value::{MapDump, Scalar};
-use crate::output::Format;
 
 pub struct Maps<'a> {
     pub compiled: &'a Compiled,
@@ -201,20 +201,13 @@ impl<'a> Maps<'a> {
         Ok((dump, sums))
     }
 
-    /// The dump printed when tracing ends: every script map with rows, by name. Each map is
-    /// read just before it is printed and dropped after, so only the largest is ever held.
-    pub fn write_exit_dump(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    /// What the exit dump prints: every script map by name, each read only when the
+    /// iterator reaches it, so a printer that drops each after printing holds one at a time.
+    pub fn exit_dumps(&self) -> impl Iterator<Item = io::Result<MapDump>> + '_ {
         let maps = &self.compiled.program.maps;
         let mut ids: Vec<MapId> = (0..maps.len()).filter(|&i| !maps[i].internal).collect();
         ids.sort_by(|&a, &b| maps[a].name.cmp(&maps[b].name));
-        format.write_exit_start(out)?;
-        for id in ids {
-            let d = self.dump(id)?;
-            if !d.rows.is_empty() {
-                format.write_exit_map(out, &d)?;
-            }
-        }
-        Ok(())
+        ids.into_iter().map(|id| self.dump(id))
     }
 
     /// `clear(@m)`: removes every element (arrays: zeroes them).

@@ -62,10 +62,7 @@ pub(crate) fn open_output(
     format: OutputFormat,
     output: Option<&std::path::Path>,
 ) -> Result<(Format, Box<dyn Write>), Failure> {
-    let format = match format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(format);
     let out: Box<dyn Write> = match output {
         Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
             Failure::Message(format!("cannot write `{}`: {e}", path.display()))
@@ -174,13 +171,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     // Ok(Some(status)): the run completed, ended by a `-c` command that failed.
     let result = (|| -> io::Result<Option<u8>> {
         if !opts.quiet {
-            match format {
-                Format::Text => eprintln!(
-                    "Attached {attached} probe{}",
-                    if attached == 1 { "" } else { "s" }
-                ),
-                Format::Json => format.write_attached(session.out, attached)?,
-            }
+            format.write_attached(session.out, attached)?;
         }
         if let Some(c) = child.as_mut() {
             c.release()?;
@@ -402,7 +393,8 @@ impl<'a, 'm> Session<'a, 'm> {
         }
         self.exit = false;
         self.exec(&compiled.program.end)?;
-        self.maps.write_exit_dump(self.format, self.out)?;
+        self.format
+            .write_exit_dump(self.out, &mut self.maps.exit_dumps())?;
         self.report_losses()?;
         self.out.flush()
     }
@@ -465,22 +457,8 @@ impl<'a, 'm> Session<'a, 'm> {
             .unwrap_or(0);
         for loss in &LOSSES {
             let n = loss.count(&counters, runtime);
-            if n == 0 {
-                continue;
-            }
-            let what = loss.text;
-            match self.format {
-                Format::Text => {
-                    self.out.flush()?;
-                    if loss.key_cap_hint {
-                        eprintln!(
-                            "mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys"
-                        );
-                    } else {
-                        eprintln!("mmql: lost {n} {what}");
-                    }
-                }
-                Format::Json => self.format.write_lost(self.out, what, n)?,
+            if n > 0 {
+                self.format.write_lost(self.out, loss, n, cap)?;
             }
         }
         Ok(())

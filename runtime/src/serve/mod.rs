@@ -19,7 +19,7 @@ use mmql_lang::doc::Comments;
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
+use crate::cli::{RecipeOpts, ServeArgs};
 use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
@@ -140,10 +140,7 @@ fn serve(
         stats,
         requests: 0,
     };
-    let format = match args.format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(args.format);
     let maps = Maps::new(&compiled, &loaded);
     let mut stdout = io::BufWriter::new(io::stdout());
     let mut session = Session::new(&maps, format, &mut stdout, None);
