@@ -7,14 +7,13 @@ mod formats;
 mod output;
 mod run;
 mod serve;
-mod sys;
 mod userfn;
-mod verifier;
 mod zones;
 
 use std::process::ExitCode;
 
 use cli::Command;
+use mmql::{sys, verifier};
 
 fn main() -> ExitCode {
     // clap exits here on a usage error (status 2), honouring --color and NO_COLOR.

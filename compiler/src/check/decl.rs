@@ -88,7 +88,7 @@ pub(crate) fn declare(script: &Script, catalog: &Catalog) -> Decls {
         let mut plain = Vec::new();
         let mut spans = Vec::new();
         for p in patterns {
-            match resolve(&p.node, p.span, catalog) {
+            match resolve(p, catalog) {
                 Ok(res) => {
                     diags.extend(res.notes);
                     match res.resolved {

@@ -6,6 +6,7 @@
 //! gives its value words and buckets; buckets are one more key dimension, so every
 //! aggregation value fits in 32 bytes and a new entry can be zeroed on the 512-byte stack.
 
+use crate::agg::Agg;
 use crate::bpf::{self, MapDef};
 use crate::program::{MapInfo, Program, ValueKind};
 use crate::types::Type;
@@ -21,19 +22,8 @@ pub const RINGBUF_BYTES: u32 = 1 << 20;
 pub const STACK_ENTRIES: u32 = 4_096;
 pub const STACK_DEPTH: u32 = 127;
 
-/// Slots of the per-CPU counters map: what mmql counts instead of losing silently.
-pub mod counter {
-    pub const LOST_EVENTS: u32 = 0;
-    pub const MAP_FULL: u32 = 1;
-    pub const SPAN_FULL: u32 = 2;
-    pub const OUT_OF_DOMAIN: u32 = 3;
-    pub const STACK_FAILED: u32 = 4;
-    pub const SPAN_UNMATCHED: u32 = 5;
-    /// `exit()` calls whose record found the ring buffer full; not a loss: the runtime polls
-    /// this slot and stops as the record would have made it.
-    pub const EXIT_DROPPED: u32 = 6;
-    pub const COUNT: u32 = 8;
-}
+/// Slots of the per-CPU counters map (the table of losses is `super::losses`).
+pub use super::losses::counter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapKind {
@@ -69,6 +59,15 @@ impl MapLayout {
         !matches!(self.kind, MapKind::Hash)
     }
 
+    /// The value word (index) that marks an array slot as written, if it needs one. A hash
+    /// element exists only once written; an array slot always exists, and every aggregation
+    /// but `sum` leaves a non-zero word behind once written (a count, a set flag, a bucket
+    /// count). A sum can come to 0, so sum arrays store 1 in a word after the sum on every
+    /// update: one store, and `@zz = sum(0)` prints `@zz: 0` like a hash would.
+    pub fn written_word(&self, v: &ValueKind) -> Option<u32> {
+        array_marked(&self.kind, v).then(|| value_words(v))
+    }
+
     pub fn def(&self) -> MapDef {
         let (map_type, key_size) = match self.kind {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
@@ -101,6 +100,10 @@ pub fn value_words(v: &ValueKind) -> u32 {
 
 fn buckets(v: &ValueKind) -> u32 {
     v.agg().map_or(0, |a| a.buckets())
+}
+
+fn array_marked(kind: &MapKind, v: &ValueKind) -> bool {
+    matches!(kind, MapKind::PerCpuArray { .. }) && matches!(v, ValueKind::Agg(Agg::Sum))
 }
 
 /// A kernel map name: `m<index>_<name>`, cut to 15 characters.
@@ -154,12 +157,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         },
         (_, Some((entries, domain))) => {
             let n = entries * buckets.max(1);
+            let kind = MapKind::PerCpuArray { entries: n };
+            let marker = if array_marked(&kind, &m.value) { 8 } else { 0 };
             MapLayout {
                 symbol,
-                kind: MapKind::PerCpuArray { entries: n },
+                kind,
                 key_size: 4,
                 key_offsets: offsets,
-                value_size,
+                value_size: value_size + marker,
                 buckets,
                 domain,
                 max_entries: n,
@@ -185,39 +190,6 @@ pub fn layouts(p: &Program, max_keys: Option<u32>) -> Vec<MapLayout> {
         .enumerate()
         .map(|(i, m)| layout(i, m, max_keys))
         .collect()
-}
-
-/// The built-in maps every object carries after the script's own.
-pub fn builtin_defs(uses_stack: bool, uses_ringbuf: bool) -> Vec<MapDef> {
-    let mut v = vec![MapDef {
-        name: "mmql_counters".into(),
-        map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: counter::COUNT,
-        flags: 0,
-    }];
-    if uses_ringbuf {
-        v.push(MapDef {
-            name: "mmql_events".into(),
-            map_type: bpf::BPF_MAP_TYPE_RINGBUF,
-            key_size: 0,
-            value_size: 0,
-            max_entries: RINGBUF_BYTES,
-            flags: 0,
-        });
-    }
-    if uses_stack {
-        v.push(MapDef {
-            name: "mmql_stacks".into(),
-            map_type: bpf::BPF_MAP_TYPE_STACK_TRACE,
-            key_size: 4,
-            value_size: STACK_DEPTH * 8,
-            max_entries: STACK_ENTRIES,
-            flags: 0,
-        });
-    }
-    v
 }
 
 /// Is a type's value a string copied into a buffer (rather than a u64 in a register)?

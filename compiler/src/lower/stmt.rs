@@ -321,6 +321,14 @@ impl Lowerer<'_> {
                 }
             }
         }
+        if let Some(w) = layout.written_word(&self.p.maps[map].value) {
+            self.b.push(Op::Store {
+                base: v,
+                off: (w * 8) as i16,
+                size: Size::DW,
+                src: Src::Imm(1),
+            });
+        }
         self.b.place(skip);
     }
 

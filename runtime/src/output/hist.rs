@@ -31,6 +31,7 @@ pub const BAR_WIDTH: usize = 52;
 
 /// Reference implementation of the log2 bucket index for a signed value (what the BPF side
 /// computes; kept here so tests pin the convention).
+#[cfg(test)]
 pub fn log2_bucket(v: i64) -> usize {
     if v < 0 {
         0
@@ -40,6 +41,7 @@ pub fn log2_bucket(v: i64) -> usize {
 }
 
 /// Log2 bucket index for an unsigned value: 1 for 0, else `2 + floor(log2(v))`.
+#[cfg(test)]
 pub fn log2_bucket_u64(v: u64) -> usize {
     if v == 0 {
         1

@@ -110,11 +110,6 @@ pub fn write_warning(w: &mut dyn Write, msg: &str) -> io::Result<()> {
     write_msg(w, "warning", msg)
 }
 
-/// `{"type":"error","msg":...}`.
-pub fn write_error(w: &mut dyn Write, msg: &str) -> io::Result<()> {
-    write_msg(w, "error", msg)
-}
-
 /// `{"type":"lost","what":"events","count":12}`.
 pub fn write_lost(w: &mut dyn Write, what: &str, count: u64) -> io::Result<()> {
     let mut out = String::from(r#"{"type":"lost","what":"#);
@@ -489,10 +484,10 @@ mod tests {
         assert_eq!(parse(out), json!({"type": "time", "msg": "09:05:26\n"}));
 
         let mut out = Vec::new();
-        write_lost(&mut out, "events", 12).unwrap();
+        write_lost(&mut out, "events (ring buffer full)", 12).unwrap();
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            "{\"type\":\"lost\",\"what\":\"events\",\"count\":12}\n"
+            "{\"type\":\"lost\",\"what\":\"events (ring buffer full)\",\"count\":12}\n"
         );
         assert_eq!(parse(out)["count"], 12);
 
@@ -506,9 +501,5 @@ mod tests {
             parse(out),
             json!({"type": "warning", "msg": "map @x is full"})
         );
-
-        let mut out = Vec::new();
-        write_error(&mut out, "boom").unwrap();
-        assert_eq!(parse(out), json!({"type": "error", "msg": "boom"}));
     }
 }

@@ -146,14 +146,6 @@ impl AggValue {
             AggValue::Last(s) => s.clone(),
         }
     }
-
-    /// True for the aggregations printed as a bucket table rather than on one line.
-    pub fn is_histogram(&self) -> bool {
-        matches!(
-            self,
-            AggValue::Hist(_) | AggValue::Lhist { .. } | AggValue::Heatmap(_)
-        )
-    }
 }
 
 /// Total order on scalars so key order is deterministic even for odd mixes: numbers compare

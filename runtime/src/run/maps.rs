@@ -1,12 +1,14 @@
 //! Reading script maps back: raw per-CPU bytes → merged `MapDump` rows with typed keys
 //! (enum and flag names, symbols, stacks), plus `clear`, `zero` and the loss counters.
+//! Nothing here prints: the printers in `output` take the dumps.
 //! Layouts come from the compiler, so reading can never disagree with writing.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
+use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::Compiled;
 use mmql_compiler::program::MapId;
 use mmql_compiler::types::Type;
@@ -16,7 +18,6 @@ use super::load::Loaded;
 use super::merge::Acc;
 use super::store::Store;
 use crate::output::value::{MapDump, Scalar};
-use crate::output::Format;
 
 pub struct Maps<'a> {
     pub compiled: &'a Compiled,
@@ -76,13 +77,13 @@ impl<'a> Maps<'a> {
     }
 
     fn stack(&self, id: i64) -> String {
-        let Some(name) = &self.compiled.stack_map else {
+        let Some(stacks) = self.compiled.roles.stacks else {
             return String::new();
         };
         let found = (id >= 0)
             .then(|| {
                 self.store
-                    .lookup(name, &(id as u32).to_le_bytes())
+                    .lookup(stacks, &(id as u32).to_le_bytes())
                     .ok()
                     .flatten()
             })
@@ -104,9 +105,6 @@ impl<'a> Maps<'a> {
     /// Calls `f(key bytes, value bytes, slot size)` for every element of a map; per-CPU
     /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
     /// reading costs one batch of memory whatever the map's size.
-    fn each(&self, layout: &MapLayout, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
-        self.store.each(&layout.symbol, f)
-    }
 
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
         self.read(id, false).map(|(d, _)| d)
@@ -129,8 +127,9 @@ impl<'a> Maps<'a> {
         let buckets = layout.buckets as usize;
         let timed = info.value.agg().is_some_and(|a| a.row().timed);
         // A hash element exists only once written, so a sum that came to 0 is a real row
-        // (bpftrace prints it too); an array slot at 0 may never have been touched.
-        let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        // (bpftrace prints it too); an array slot is written when its marker word says so.
+        let hash = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        let marker = layout.written_word(&info.value).map(|w| w as usize);
         let mut dump = MapDump {
             name: info.name.clone(),
             key_names: info.key_names.clone(),
@@ -139,6 +138,7 @@ impl<'a> Maps<'a> {
         let mut sums = Vec::new();
         let mut push = |key: &[u8], acc: Acc<'_>| {
             let sum = acc.hist_sum;
+            let written = hash || acc.marked;
             let Some(value) = acc.finish(self, written) else {
                 return;
             };
@@ -158,81 +158,77 @@ impl<'a> Maps<'a> {
         };
         // key parts (as bytes) → merged buckets, for histograms only
         let mut grouped: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
-        self.each(layout, &mut |key, value, slot| {
-            let (key_bytes, bucket, slice) = match layout.kind {
-                MapKind::PerCpuArray { .. } => {
-                    let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
-                    let (k, b) = if buckets > 0 {
-                        (i / buckets, i % buckets)
-                    } else {
-                        (i, 0)
-                    };
-                    let kb = if info.keys.is_empty() {
-                        vec![]
-                    } else {
-                        (k as u64).to_le_bytes().to_vec()
-                    };
-                    (kb, b, 0)
+        self.store
+            .each(ObjectMap::script(id), &mut |key, value, slot| {
+                let (key_bytes, bucket, slice) = match layout.kind {
+                    MapKind::PerCpuArray { .. } => {
+                        let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
+                        let (k, b) = if buckets > 0 {
+                            (i / buckets, i % buckets)
+                        } else {
+                            (i, 0)
+                        };
+                        let kb = if info.keys.is_empty() {
+                            vec![]
+                        } else {
+                            (k as u64).to_le_bytes().to_vec()
+                        };
+                        (kb, b, 0)
+                    }
+                    // [keys, slice, bucket]
+                    _ if timed && key.len() >= 16 => {
+                        let split = key.len() - 16;
+                        let (slice, bucket) = (word(&key[split..], 0), word(&key[split..], 1));
+                        (key[..split].to_vec(), bucket as usize, slice)
+                    }
+                    _ if buckets > 0 => {
+                        let split = key.len() - 8;
+                        (key[..split].to_vec(), word(&key[split..], 0) as usize, 0)
+                    }
+                    _ => (key.to_vec(), 0, 0),
+                };
+                if buckets > 0 {
+                    let acc = grouped
+                        .entry(key_bytes)
+                        .or_insert_with(|| Acc::new(&info.value, buckets, marker));
+                    for cpu in value.chunks_exact(slot) {
+                        acc.merge(cpu, bucket, slice);
+                    }
+                } else {
+                    let mut acc = Acc::new(&info.value, 0, marker);
+                    for cpu in value.chunks_exact(slot) {
+                        acc.merge(cpu, 0, 0);
+                    }
+                    push(&key_bytes, acc);
                 }
-                // [keys, slice, bucket]
-                _ if timed && key.len() >= 16 => {
-                    let split = key.len() - 16;
-                    let (slice, bucket) = (word(&key[split..], 0), word(&key[split..], 1));
-                    (key[..split].to_vec(), bucket as usize, slice)
-                }
-                _ if buckets > 0 => {
-                    let split = key.len() - 8;
-                    (key[..split].to_vec(), word(&key[split..], 0) as usize, 0)
-                }
-                _ => (key.to_vec(), 0, 0),
-            };
-            if buckets > 0 {
-                let acc = grouped
-                    .entry(key_bytes)
-                    .or_insert_with(|| Acc::new(&info.value, buckets));
-                for cpu in value.chunks_exact(slot) {
-                    acc.merge(cpu, bucket, slice);
-                }
-            } else {
-                let mut acc = Acc::new(&info.value, 0);
-                for cpu in value.chunks_exact(slot) {
-                    acc.merge(cpu, 0, 0);
-                }
-                push(&key_bytes, acc);
-            }
-        })?;
+            })?;
         for (key, acc) in grouped {
             push(&key, acc);
         }
         Ok((dump, sums))
     }
 
-    /// The dump printed when tracing ends: every script map with rows, by name. Each map is
-    /// read just before it is printed and dropped after, so only the largest is ever held.
-    pub fn write_exit_dump(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    /// What the exit dump prints: every script map by name, each read only when the
+    /// iterator reaches it, so a printer that drops each after printing holds one at a time.
+    pub fn exit_dumps(&self) -> impl Iterator<Item = io::Result<MapDump>> + '_ {
         let maps = &self.compiled.program.maps;
         let mut ids: Vec<MapId> = (0..maps.len()).filter(|&i| !maps[i].internal).collect();
         ids.sort_by(|&a, &b| maps[a].name.cmp(&maps[b].name));
-        format.write_exit_start(out)?;
-        for id in ids {
-            let d = self.dump(id)?;
-            if !d.rows.is_empty() {
-                format.write_exit_map(out, &d)?;
-            }
-        }
-        Ok(())
+        ids.into_iter().map(|id| self.dump(id))
     }
 
     /// `clear(@m)`: removes every element (arrays: zeroes them).
     pub fn clear(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        self.store.clear(&layout.symbol, array_entries(layout))
+        self.store
+            .clear(ObjectMap::script(id), array_entries(layout))
     }
 
     /// `zero(@m)`: keeps the keys, zeroes the values.
     pub fn zero(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        self.store.zero(&layout.symbol, array_entries(layout))
+        self.store
+            .zero(ObjectMap::script(id), array_entries(layout))
     }
 
     /// The single value of a map without keys, for userspace printf.
@@ -245,7 +241,7 @@ impl<'a> Maps<'a> {
     pub fn counter(&self, slot: u32) -> io::Result<u64> {
         let found = self
             .store
-            .lookup(&self.compiled.counters_map, &slot.to_le_bytes())?;
+            .lookup(self.compiled.roles.counters, &slot.to_le_bytes())?;
         Ok(found.map_or(0, |(v, size)| v.chunks(size).map(|c| word(c, 0)).sum()))
     }
 

@@ -24,10 +24,14 @@ pub(super) struct Acc<'k> {
     /// Bucketed aggregations: the sum of the values counted, over all buckets and CPUs.
     pub(super) hist_sum: i128,
     last: Option<Vec<u8>>,
+    /// The value word marking a written array slot (`MapLayout::written_word`), and whether
+    /// any CPU's copy has it set.
+    marker: Option<usize>,
+    pub(super) marked: bool,
 }
 
 impl<'k> Acc<'k> {
-    pub(super) fn new(kind: &'k ValueKind, buckets: usize) -> Acc<'k> {
+    pub(super) fn new(kind: &'k ValueKind, buckets: usize, marker: Option<usize>) -> Acc<'k> {
         let merge = kind.agg().map_or(&[][..], |a| a.row().merge);
         let words = merge
             .iter()
@@ -45,12 +49,17 @@ impl<'k> Acc<'k> {
             slices: BTreeMap::new(),
             hist_sum: 0,
             last: None,
+            marker,
+            marked: false,
         }
     }
 
     /// Adds one CPU's copy of the element of `bucket` (and time `slice`, for timed rows).
     pub(super) fn merge(&mut self, cpu: &[u8], bucket: usize, slice: u64) {
         let w = |i| word(cpu, i);
+        if let Some(m) = self.marker {
+            self.marked |= w(m) != 0;
+        }
         let ValueKind::Agg(agg) = self.kind else {
             self.last = Some(cpu.to_vec());
             return;
