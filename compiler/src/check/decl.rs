@@ -9,22 +9,15 @@ use std::collections::HashMap;
 use mmql_lang::ast::{Block, Expr, ExprKind, MapRef, ProbeKind, Script, StmtKind};
 use mmql_lang::diag::Diagnostic;
 use mmql_lang::Span;
-use mmql_stdlib::knowledge::SpanKey;
 
 use crate::format::Catalog;
 use crate::program::MapId;
 use crate::resolve::{resolve, Resolved};
 
-/// What an event probe's patterns resolved to.
+/// What an event probe's patterns resolved to, together: plain events (de-duplicated, in
+/// pattern order) or one span.
 pub(crate) enum Shape {
-    /// Plain events (category, name), de-duplicated, in pattern order.
-    Events(Vec<(String, String)>),
-    Span {
-        category: String,
-        begin: String,
-        end: String,
-        key: SpanKey,
-    },
+    Resolved(Resolved),
     /// A span written beside other events: an error at the span's pattern.
     Mixed(Span),
 }
@@ -107,38 +100,40 @@ pub(crate) fn declare(script: &Script, catalog: &Catalog) -> Decls {
         let shape = if !spans.is_empty() && (spans.len() > 1 || !plain.is_empty()) {
             Shape::Mixed(spans[0].0)
         } else if let Some((_, category, begin, end, key)) = spans.pop() {
-            Shape::Span {
+            Shape::Resolved(Resolved::Span {
                 category,
                 begin,
                 end,
                 key,
-            }
+            })
         } else {
             plain.dedup();
-            Shape::Events(plain)
+            Shape::Resolved(Resolved::Events(plain))
         };
         let checked = match &shape {
-            Shape::Events(evs) => evs.iter().any(|(c, n)| catalog.get(c, n).is_some()),
-            Shape::Span {
+            Shape::Resolved(Resolved::Events(evs)) => {
+                evs.iter().any(|(c, n)| catalog.get(c, n).is_some())
+            }
+            Shape::Resolved(Resolved::Span {
                 category,
                 begin,
                 end,
                 ..
-            } => catalog.get(category, begin).is_some() && catalog.get(category, end).is_some(),
+            }) => catalog.get(category, begin).is_some() && catalog.get(category, end).is_some(),
             Shape::Mixed(_) => false,
         };
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
         let scope = match &shape {
-            Shape::Events(evs) => evs
+            Shape::Resolved(Resolved::Events(evs)) => evs
                 .iter()
                 .find(|(c, n)| catalog.get(c, n).is_some())
                 .map(|ev| (ev.clone(), None)),
-            Shape::Span {
+            Shape::Resolved(Resolved::Span {
                 category,
                 begin,
                 end,
                 ..
-            } if checked => Some(((category.clone(), end.clone()), Some(begin.clone()))),
+            }) if checked => Some(((category.clone(), end.clone()), Some(begin.clone()))),
             _ => None,
         };
         if let Some((event, begin)) = scope {
@@ -154,7 +149,7 @@ pub(crate) fn declare(script: &Script, catalog: &Catalog) -> Decls {
                 lets: Vec::new(),
             };
             w.block(&probe.body);
-            if matches!(shape, Shape::Span { .. }) {
+            if matches!(shape, Shape::Resolved(Resolved::Span { .. })) {
                 d.declare(span_state_name(index), probe.head_span, None);
             }
         }

@@ -24,6 +24,7 @@ use mmql_stdlib::knowledge::SpanKey;
 
 use crate::format::{Catalog, Event, Symbols};
 use crate::program::*;
+use crate::resolve::Resolved;
 use crate::types::{Symtab, SymtabId, Type};
 use decl::{Decls, Shape};
 use error::CheckError;
@@ -169,13 +170,13 @@ impl<'c> Checker<'c> {
         let before = self.diags.len();
         match decl.shape {
             Shape::Mixed(at) => self.report(CheckError::SpanWithOtherEvents { span: at }),
-            Shape::Span {
+            Shape::Resolved(Resolved::Span {
                 category,
                 begin,
                 end,
                 key,
-            } => self.span_probe(index, probe, &category, &begin, &end, key),
-            Shape::Events(plain) => self.plain_probe(index, probe, plain),
+            }) => self.span_probe(index, probe, &category, &begin, &end, key),
+            Shape::Resolved(Resolved::Events(plain)) => self.plain_probe(index, probe, plain),
         }
         let mut seen = HashSet::new();
         let found = self.diags.split_off(before);
@@ -289,17 +290,21 @@ impl<'c> Checker<'c> {
         });
     }
 
+    /// The id the declarations gave map `name` (every write in an event probe and every
+    /// span state is declared; a new one is added at the end should one not be).
+    pub(crate) fn declared_id(&mut self, name: &str, span: Span) -> MapId {
+        if let Some(&id) = self.map_index.get(name) {
+            return id;
+        }
+        self.map_index.insert(name.to_string(), self.maps.len());
+        self.maps.push(None);
+        self.first_writes.push((span, None));
+        self.maps.len() - 1
+    }
+
     /// A span's state map, under the id its declaration gave it.
     fn internal_map(&mut self, name: &str, value: ValueKind, span: Span) -> MapId {
-        let id = match self.map_index.get(name) {
-            Some(&id) => id,
-            None => {
-                self.map_index.insert(name.to_string(), self.maps.len());
-                self.maps.push(None);
-                self.first_writes.push((span, None));
-                self.maps.len() - 1
-            }
-        };
+        let id = self.declared_id(name, span);
         self.maps[id] = Some(MapSlot {
             info: MapInfo {
                 name: name.to_string(),

@@ -239,16 +239,8 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, k)| key_name(k, i))
             .collect();
-        // Every write in an event probe was declared; a map is defined by its first write.
-        let id = match self.map_index.get(&name) {
-            Some(&id) => id,
-            None => {
-                self.map_index.insert(name.clone(), self.maps.len());
-                self.maps.push(None);
-                self.first_writes.push((span, None));
-                self.maps.len() - 1
-            }
-        };
+        // A map is defined by its first write.
+        let id = self.declared_id(&name, span);
         let Some(slot) = &self.maps[id] else {
             self.maps[id] = Some(MapSlot {
                 info: MapInfo {
