@@ -15,8 +15,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod hist;
+pub mod html;
 pub mod json;
 pub mod printf;
+pub mod report;
 pub mod text;
 pub mod timefmt;
 pub mod value;

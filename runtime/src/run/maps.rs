@@ -200,8 +200,14 @@ impl<'a> Maps<'a> {
     }
 
     /// The dump printed when tracing ends: every script map with rows, by name. Each map is
-    /// read just before it is printed and dropped after, so only the largest is ever held.
-    pub fn write_exit_dump(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    /// read just before it is printed (and handed to `also`, for reports) and dropped after,
+    /// so only the largest is ever held.
+    pub fn write_exit_dump(
+        &self,
+        format: Format,
+        out: &mut dyn Write,
+        also: &mut dyn FnMut(&MapDump),
+    ) -> io::Result<()> {
         let maps = &self.compiled.program.maps;
         let mut ids: Vec<MapId> = (0..maps.len()).filter(|&i| !maps[i].internal).collect();
         ids.sort_by(|&a, &b| maps[a].name.cmp(&maps[b].name));
@@ -210,6 +216,7 @@ impl<'a> Maps<'a> {
             let d = self.dump(id)?;
             if !d.rows.is_empty() {
                 format.write_exit_map(out, &d)?;
+                also(&d);
             }
         }
         Ok(())

@@ -11,6 +11,7 @@ pub(crate) mod load;
 pub(crate) mod maps;
 pub(crate) mod record;
 pub(crate) mod records;
+mod reports;
 pub(crate) mod replay;
 pub(crate) mod signals;
 pub(crate) mod store;
@@ -36,6 +37,7 @@ use load::LoadFailure;
 use maps::Maps;
 use record::Recorder;
 use records::Record;
+pub(crate) use reports::Reports;
 use signals::SignalPipe;
 use timers::Schedule;
 
@@ -141,6 +143,8 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
+    let reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
+        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -152,6 +156,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let mut ring = open_ring(&mut ebpf, &compiled)?;
     let maps = Maps::new(&compiled, &ebpf);
     let mut session = Session::new(&maps, format, &mut *out, recorder);
+    session.reports = reports;
     let result = (|| -> io::Result<()> {
         if !opts.quiet {
             match format {
@@ -169,6 +174,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         session.exec(&program.begin)?;
         session.out.flush()?;
         let start = Instant::now();
+        session.reports.start();
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
         let stop = loop {
@@ -274,6 +280,8 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) garbled: u64,
     /// `--record`: ring records are written as they arrive, maps when tracing stops.
     pub(crate) recorder: Option<Recorder>,
+    /// `--html`: what the run printed, kept for the files written at its end.
+    pub(crate) reports: Reports,
 }
 
 impl<'a, 'm> Session<'a, 'm> {
@@ -290,6 +298,7 @@ impl<'a, 'm> Session<'a, 'm> {
             exit: false,
             garbled: 0,
             recorder,
+            reports: Reports::default(),
         }
     }
 
@@ -329,15 +338,25 @@ impl<'a, 'm> Session<'a, 'm> {
         }
         self.exit = false;
         self.exec(&compiled.program.end)?;
-        self.maps.write_exit_dump(self.format, self.out)?;
-        self.report_losses()?;
-        self.out.flush()
+        let reports = &mut self.reports;
+        if reports.wants_maps() {
+            self.maps
+                .write_exit_dump(self.format, self.out, &mut |d| reports.exit_map(d))?;
+        } else {
+            self.maps.write_exit_dump(self.format, self.out, &mut |_| {})?;
+        }
+        let losses = self.report_losses()?;
+        self.out.flush()?;
+        self.reports.finish(&losses)
     }
 
     /// One ring-buffer record: printed, or an exit request, or counted as unreadable.
     pub(crate) fn record(&mut self, item: &[u8]) -> io::Result<()> {
         match records::decode(self.maps, item) {
-            Record::Printf(text) => self.format.write_printf(self.out, &text)?,
+            Record::Printf(text) => {
+                self.format.write_printf(self.out, &text)?;
+                self.reports.printf(&text);
+            }
             Record::Exit => self.exit = true,
             Record::Garbled => self.garbled += 1,
         }
@@ -363,8 +382,9 @@ impl<'a, 'm> Session<'a, 'm> {
                             UArg::MapValue(m) => self.maps.value(*m)?,
                         });
                     }
-                    self.format
-                        .write_printf(self.out, &printf::format(format, &vals))?;
+                    let text = printf::format(format, &vals);
+                    self.format.write_printf(self.out, &text)?;
+                    self.reports.printf(&text);
                 }
                 UStmt::Time(f) => self.format.write_time(self.out, &timefmt::format_now(f))?,
                 UStmt::Exit => self.exit = true,
@@ -373,8 +393,9 @@ impl<'a, 'm> Session<'a, 'm> {
         Ok(())
     }
 
-    /// Everything mmql counted instead of dropping silently.
-    pub(crate) fn report_losses(&mut self) -> io::Result<()> {
+    /// Everything mmql counted instead of dropping silently; returned as reported, for the
+    /// reports written after.
+    pub(crate) fn report_losses(&mut self) -> io::Result<Vec<(u64, String)>> {
         let c = self.maps.counters()?;
         let items = [
             (
@@ -406,8 +427,10 @@ impl<'a, 'm> Session<'a, 'm> {
             .map(|(l, _)| l.max_entries)
             .max()
             .unwrap_or(0);
+        let mut reported = Vec::new();
         for (i, (n, what)) in items.into_iter().enumerate() {
             if n > 0 {
+                reported.push((n, what.to_string()));
                 match self.format {
                     Format::Text => {
                         self.out.flush()?;
@@ -421,7 +444,7 @@ impl<'a, 'm> Session<'a, 'm> {
                 }
             }
         }
-        Ok(())
+        Ok(reported)
     }
 }
 
