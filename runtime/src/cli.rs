@@ -68,6 +68,10 @@ pub struct RunOpts {
     /// chart or table, the printed lines.
     #[arg(long = "html", value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Also write a Perfetto trace of the run to FILE: every span as a slice on its thread,
+    /// every printf line as an instant, every count/sum map printed by `every` as a counter.
+    #[arg(long = "perfetto", value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
     /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.

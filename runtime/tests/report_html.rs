@@ -26,7 +26,13 @@ fn expected(json: &[Value]) -> (usize, usize, usize) {
     let (mut charts, mut rows, mut lines) = (0, 0, 0);
     for v in json {
         match v["type"].as_str() {
-            Some("printf") => lines += v["msg"].as_str().unwrap_or("").split_inclusive('\n').count(),
+            Some("printf") => {
+                lines += v["msg"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_inclusive('\n')
+                    .count()
+            }
             Some("map") => {
                 let hist = matches!(v["kind"].as_str(), Some("hist" | "lhist"));
                 let keyed = !v["keys"].as_array().is_none_or(|k| k.is_empty());
@@ -62,9 +68,21 @@ fn check_page(page: &Path, json: &[Value]) -> String {
     );
     let dom = &loaded.dom;
     let (charts, rows, lines) = expected(json);
-    assert_eq!(dom.matches("<svg class=\"chart\"").count(), charts, "charts");
-    assert_eq!(dom.matches("<tr class=\"row\">").count(), rows, "table rows");
-    assert_eq!(dom.matches("<tr class=\"line\">").count(), lines, "printf rows");
+    assert_eq!(
+        dom.matches("<svg class=\"chart\"").count(),
+        charts,
+        "charts"
+    );
+    assert_eq!(
+        dom.matches("<tr class=\"row\">").count(),
+        rows,
+        "table rows"
+    );
+    assert_eq!(
+        dom.matches("<tr class=\"line\">").count(),
+        lines,
+        "printf rows"
+    );
     loaded.dom
 }
 
@@ -102,7 +120,10 @@ fn replayed_run_report_renders() {
     assert!(out.status.success(), "{out:?}");
     let json = json_lines(&support::text(&out.stdout));
     let (charts, _, lines) = expected(&json);
-    assert!(charts > 0 && lines > 0, "the recording has charts and lines");
+    assert!(
+        charts > 0 && lines > 0,
+        "the recording has charts and lines"
+    );
     let dom = check_page(&page, &json);
     assert!(dom.contains("@latency_us[memcg]"), "one chart per key");
     let _ = std::fs::remove_file(&page);
@@ -157,8 +178,11 @@ fn live_reclaim_report_renders() {
     let bytes = std::fs::read(&png).expect("screenshot");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000);
     if std::env::var_os("MMQL_DOCS_SHOTS").is_some_and(|v| v == "1") {
-        std::fs::copy(&png, support::workspace_root().join("docs/img/html-report.png"))
-            .expect("docs/img");
+        std::fs::copy(
+            &png,
+            support::workspace_root().join("docs/img/html-report.png"),
+        )
+        .expect("docs/img");
     }
     let _ = std::fs::remove_file(&png);
     let _ = std::fs::remove_file(&page);

@@ -7,6 +7,7 @@ pub mod layout;
 mod peephole;
 pub mod regalloc;
 mod stmt;
+pub mod timeline;
 
 use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
@@ -36,6 +37,8 @@ pub struct LowerOptions {
     pub pid: Option<u32>,
     /// `--max-keys`: the key cap of every script hash map (`layout::HASH_ENTRIES` if None).
     pub max_keys: Option<u32>,
+    /// `--perfetto`: stamp every record and send one per span end (`timeline.rs`).
+    pub timeline: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +65,8 @@ pub struct Compiled {
     /// requests a full ring buffer could not carry.
     pub probes_exit: bool,
     pub stack_map: Option<String>,
+    /// Set with the `timeline` option: how to read stamped and span records.
+    pub timeline: Option<timeline::Timeline>,
 }
 
 pub(crate) struct Lowerer<'a> {
@@ -196,6 +201,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         events_map: events.map(|i| bpf_maps[i].name.clone()),
         probes_exit,
         stack_map: stacks.map(|i| bpf_maps[i].name.clone()),
+        timeline: None,
         program,
         layouts,
         programs,

@@ -17,6 +17,7 @@
 pub mod hist;
 pub mod html;
 pub mod json;
+pub mod perfetto;
 pub mod printf;
 pub mod report;
 pub mod text;

@@ -11,8 +11,8 @@ pub(crate) mod load;
 pub(crate) mod maps;
 pub(crate) mod record;
 pub(crate) mod records;
-mod reports;
 pub(crate) mod replay;
+mod reports;
 pub(crate) mod signals;
 pub(crate) mod store;
 pub(crate) mod timers;
@@ -128,6 +128,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         &LowerOptions {
             pid,
             max_keys: opts.max_keys,
+            timeline: opts.perfetto.is_some(),
         },
     )?;
     // Created before anything is loaded, so a path that cannot be written stops the run
@@ -143,8 +144,13 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
+    let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
         .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
+    if let Some(path) = &opts.perfetto {
+        reports
+            .perfetto(path)
+            .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
+    }
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -343,7 +349,8 @@ impl<'a, 'm> Session<'a, 'm> {
             self.maps
                 .write_exit_dump(self.format, self.out, &mut |d| reports.exit_map(d))?;
         } else {
-            self.maps.write_exit_dump(self.format, self.out, &mut |_| {})?;
+            self.maps
+                .write_exit_dump(self.format, self.out, &mut |_| {})?;
         }
         let losses = self.report_losses()?;
         self.out.flush()?;
@@ -353,10 +360,15 @@ impl<'a, 'm> Session<'a, 'm> {
     /// One ring-buffer record: printed, or an exit request, or counted as unreadable.
     pub(crate) fn record(&mut self, item: &[u8]) -> io::Result<()> {
         match records::decode(self.maps, item) {
-            Record::Printf(text) => {
+            Record::Printf(text, stamp) => {
                 self.format.write_printf(self.out, &text)?;
-                self.reports.printf(&text);
+                self.reports.printf_from(&text, stamp.as_ref())?;
             }
+            Record::Span {
+                index,
+                stamp,
+                slots,
+            } => self.reports.span(self.maps, index, stamp, &slots)?,
             Record::Exit => self.exit = true,
             Record::Garbled => self.garbled += 1,
         }
@@ -370,6 +382,7 @@ impl<'a, 'm> Session<'a, 'm> {
                     let d = self.maps.dump(*map)?;
                     self.format
                         .write_map(self.out, &d, top.map(|n| n as usize))?;
+                    self.reports.printed(&d)?;
                 }
                 UStmt::Clear(m) => self.maps.clear(*m)?,
                 UStmt::Zero(m) => self.maps.zero(*m)?,
@@ -384,7 +397,7 @@ impl<'a, 'm> Session<'a, 'm> {
                     }
                     let text = printf::format(format, &vals);
                     self.format.write_printf(self.out, &text)?;
-                    self.reports.printf(&text);
+                    self.reports.printf_from(&text, None)?;
                 }
                 UStmt::Time(f) => self.format.write_time(self.out, &timefmt::format_now(f))?,
                 UStmt::Exit => self.exit = true,

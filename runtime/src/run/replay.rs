@@ -36,6 +36,7 @@ pub fn replay(
     let opts = LowerOptions {
         pid: None,
         max_keys: rec.max_keys,
+        timeline: false,
     };
     let (compiled, _) = ctx.compile(src, &opts)?;
     rec.check(&compiled).map_err(Failure::Message)?;

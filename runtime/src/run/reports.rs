@@ -1,21 +1,30 @@
-//! The files a run writes beside what it prints (`--html`): the session hands every printf
-//! line and the exit dump to [`Reports`], which keeps what each report needs (capped) and
-//! writes the files once the run is over. Live runs and replays feed it the same way, through
-//! [`super::Session`].
+//! The files a run writes beside what it prints (`--html`, `--perfetto`): the session hands
+//! every printf line, span record, printed map and the exit dump to [`Reports`], which keeps
+//! what the HTML report needs (capped), streams the Perfetto trace, and finishes both once the
+//! run is over. Live runs and replays feed it the same way, through [`super::Session`].
 
-use std::io;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::maps::Maps;
+use crate::output::html;
+use crate::output::perfetto::{monotonic_now, SpanEvent, Stamp, Trace};
 use crate::output::report::{Meta, RunReport};
 use crate::output::value::MapDump;
-use crate::output::html;
+use crate::output::value::{AggValue, Scalar};
 
 /// What was asked for on the command line, and what is kept for it.
 #[derive(Default)]
 pub(crate) struct Reports {
     html: Option<(PathBuf, RunReport)>,
+    perfetto: Option<(PathBuf, Trace<BufWriter<File>>)>,
     started: Option<Instant>,
+}
+
+fn located(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("`{}`: {e}", path.display()))
 }
 
 impl Reports {
@@ -24,9 +33,7 @@ impl Reports {
     pub(crate) fn new(html: Option<&PathBuf>, name: &str, script: &str) -> io::Result<Reports> {
         let html = match html {
             Some(path) => {
-                std::fs::File::create(path).map_err(|e| {
-                    io::Error::new(e.kind(), format!("`{}`: {e}", path.display()))
-                })?;
+                File::create(path).map_err(located(path))?;
                 let meta = Meta {
                     kernel: read_trimmed("/proc/sys/kernel/osrelease"),
                     host: read_trimmed("/proc/sys/kernel/hostname"),
@@ -48,8 +55,91 @@ impl Reports {
         };
         Ok(Reports {
             html,
+            perfetto: None,
             started: None,
         })
+    }
+
+    /// `--perfetto FILE`: the trace starts now (the program must be compiled with the
+    /// `timeline` option, or it has no stamps to place events with). Called before anything
+    /// is loaded, so a path that cannot be written stops the run before it starts.
+    pub(crate) fn perfetto(&mut self, path: &Path) -> io::Result<()> {
+        let file = File::create(path).map_err(located(path))?;
+        let trace = Trace::new(BufWriter::new(file)).map_err(located(path))?;
+        self.perfetto = Some((path.to_path_buf(), trace));
+        Ok(())
+    }
+
+    /// One printf record, with who printed it when the program is stamped.
+    pub(crate) fn printf_from(&mut self, text: &str, stamp: Option<&Stamp>) -> io::Result<()> {
+        self.printf(text);
+        if let (Some((path, t)), Some(s)) = (self.perfetto.as_mut(), stamp) {
+            for line in text.split_inclusive('\n') {
+                t.instant(s, line).map_err(located(path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A span record: `slots` are duration, the key if any, then the span's fields.
+    pub(crate) fn span(
+        &mut self,
+        maps: &Maps<'_>,
+        index: usize,
+        stamp: Stamp,
+        slots: &[u64],
+    ) -> io::Result<()> {
+        let Some((path, t)) = self.perfetto.as_mut() else {
+            return Ok(());
+        };
+        let Some(spec) = maps
+            .compiled
+            .timeline
+            .as_ref()
+            .and_then(|tl| tl.spans.get(index))
+        else {
+            return Ok(());
+        };
+        let at = |i: usize| slots.get(i).copied().unwrap_or(0);
+        let key = spec.key.as_deref().map(|k| (k, at(1)));
+        let first = 1 + usize::from(key.is_some());
+        let args = spec
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| (name.as_str(), maps.scalar(ty, &at(first + i).to_le_bytes())))
+            .collect();
+        t.span(&SpanEvent {
+            name: &spec.name,
+            stamp,
+            duration: at(0),
+            key,
+            args,
+        })
+        .map_err(located(path))
+    }
+
+    /// A map printed while the run goes on: count and sum values become counter samples.
+    pub(crate) fn printed(&mut self, dump: &MapDump) -> io::Result<()> {
+        let Some((path, t)) = self.perfetto.as_mut() else {
+            return Ok(());
+        };
+        let now = monotonic_now();
+        for (key, value) in &dump.rows {
+            let v = match value {
+                AggValue::Count(n) => *n as i64,
+                AggValue::Sum(n) => *n,
+                _ => continue,
+            };
+            let name = if key.is_empty() {
+                dump.name.clone()
+            } else {
+                let parts: Vec<String> = key.iter().map(Scalar::to_string).collect();
+                format!("{}[{}]", dump.name, parts.join(", "))
+            };
+            t.counter(&name, now, v).map_err(located(path))?;
+        }
+        Ok(())
     }
 
     /// Tracing starts now: the report's start time and the origin of its duration.
@@ -60,7 +150,7 @@ impl Reports {
         }
     }
 
-    pub(crate) fn printf(&mut self, text: &str) {
+    fn printf(&mut self, text: &str) {
         if let Some((_, r)) = self.html.as_mut() {
             r.printf(text);
         }
@@ -81,12 +171,13 @@ impl Reports {
     /// The run is over: the losses as reported, then every file written.
     pub(crate) fn finish(&mut self, losses: &[(u64, String)]) -> io::Result<()> {
         let duration = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        if let Some((path, t)) = self.perfetto.take() {
+            t.finish().map_err(located(&path))?;
+        }
         if let Some((path, mut r)) = self.html.take() {
             r.meta.duration = duration;
             r.losses = losses.to_vec();
-            std::fs::write(&path, html::render(&r)).map_err(|e| {
-                io::Error::new(e.kind(), format!("`{}`: {e}", path.display()))
-            })?;
+            std::fs::write(&path, html::render(&r)).map_err(located(&path))?;
         }
         Ok(())
     }

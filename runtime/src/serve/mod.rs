@@ -90,6 +90,7 @@ fn serve(
         &LowerOptions {
             pid: args.pid,
             max_keys: args.max_keys,
+            timeline: false,
         },
     )?;
     let help = |_: usize, info: &mmql_compiler::program::MapInfo| {

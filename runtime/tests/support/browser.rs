@@ -81,5 +81,8 @@ pub fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
         ],
         page,
     );
-    assert!(out.status.success() && png.exists(), "chromium --screenshot: {out:?}");
+    assert!(
+        out.status.success() && png.exists(),
+        "chromium --screenshot: {out:?}"
+    );
 }

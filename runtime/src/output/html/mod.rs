@@ -87,7 +87,11 @@ pub fn render(r: &RunReport) -> String {
         ("Started", m.started.as_str()),
         ("Duration", &duration_text(m.duration)),
     ] {
-        let _ = write!(s, "<tr><th>{k}</th><td class=\"mono\">{}</td></tr>", escape(v));
+        let _ = write!(
+            s,
+            "<tr><th>{k}</th><td class=\"mono\">{}</td></tr>",
+            escape(v)
+        );
     }
     s.push_str("</table>\n");
     losses(&mut s, &r.losses);
@@ -117,7 +121,9 @@ pub fn render(r: &RunReport) -> String {
 
 fn losses(s: &mut String, losses: &[(u64, String)]) {
     if losses.is_empty() {
-        s.push_str("<div class=\"losses none\">No losses: every event the probes saw was counted.</div>\n");
+        s.push_str(
+            "<div class=\"losses none\">No losses: every event the probes saw was counted.</div>\n",
+        );
         return;
     }
     s.push_str("<div class=\"losses some\">Losses reported by the run:<ul>");
@@ -220,10 +226,7 @@ fn printf_lines(s: &mut String, r: &RunReport) {
         return;
     }
     let note = if r.total_lines > r.lines.len() as u64 {
-        format!(
-            "{} lines; the first {MAX_LINES} are shown.",
-            r.total_lines
-        )
+        format!("{} lines; the first {MAX_LINES} are shown.", r.total_lines)
     } else {
         format!(
             "{} line{}.",
@@ -326,7 +329,10 @@ mod tests {
             name: "@lat".into(),
             key_names: vec!["comm".into()],
             rows: vec![
-                (vec![Scalar::Str("a".into())], AggValue::Hist(vec![0, 0, 3, 1])),
+                (
+                    vec![Scalar::Str("a".into())],
+                    AggValue::Hist(vec![0, 0, 3, 1]),
+                ),
                 (vec![Scalar::Str("b".into())], AggValue::Hist(vec![0, 1])),
             ],
         });

@@ -56,7 +56,11 @@ mod tests {
     fn one_bar_per_row_scaled_to_the_largest() {
         let svg = bar_chart(
             "@lat",
-            &[("[1, 2)".into(), 5), ("[2, 4)".into(), 10), ("[4, 8)".into(), 0)],
+            &[
+                ("[1, 2)".into(), 5),
+                ("[2, 4)".into(), 10),
+                ("[4, 8)".into(), 0),
+            ],
         );
         assert_eq!(svg.matches("<rect").count(), 3);
         let span = WIDTH - LABEL_W - COUNT_W;
