@@ -227,6 +227,91 @@ fn span_name(category: &str, begin: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lower::LowerOptions;
+    use crate::pipeline::compile;
+    use mmql_lang::Source;
+
+    fn compiled(script: &str, timeline: bool) -> crate::lower::Compiled {
+        let (catalog, _) = Catalog::from_snapshot();
+        let opts = LowerOptions {
+            timeline,
+            ..LowerOptions::default()
+        };
+        match compile(&Source::new("-e", script), &catalog, &opts) {
+            Ok((c, _)) => c,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn span_ends_send_a_record_with_begin_and_end_fields() {
+        let script = "on vmscan:direct_reclaim { @n = count() }";
+        let plain = compiled(script, false);
+        assert!(plain.timeline.is_none() && plain.events_map.is_none());
+        let c = compiled(script, true);
+        let tl = c
+            .timeline
+            .as_ref()
+            .map(|t| t.spans.clone())
+            .unwrap_or_default();
+        assert_eq!(tl.len(), 1);
+        assert_eq!(tl[0].name, "vmscan:direct_reclaim");
+        assert_eq!(tl[0].key, None);
+        let names: Vec<&str> = tl[0].fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            names.contains(&"order") && names.contains(&"nr_reclaimed"),
+            "{names:?}"
+        );
+        assert!(tl[0]
+            .fields
+            .iter()
+            .any(|(n, t)| n == "gfp_flags" && matches!(t, Type::Flags(_))));
+        // The begin probe now saves the begin fields, and the state map holds them.
+        let saved = c
+            .program
+            .probes
+            .iter()
+            .find_map(|k| match &k.role {
+                ProbeRole::SpanBegin { saved, .. } => Some(saved.len()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        assert!(saved >= 2);
+        assert!(c.events_map.is_some(), "span records need the ring buffer");
+    }
+
+    #[test]
+    fn kswapd_spans_carry_their_node() {
+        let c = compiled("on vmscan:kswapd { @n = count() }", true);
+        let tl = c.timeline.map(|t| t.spans).unwrap_or_default();
+        assert_eq!(tl[0].name, "vmscan:kswapd");
+        assert_eq!(tl[0].key.as_deref(), Some("nid"));
+        assert!(tl[0].fields.iter().all(|(n, _)| n != "nid"));
+    }
+
+    #[test]
+    fn every_printf_is_stamped() {
+        let c = compiled(
+            r#"on kmem:mm_page_alloc { if order > 1 { printf("%d\n", order) } }"#,
+            true,
+        );
+        let mut args = 0;
+        for k in &c.program.probes {
+            for s in &k.body {
+                if let TStmt::If { then, .. } = s {
+                    if let Some(TStmt::Printf { args: a, .. }) = then.first() {
+                        args = a.len();
+                    }
+                }
+            }
+        }
+        assert_eq!(args, 4 + 1, "stamp and the script's argument");
+        assert_eq!(
+            c.program.printfs[0].args.len(),
+            1,
+            "the spec keeps the script's"
+        );
+    }
 
     #[test]
     fn span_names() {
