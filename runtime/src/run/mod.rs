@@ -9,8 +9,9 @@ mod ksyms;
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+pub(crate) mod progress;
 pub(crate) mod record;
-pub(crate) mod records;
+mod records;
 pub(crate) mod replay;
 mod reports;
 pub(crate) mod signals;
@@ -35,6 +36,7 @@ use crate::output::{printf, timefmt, Format};
 use child::GatedChild;
 use load::LoadFailure;
 use maps::Maps;
+use progress::Progress;
 use record::Recorder;
 use records::Record;
 pub(crate) use reports::Reports;
@@ -181,6 +183,10 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         session.out.flush()?;
         let start = Instant::now();
         session.reports.start();
+        let mut progress = Progress::new(
+            !opts.quiet && format == Format::Text && Progress::stderr_is_tty(),
+            start,
+        );
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
         let stop = loop {
@@ -188,7 +194,12 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 break Stop::ExitCalled;
             }
             let now = Instant::now();
-            let wake = schedule.next_wake().into_iter().chain(deadline).min();
+            let wake = schedule
+                .next_wake()
+                .into_iter()
+                .chain(deadline)
+                .chain(progress.next_wake())
+                .min();
             let timeout = wake.map_or(-1, |w| {
                 w.saturating_duration_since(now)
                     .as_millis()
@@ -218,6 +229,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
             }
+            progress.hide();
             session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break Stop::Signal;
@@ -233,7 +245,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if deadline.is_some_and(|d| d <= now) {
                 break Stop::Duration;
             }
+            progress.tick(&maps, session.records, session.garbled);
         };
+        progress.hide();
         // Probes stop before `on end` and the final dump, so what is printed is one
         // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
         maps.detach();
@@ -284,6 +298,8 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) out: &'a mut dyn Write,
     pub(crate) exit: bool,
     pub(crate) garbled: u64,
+    /// Ring-buffer records read so far, for the status line.
+    pub(crate) records: u64,
     /// `--record`: ring records are written as they arrive, maps when tracing stops.
     pub(crate) recorder: Option<Recorder>,
     /// `--html`: what the run printed, kept for the files written at its end.
@@ -303,6 +319,7 @@ impl<'a, 'm> Session<'a, 'm> {
             out,
             exit: false,
             garbled: 0,
+            records: 0,
             recorder,
             reports: Reports::default(),
         }
@@ -359,6 +376,7 @@ impl<'a, 'm> Session<'a, 'm> {
 
     /// One ring-buffer record: printed, or an exit request, or counted as unreadable.
     pub(crate) fn record(&mut self, item: &[u8]) -> io::Result<()> {
+        self.records += 1;
         match records::decode(self.maps, item) {
             Record::Printf(text, stamp) => {
                 self.format.write_printf(self.out, &text)?;
