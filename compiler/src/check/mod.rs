@@ -170,12 +170,12 @@ impl<'c> Checker<'c> {
         &mut self,
         index: usize,
         probe: &mmql_lang::ast::Probe,
-        patterns: &[mmql_lang::Spanned<String>],
+        patterns: &[mmql_lang::ast::EventPattern],
     ) {
         let mut plain: Vec<(String, String)> = Vec::new();
         let mut spans = Vec::new();
         for p in patterns {
-            match resolve(&p.node, p.span, self.catalog) {
+            match resolve(p, self.catalog) {
                 Ok(res) => {
                     for n in res.notes {
                         self.report(n);

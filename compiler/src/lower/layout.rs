@@ -24,19 +24,8 @@ pub const RINGBUF_BYTES: u32 = 1 << 20;
 pub const STACK_ENTRIES: u32 = 4_096;
 pub const STACK_DEPTH: u32 = 127;
 
-/// Slots of the per-CPU counters map: what mmql counts instead of losing silently.
-pub mod counter {
-    pub const LOST_EVENTS: u32 = 0;
-    pub const MAP_FULL: u32 = 1;
-    pub const SPAN_FULL: u32 = 2;
-    pub const OUT_OF_DOMAIN: u32 = 3;
-    pub const STACK_FAILED: u32 = 4;
-    pub const SPAN_UNMATCHED: u32 = 5;
-    /// `exit()` calls whose record found the ring buffer full; not a loss: the runtime polls
-    /// this slot and stops as the record would have made it.
-    pub const EXIT_DROPPED: u32 = 6;
-    pub const COUNT: u32 = 8;
-}
+/// Slots of the per-CPU counters map (the table of losses is `super::losses`).
+pub use super::losses::counter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapKind {
@@ -194,39 +183,6 @@ pub fn layouts(p: &Program, max_keys: Option<u32>) -> Vec<MapLayout> {
         .enumerate()
         .map(|(i, m)| layout(i, m, max_keys))
         .collect()
-}
-
-/// The built-in maps every object carries after the script's own.
-pub fn builtin_defs(uses_stack: bool, uses_ringbuf: bool) -> Vec<MapDef> {
-    let mut v = vec![MapDef {
-        name: "mmql_counters".into(),
-        map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: counter::COUNT,
-        flags: 0,
-    }];
-    if uses_ringbuf {
-        v.push(MapDef {
-            name: "mmql_events".into(),
-            map_type: bpf::BPF_MAP_TYPE_RINGBUF,
-            key_size: 0,
-            value_size: 0,
-            max_entries: RINGBUF_BYTES,
-            flags: 0,
-        });
-    }
-    if uses_stack {
-        v.push(MapDef {
-            name: "mmql_stacks".into(),
-            map_type: bpf::BPF_MAP_TYPE_STACK_TRACE,
-            key_size: 4,
-            value_size: STACK_DEPTH * 8,
-            max_entries: STACK_ENTRIES,
-            flags: 0,
-        });
-    }
-    v
 }
 
 /// Is a type's value a string copied into a buffer (rather than a u64 in a register)?

@@ -247,7 +247,7 @@ mod tests {
     fn span_ends_send_a_record_with_begin_and_end_fields() {
         let script = "on vmscan:direct_reclaim { @n = count() }";
         let plain = compiled(script, false);
-        assert!(plain.timeline.is_none() && plain.events_map.is_none());
+        assert!(plain.timeline.is_none() && plain.roles.events.is_none());
         let c = compiled(script, true);
         let tl = c
             .timeline
@@ -277,7 +277,10 @@ mod tests {
             })
             .unwrap_or(0);
         assert!(saved >= 2);
-        assert!(c.events_map.is_some(), "span records need the ring buffer");
+        assert!(
+            c.roles.events.is_some(),
+            "span records need the ring buffer"
+        );
     }
 
     #[test]

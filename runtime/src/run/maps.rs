@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
+use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::Compiled;
 use mmql_compiler::program::{MapId, ValueKind};
 use mmql_compiler::types::Type;
@@ -75,13 +76,13 @@ impl<'a> Maps<'a> {
     }
 
     fn stack(&self, id: i64) -> String {
-        let Some(name) = &self.compiled.stack_map else {
+        let Some(stacks) = self.compiled.roles.stacks else {
             return String::new();
         };
         let found = (id >= 0)
             .then(|| {
                 self.store
-                    .lookup(name, &(id as u32).to_le_bytes())
+                    .lookup(stacks, &(id as u32).to_le_bytes())
                     .ok()
                     .flatten()
             })
@@ -103,9 +104,6 @@ impl<'a> Maps<'a> {
     /// Calls `f(key bytes, value bytes, slot size)` for every element of a map; per-CPU
     /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
     /// reading costs one batch of memory whatever the map's size.
-    fn each(&self, layout: &MapLayout, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
-        self.store.each(&layout.symbol, f)
-    }
 
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
         self.read(id, false).map(|(d, _)| d)
@@ -156,43 +154,44 @@ impl<'a> Maps<'a> {
         };
         // key parts (as bytes) → merged buckets, for histograms only
         let mut grouped: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
-        self.each(layout, &mut |key, value, slot| {
-            let (key_bytes, bucket) = match layout.kind {
-                MapKind::PerCpuArray { .. } => {
-                    let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
-                    let (k, b) = if buckets > 0 {
-                        (i / buckets, i % buckets)
-                    } else {
-                        (i, 0)
-                    };
-                    let kb = if info.keys.is_empty() {
-                        vec![]
-                    } else {
-                        (k as u64).to_le_bytes().to_vec()
-                    };
-                    (kb, b)
+        self.store
+            .each(ObjectMap::script(id), &mut |key, value, slot| {
+                let (key_bytes, bucket) = match layout.kind {
+                    MapKind::PerCpuArray { .. } => {
+                        let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
+                        let (k, b) = if buckets > 0 {
+                            (i / buckets, i % buckets)
+                        } else {
+                            (i, 0)
+                        };
+                        let kb = if info.keys.is_empty() {
+                            vec![]
+                        } else {
+                            (k as u64).to_le_bytes().to_vec()
+                        };
+                        (kb, b)
+                    }
+                    _ if buckets > 0 => {
+                        let split = key.len() - 8;
+                        (key[..split].to_vec(), word(&key[split..], 0) as usize)
+                    }
+                    _ => (key.to_vec(), 0),
+                };
+                if buckets > 0 {
+                    let acc = grouped
+                        .entry(key_bytes)
+                        .or_insert_with(|| Acc::new(&info.value, buckets));
+                    for cpu in value.chunks_exact(slot) {
+                        acc.merge(cpu, bucket);
+                    }
+                } else {
+                    let mut acc = Acc::new(&info.value, 0);
+                    for cpu in value.chunks_exact(slot) {
+                        acc.merge(cpu, 0);
+                    }
+                    push(&key_bytes, acc);
                 }
-                _ if buckets > 0 => {
-                    let split = key.len() - 8;
-                    (key[..split].to_vec(), word(&key[split..], 0) as usize)
-                }
-                _ => (key.to_vec(), 0),
-            };
-            if buckets > 0 {
-                let acc = grouped
-                    .entry(key_bytes)
-                    .or_insert_with(|| Acc::new(&info.value, buckets));
-                for cpu in value.chunks_exact(slot) {
-                    acc.merge(cpu, bucket);
-                }
-            } else {
-                let mut acc = Acc::new(&info.value, 0);
-                for cpu in value.chunks_exact(slot) {
-                    acc.merge(cpu, 0);
-                }
-                push(&key_bytes, acc);
-            }
-        })?;
+            })?;
         for (key, acc) in grouped {
             push(&key, acc);
         }
@@ -225,13 +224,15 @@ impl<'a> Maps<'a> {
     /// `clear(@m)`: removes every element (arrays: zeroes them).
     pub fn clear(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        self.store.clear(&layout.symbol, array_entries(layout))
+        self.store
+            .clear(ObjectMap::script(id), array_entries(layout))
     }
 
     /// `zero(@m)`: keeps the keys, zeroes the values.
     pub fn zero(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        self.store.zero(&layout.symbol, array_entries(layout))
+        self.store
+            .zero(ObjectMap::script(id), array_entries(layout))
     }
 
     /// The single value of a map without keys, for userspace printf.
@@ -254,7 +255,7 @@ impl<'a> Maps<'a> {
     pub fn counter(&self, slot: u32) -> io::Result<u64> {
         let found = self
             .store
-            .lookup(&self.compiled.counters_map, &slot.to_le_bytes())?;
+            .lookup(self.compiled.roles.counters, &slot.to_le_bytes())?;
         Ok(found.map_or(0, |(v, size)| v.chunks(size).map(|c| word(c, 0)).sum()))
     }
 

@@ -7,6 +7,8 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+use mmql_compiler::lower::losses::LOSSES;
+
 use super::maps::Maps;
 
 const EVERY: Duration = Duration::from_secs(1);
@@ -71,7 +73,9 @@ impl Progress {
             self.keys_every = EVERY.max(began.elapsed() * 10);
             self.keys_at = Some(Instant::now() + self.keys_every);
         }
-        let lost = maps.counters().map_or(0, |c| c.iter().sum::<u64>()) + garbled;
+        let lost = maps.counters().map_or(0, |c| {
+            LOSSES.iter().map(|l| l.count(&c, garbled)).sum::<u64>()
+        });
         let secs = now.duration_since(self.start).as_secs();
         let mut line = format!(
             "mmql: {}:{:02} elapsed{} · {records} lines · {}",

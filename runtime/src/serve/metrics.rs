@@ -13,12 +13,14 @@
 //! | plain numeric value    | gauge `PREFIX NAME`                                           |
 //! | string/symbol value    | not exported (a label that changes every scrape is a leak)    |
 //!
-//! Histograms have no `_sum`: the BPF side keeps only bucket counts, and a sum made up from
-//! bucket bounds would be a number nobody measured.
+//! A histogram's `_sum` is measured, not made up from bucket bounds: every BPF bucket holds
+//! [count, sum of the values counted] (`lower/layout.rs`), and `Maps::dump_with_sums` adds the
+//! sums up.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use mmql_compiler::lower::losses::LOSSES;
 use mmql_compiler::program::{MapId, MapInfo, ValueKind};
 use mmql_compiler::types::Type;
 
@@ -58,19 +60,20 @@ pub struct Plan {
     pub skipped: Vec<(String, &'static str)>,
 }
 
-/// Names of the exporter's own metrics (see [`encode_runtime`]); a script map may not
-/// produce any of them.
-pub const RUNTIME_NAMES: &[&str] = &[
-    "mmql_events_lost_total",
-    "mmql_map_full_drops_total",
-    "mmql_span_table_full_total",
-    "mmql_out_of_domain_total",
-    "mmql_stack_failures_total",
-    "mmql_garbled_records_total",
+/// Names of the exporter's own metrics besides the losses' (see [`encode_runtime`]).
+const STATS_NAMES: &[&str] = &[
     "mmql_series_dropped",
     "mmql_program_runs_total",
     "mmql_program_run_seconds_total",
 ];
+
+/// Every name of the exporter's own metrics; a script map may not produce any of them.
+pub fn runtime_names() -> impl Iterator<Item = &'static str> {
+    LOSSES
+        .iter()
+        .map(|l| l.metric)
+        .chain(STATS_NAMES.iter().copied())
+}
 
 fn valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -132,7 +135,7 @@ pub fn plan(
         metrics: vec![],
         skipped: vec![],
     };
-    let mut taken: BTreeSet<String> = RUNTIME_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut taken: BTreeSet<String> = runtime_names().map(str::to_string).collect();
     for (id, info) in maps.iter().enumerate() {
         if info.internal {
             continue;
@@ -421,7 +424,7 @@ fn float(v: f64) -> String {
 /// The exporter's own numbers at one scrape.
 #[derive(Debug, Default, Clone)]
 pub struct RuntimeStats {
-    /// The BPF loss counters, indexed as `mmql_compiler::lower::layout::counter`.
+    /// The BPF loss counters, indexed as `mmql_compiler::lower::losses::counter`.
     pub counters: Vec<u64>,
     pub garbled: u64,
     /// Rows left out of this scrape by the series cap: (map name, rows).
@@ -431,45 +434,16 @@ pub struct RuntimeStats {
     pub programs: Vec<(String, String, u64, u64)>,
 }
 
-/// Appends the exporter's own metrics (names in [`RUNTIME_NAMES`]).
+/// Appends the exporter's own metrics (names in [`runtime_names`]).
 pub fn encode_runtime(out: &mut String, s: &RuntimeStats) {
-    use mmql_compiler::lower::layout::counter;
-    let c = |i: u32| s.counters.get(i as usize).copied().unwrap_or(0);
-    let plain = [
-        (
-            "mmql_events_lost_total",
-            "Events dropped because the ring buffer was full.",
-            c(counter::LOST_EVENTS),
-        ),
-        (
-            "mmql_map_full_drops_total",
-            "Map updates dropped because the map was full.",
-            c(counter::MAP_FULL),
-        ),
-        (
-            "mmql_span_table_full_total",
-            "Span begins dropped because the span table was full.",
-            c(counter::SPAN_FULL),
-        ),
-        (
-            "mmql_out_of_domain_total",
-            "Map updates dropped because the key was outside its fixed range.",
-            c(counter::OUT_OF_DOMAIN),
-        ),
-        (
-            "mmql_stack_failures_total",
-            "Kernel stacks that could not be stored.",
-            c(counter::STACK_FAILED),
-        ),
-        (
-            "mmql_garbled_records_total",
-            "Ring buffer records mmql could not decode.",
-            s.garbled,
-        ),
-    ];
-    for (name, help, v) in plain {
-        header(out, name, help, "counter");
-        let _ = writeln!(out, "{name} {v}");
+    for loss in &LOSSES {
+        header(out, loss.metric, loss.help, "counter");
+        let _ = writeln!(
+            out,
+            "{} {}",
+            loss.metric,
+            loss.count(&s.counters, s.garbled)
+        );
     }
     header(
         out,
@@ -798,7 +772,7 @@ mod tests {
         }
         for l in out.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(RUNTIME_NAMES.contains(&name), "{name} not reserved");
+            assert!(runtime_names().any(|n| n == name), "{name} not reserved");
         }
     }
 }
