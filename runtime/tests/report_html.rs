@@ -187,3 +187,26 @@ fn live_reclaim_report_renders() {
     let _ = std::fs::remove_file(&png);
     let _ = std::fs::remove_file(&page);
 }
+
+/// A report or trace path that cannot be written stops the run before anything is loaded,
+/// with one sentence naming the file.
+#[test]
+fn unwritable_paths_stop_the_run_first() {
+    for (flag, what) in [("--html", "report"), ("--perfetto", "trace")] {
+        let out = support::mmql_output(&[
+            flag,
+            "/nonexistent-mmql-dir/out",
+            "-e",
+            "on kmem:mm_page_alloc { @n = count() }",
+        ]);
+        let err = support::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "cannot write the {what}: `/nonexistent-mmql-dir/out`: No such file"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("Attached"), "nothing was attached: {err}");
+    }
+}

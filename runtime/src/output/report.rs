@@ -29,6 +29,9 @@ pub struct Meta {
     /// When tracing started, as text (`2026-11-30 03:12:04 UTC`).
     pub started: String,
     pub duration: Duration,
+    /// For `mmql replay --html`: the recording. Start, duration, kernel and host are then the
+    /// replay's, and the report says so.
+    pub replayed_from: Option<String>,
 }
 
 /// One map of the exit dump, with its rows capped at [`MAX_ROWS`].

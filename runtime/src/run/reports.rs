@@ -42,6 +42,7 @@ impl Reports {
                     script: script.to_string(),
                     started: String::new(),
                     duration: Duration::ZERO,
+                    replayed_from: None,
                 };
                 Some((
                     path.clone(),
@@ -70,10 +71,20 @@ impl Reports {
         Ok(())
     }
 
-    /// One printf record, with who printed it when the program is stamped.
+    /// One printf record, with who printed it when the program is stamped; `None` for
+    /// lines printed by mmql itself (`on begin`, `every`, `on end`), which go on its own
+    /// thread's track at the time they are printed.
     pub(crate) fn printf_from(&mut self, text: &str, stamp: Option<&Stamp>) -> io::Result<()> {
         self.printf(text);
-        if let (Some((path, t)), Some(s)) = (self.perfetto.as_mut(), stamp) {
+        if let Some((path, t)) = self.perfetto.as_mut() {
+            let own;
+            let s = match stamp {
+                Some(s) => s,
+                None => {
+                    own = own_stamp();
+                    &own
+                }
+            };
             for line in text.split_inclusive('\n') {
                 t.instant(s, line).map_err(located(path))?;
             }
@@ -142,6 +153,13 @@ impl Reports {
         Ok(())
     }
 
+    /// The run is a replay of `recording`: the report says so.
+    pub(crate) fn replay_of(&mut self, recording: &Path) {
+        if let Some((_, r)) = self.html.as_mut() {
+            r.meta.replayed_from = Some(recording.display().to_string());
+        }
+    }
+
     /// Tracing starts now: the report's start time and the origin of its duration.
     pub(crate) fn start(&mut self) {
         self.started = Some(Instant::now());
@@ -180,6 +198,18 @@ impl Reports {
             std::fs::write(&path, html::render(&r)).map_err(located(&path))?;
         }
         Ok(())
+    }
+}
+
+/// mmql's own thread, now.
+fn own_stamp() -> Stamp {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    Stamp {
+        ns: monotonic_now(),
+        tid,
+        pid: std::process::id(),
+        comm: read_trimmed("/proc/thread-self/comm"),
     }
 }
 

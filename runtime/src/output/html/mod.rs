@@ -68,25 +68,42 @@ pub fn escape(s: &str) -> String {
 pub fn render(r: &RunReport) -> String {
     let m = &r.meta;
     let mut s = String::with_capacity(64 * 1024);
+    let sub = match &m.replayed_from {
+        Some(rec) => format!("replay of {} · {}", escape(rec), escape(&m.started)),
+        None => format!(
+            "{} · {} · {}",
+            escape(&m.kernel),
+            escape(&m.started),
+            duration_text(m.duration)
+        ),
+    };
     let _ = write!(
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>mmql report: {name}</title><style>{STYLE}</style></head><body><main>\n\
-         <header><h1>mmql report: {name}</h1><p class=\"sub\">{kernel} · {started} · {dur}</p></header>\n",
+         <header><h1>mmql report: {name}</h1><p class=\"sub\">{sub}</p></header>\n",
         name = escape(&m.script_name),
-        kernel = escape(&m.kernel),
-        started = escape(&m.started),
-        dur = duration_text(m.duration),
     );
     s.push_str("<h2>Run</h2><table class=\"kv\">");
-    for (k, v) in [
-        ("Kernel", m.kernel.as_str()),
-        ("Host", m.host.as_str()),
-        ("Command line", m.command_line.as_str()),
-        ("Started", m.started.as_str()),
-        ("Duration", &duration_text(m.duration)),
-    ] {
+    let duration = duration_text(m.duration);
+    let rows: Vec<(&str, &str)> = match &m.replayed_from {
+        Some(rec) => vec![
+            ("Recording", rec.as_str()),
+            ("Replayed on", m.kernel.as_str()),
+            ("Host", m.host.as_str()),
+            ("Command line", m.command_line.as_str()),
+            ("Replayed", m.started.as_str()),
+        ],
+        None => vec![
+            ("Kernel", m.kernel.as_str()),
+            ("Host", m.host.as_str()),
+            ("Command line", m.command_line.as_str()),
+            ("Started", m.started.as_str()),
+            ("Duration", duration.as_str()),
+        ],
+    };
+    for (k, v) in rows {
         let _ = write!(
             s,
             "<tr><th>{k}</th><td class=\"mono\">{}</td></tr>",

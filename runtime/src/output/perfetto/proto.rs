@@ -57,16 +57,19 @@ mod tests {
     #[test]
     fn wire_bytes() {
         // The protobuf encoding guide's examples: field 1 = 150; field 2 = "testing".
-        assert_eq!(Msg::default().uint(1, 150).0, [0x08, 0x96, 0x01]);
+        assert_eq!(Msg::default().uint(1, 150).0.clone(), [0x08, 0x96, 0x01]);
         assert_eq!(
-            Msg::default().str(2, "testing").0,
+            Msg::default().str(2, "testing").0.clone(),
             [0x12, 0x07, b't', b'e', b's', b't', b'i', b'n', b'g']
         );
-        let neg = Msg::default().int(1, -2).0;
+        let neg = Msg::default().int(1, -2).0.clone();
         assert_eq!(neg.len(), 11);
         assert_eq!(*neg.last().unwrap(), 0x01);
         let mut inner = Msg::default();
         inner.uint(1, 1);
-        assert_eq!(Msg::default().msg(3, &inner).0, [0x1a, 0x02, 0x08, 0x01]);
+        assert_eq!(
+            Msg::default().msg(3, &inner).0.clone(),
+            [0x1a, 0x02, 0x08, 0x01]
+        );
     }
 }
