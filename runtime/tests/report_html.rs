@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use support::browser::{self, require_chromium};
@@ -147,20 +146,9 @@ fn live_reclaim_report_renders() {
         page.to_str().expect("utf-8 path"),
     ]);
     let cg = MemCgroup::create(64 << 20).expect("memory cgroup");
-    let file = tmp("dd");
-    let dd = cg
-        .spawn(
-            Command::new("dd")
-                .arg("if=/dev/zero")
-                .arg(format!("of={}", file.display()))
-                .args(["bs=1M", "count=150", "status=none"]),
-        )
-        .expect("dd starts")
-        .wait()
-        .expect("dd finishes");
-    let _ = std::fs::remove_file(&file);
+    let (_, ok) = cg.fill_page_cache(150).expect("dd runs");
     drop(cg);
-    assert!(dd.success());
+    assert!(ok, "dd in the cgroup");
     let done = p.stop();
     assert_eq!(done.code, Some(0), "{done:?}");
     let json = json_lines(&done.stdout);

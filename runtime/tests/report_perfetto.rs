@@ -66,19 +66,9 @@ fn memcg_reclaim_timeline_matches_the_run() {
         SCRIPT,
     ]);
     let cg = MemCgroup::create(64 << 20).expect("memory cgroup");
-    let file = std::env::temp_dir().join(format!("mmql-perfetto-dd-{}", std::process::id()));
-    let mut dd = cg
-        .spawn(
-            Command::new("dd")
-                .arg("if=/dev/zero")
-                .arg(format!("of={}", file.display()))
-                .args(["bs=1M", "count=150", "status=none"]),
-        )
-        .expect("dd starts");
-    let dd_pid = dd.id();
-    assert!(dd.wait().expect("dd finishes").success());
-    let _ = std::fs::remove_file(&file);
+    let (dd_pid, ok) = cg.fill_page_cache(150).expect("dd runs");
     drop(cg);
+    assert!(ok, "dd in the cgroup");
     // Let one more `every` print the final counts.
     std::thread::sleep(std::time::Duration::from_millis(700));
     let done = p.stop();

@@ -105,6 +105,21 @@ impl AggValue {
         }
     }
 
+    /// The aggregation's name as `-f json` writes it in `kind`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            AggValue::Count(_) => "count",
+            AggValue::Sum(_) => "sum",
+            AggValue::Avg { .. } => "avg",
+            AggValue::Min(_) => "min",
+            AggValue::Max(_) => "max",
+            AggValue::Stats { .. } => "stats",
+            AggValue::Hist(_) => "hist",
+            AggValue::Lhist { .. } => "lhist",
+            AggValue::Last(_) => "value",
+        }
+    }
+
     /// True for the aggregations printed as a bucket table rather than on one line.
     pub fn is_histogram(&self) -> bool {
         matches!(self, AggValue::Hist(_) | AggValue::Lhist { .. })

@@ -12,8 +12,9 @@ use super::maps::Maps;
 use crate::output::html;
 use crate::output::perfetto::{monotonic_now, SpanEvent, Stamp, Trace};
 use crate::output::report::{Meta, RunReport};
+use crate::output::text::entry_name;
+use crate::output::value::AggValue;
 use crate::output::value::MapDump;
-use crate::output::value::{AggValue, Scalar};
 
 /// What was asked for on the command line, and what is kept for it.
 #[derive(Default)]
@@ -142,13 +143,8 @@ impl Reports {
                 AggValue::Sum(n) => *n,
                 _ => continue,
             };
-            let name = if key.is_empty() {
-                dump.name.clone()
-            } else {
-                let parts: Vec<String> = key.iter().map(Scalar::to_string).collect();
-                format!("{}[{}]", dump.name, parts.join(", "))
-            };
-            t.counter(&name, now, v).map_err(located(path))?;
+            t.counter(&entry_name(&dump.name, key), now, v)
+                .map_err(located(path))?;
         }
         Ok(())
     }

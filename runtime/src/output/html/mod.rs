@@ -11,7 +11,8 @@ use std::fmt::Write;
 
 use super::hist;
 use super::report::{ReportMap, RunReport, MAX_CHARTS, MAX_LINES, MAX_ROWS};
-use super::value::{AggValue, Scalar};
+use super::text::entry_name;
+use super::value::AggValue;
 
 const STYLE: &str = r#"
 :root{--fg:#1d2330;--muted:#5b6577;--line:#e3e7ee;--bar:#3b6fd8;--bg:#f6f8fb;--ok:#17803d;--warn:#a55d00}
@@ -152,7 +153,7 @@ fn losses(s: &mut String, losses: &[(u64, String)]) {
 
 fn map_card(s: &mut String, map: &ReportMap) {
     let d = &map.dump;
-    let kind = d.rows.first().map_or("empty", |(_, v)| kind_name(v));
+    let kind = d.rows.first().map_or("empty", |(_, v)| v.kind_name());
     let keys = if d.key_names.is_empty() {
         String::new()
     } else {
@@ -276,20 +277,6 @@ fn buckets(v: &AggValue) -> Vec<(String, u64)> {
     }
 }
 
-fn kind_name(v: &AggValue) -> &'static str {
-    match v {
-        AggValue::Count(_) => "count",
-        AggValue::Sum(_) => "sum",
-        AggValue::Avg { .. } => "avg",
-        AggValue::Min(_) => "min",
-        AggValue::Max(_) => "max",
-        AggValue::Stats { .. } => "stats",
-        AggValue::Hist(_) => "hist",
-        AggValue::Lhist { .. } => "lhist",
-        AggValue::Last(_) => "value",
-    }
-}
-
 fn value_text(v: &AggValue) -> String {
     match v {
         AggValue::Count(c) => c.to_string(),
@@ -307,14 +294,6 @@ fn value_text(v: &AggValue) -> String {
         AggValue::Last(x) => x.to_string(),
         AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. } => b.iter().sum::<u64>().to_string(),
     }
-}
-
-fn entry_name(name: &str, key: &[Scalar]) -> String {
-    if key.is_empty() {
-        return name.to_string();
-    }
-    let parts: Vec<String> = key.iter().map(Scalar::to_string).collect();
-    format!("{name}[{}]", parts.join(", "))
 }
 
 fn duration_text(d: std::time::Duration) -> String {

@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use proto::Msg;
 
 use super::value::Scalar;
+use crate::userfn::clock_ns;
 
 /// Field numbers from Perfetto's protos (`perfetto/trace/trace_packet.proto` and friends).
 mod field {
@@ -105,19 +106,9 @@ fn named(name: &str) -> u64 {
     uuid(3, h)
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// CLOCK_MONOTONIC now: the clock of every record's stamp.
 pub fn monotonic_now() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
 impl<W: Write> Trace<W> {
@@ -134,7 +125,7 @@ impl<W: Write> Trace<W> {
         ] {
             let mut c = Msg::default();
             c.uint(field::CLOCK_ID, id)
-                .uint(field::CLOCK_TIMESTAMP, clock_ns(clock));
+                .uint(field::CLOCK_TIMESTAMP, clock_ns(clock) as u64);
             snap.msg(field::CLOCKS, &c);
         }
         let mut p = Msg::default();
@@ -305,5 +296,29 @@ mod tests {
         let bytes = t.out;
         // "dd" appears as process name once and as thread name twice.
         assert_eq!(bytes.windows(2).filter(|w| w == b"dd").count(), 3);
+    }
+
+    #[test]
+    fn spans_paired_by_a_field_go_on_that_value_s_track() {
+        let mut t = Trace::new(Vec::new()).unwrap();
+        t.span(&SpanEvent {
+            name: "vmscan:kswapd",
+            stamp: Stamp {
+                ns: 10_000,
+                tid: 42,
+                pid: 42,
+                comm: "kswapd0".into(),
+            },
+            duration: 4_000,
+            key: Some(("nid", 0)),
+            args: vec![("order", Scalar::UInt(3))],
+        })
+        .unwrap();
+        let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(has(&t.out, "vmscan:kswapd nid=0"), "the node's track");
+        assert!(has(&t.out, "kswapd0") && has(&t.out, "order"));
+        // One named track and no thread or process track.
+        assert_eq!(t.tracks.len(), 1);
+        assert!(t.tracks.contains(&named("vmscan:kswapd nid=0")));
     }
 }
