@@ -309,7 +309,7 @@ fn duration_text(d: std::time::Duration) -> String {
 mod tests {
     use super::*;
     use crate::output::report::Meta;
-    use crate::output::value::MapDump;
+    use crate::output::value::{MapDump, Scalar};
 
     fn report() -> RunReport {
         let mut r = RunReport {
