@@ -42,10 +42,12 @@ pub struct Common {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOpts {
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Start CMD after attaching, trace only it, stop when it exits.
+    /// Start CMD after attaching, trace only it, stop when it exits (a failing CMD's exit
+    /// status becomes mmql's).
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after this long (`10s`, `500ms`, `2m`; a bare number means seconds).
@@ -204,7 +206,8 @@ pub struct ServeArgs {
     /// Keys exported per map per scrape; the rest are counted in `mmql_series_dropped`.
     #[arg(long, value_name = "N", default_value_t = crate::serve::metrics::DEFAULT_MAX_SERIES)]
     pub max_series: usize,
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// serving when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
     /// Keys each keyed map may hold (default 10240); inserts past it are counted.

@@ -23,8 +23,6 @@ use crate::program::*;
 use crate::resolve::{resolve, Resolved};
 use crate::types::{Symtab, SymtabId, Type};
 
-pub use printf::{parse_conversions, Conversion};
-
 /// The result of a successful check: the program and any warnings or notes.
 pub struct Checked {
     pub program: Program,

@@ -2,17 +2,15 @@
 //! value word sits. Lowering writes by these layouts; the runtime reads by them.
 //!
 //! Fixed-domain keys (no key, an enum, an order, a bool) index per-CPU arrays, whose lookups
-//! the verifier inlines; everything else is a hash. `hist`/`lhist` buckets are one more key
-//! dimension whose value is [count, sum of the values in the bucket] (the sums give exporters
-//! a histogram `_sum` for one more add), so every aggregation value fits in 32 bytes and a new
-//! entry can be zeroed on the 512-byte stack.
+//! the verifier inlines; everything else is a hash. Each aggregation's row (`crate::agg`)
+//! gives its value words and buckets; buckets are one more key dimension, so every
+//! aggregation value fits in 32 bytes and a new entry can be zeroed on the 512-byte stack.
 
+use crate::agg::Agg;
 use crate::bpf::{self, MapDef};
 use crate::program::{MapInfo, Program, ValueKind};
 use crate::types::Type;
 
-/// Log2 histogram buckets: [negative], [0], then [2^k, 2^(k+1)) for k in 0..64.
-pub const HIST_BUCKETS: u32 = 66;
 /// Keys a script's hash map holds unless `--max-keys` says otherwise.
 pub const HASH_ENTRIES: u32 = 10_240;
 /// The largest `--max-keys`: 4 Mi keys. Maps are preallocated, so each key costs kernel
@@ -60,6 +58,15 @@ impl MapLayout {
         !matches!(self.kind, MapKind::Hash)
     }
 
+    /// The value word (index) that marks an array slot as written, if it needs one. A hash
+    /// element exists only once written; an array slot always exists, and every aggregation
+    /// but `sum` leaves a non-zero word behind once written (a count, a set flag, a bucket
+    /// count). A sum can come to 0, so sum arrays store 1 in a word after the sum on every
+    /// update: one store, and `@zz = sum(0)` prints `@zz: 0` like a hash would.
+    pub fn written_word(&self, v: &ValueKind) -> Option<u32> {
+        array_marked(&self.kind, v).then(|| value_words(v))
+    }
+
     pub fn def(&self) -> MapDef {
         let (map_type, key_size) = match self.kind {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
@@ -84,25 +91,18 @@ impl MapLayout {
 
 pub fn value_words(v: &ValueKind) -> u32 {
     match v {
-        ValueKind::Count | ValueKind::Sum => 1,
-        ValueKind::Min
-        | ValueKind::Max
-        | ValueKind::Avg
-        | ValueKind::Hist
-        | ValueKind::Lhist { .. } => 2,
-        ValueKind::Stats => 4,
+        ValueKind::Agg(a) => a.row().words,
         ValueKind::Last(t) => t.slot_size().div_ceil(8),
         ValueKind::SpanState { saved } => 1 + saved,
     }
 }
 
-pub fn buckets(v: &ValueKind) -> u32 {
-    match v {
-        ValueKind::Hist => HIST_BUCKETS,
-        // below lo, one per step, at or above hi
-        ValueKind::Lhist { lo, hi, step } => ((hi - lo + step - 1) / step) as u32 + 2,
-        _ => 0,
-    }
+fn buckets(v: &ValueKind) -> u32 {
+    v.agg().map_or(0, |a| a.buckets())
+}
+
+fn array_marked(kind: &MapKind, v: &ValueKind) -> bool {
+    matches!(kind, MapKind::PerCpuArray { .. }) && matches!(v, ValueKind::Agg(Agg::Sum))
 }
 
 /// A kernel map name: `m<index>_<name>`, cut to 15 characters.
@@ -152,12 +152,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         },
         (_, Some((entries, domain))) => {
             let n = entries * buckets.max(1);
+            let kind = MapKind::PerCpuArray { entries: n };
+            let marker = if array_marked(&kind, &m.value) { 8 } else { 0 };
             MapLayout {
                 symbol,
-                kind: MapKind::PerCpuArray { entries: n },
+                kind,
                 key_size: 4,
                 key_offsets: offsets,
-                value_size,
+                value_size: value_size + marker,
                 buckets,
                 domain,
                 max_entries: n,

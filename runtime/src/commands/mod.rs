@@ -29,14 +29,21 @@ pub enum Failure {
     Reported,
     /// One sentence for stderr.
     Message(String),
+    /// The run itself completed (and said why it ends this way); exit with this status. Used
+    /// for a `-c` command that failed: mmql passes its status on, as `time` and `timeout` do.
+    Status(u8),
 }
 
 impl Failure {
     pub fn report(self) -> ExitCode {
-        if let Failure::Message(m) = self {
-            eprintln!("mmql: error: {m}");
+        match self {
+            Failure::Reported => ExitCode::from(1),
+            Failure::Message(m) => {
+                eprintln!("mmql: error: {m}");
+                ExitCode::from(1)
+            }
+            Failure::Status(code) => ExitCode::from(code),
         }
-        ExitCode::from(1)
     }
 }
 

@@ -3,12 +3,13 @@
 //! as its timeout; when tracing stops, detach, run `on end`, print every non-empty map, report
 //! losses.
 
-mod child;
+pub(crate) mod child;
 mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+mod merge;
 pub(crate) mod progress;
 pub(crate) mod record;
 mod records;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
 use mmql_compiler::lower::layout::{counter, MapKind};
-use mmql_compiler::lower::losses::LOSSES;
+use mmql_compiler::lower::losses::{RuntimeCounts, LOSSES};
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
@@ -34,7 +35,7 @@ use crate::cli::{OutputFormat, RunOpts};
 use crate::commands::{Context, Failure};
 use crate::output::value::Scalar;
 use crate::output::{printf, timefmt, Format};
-use child::GatedChild;
+use child::{GatedChild, TracedPid};
 use load::LoadFailure;
 use maps::Maps;
 use progress::Progress;
@@ -95,10 +96,22 @@ pub(crate) fn open_ring(
     }
 }
 
+/// The longest one drain of the ring buffer prints before the loop looks at signals, timers,
+/// the deadline and the `-c` child again. Records can arrive faster than a slow terminal, a
+/// pipe or a debug build prints them; a drain that ran until the buffer was empty would then
+/// never return, and Ctrl-C would wait forever.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// Once tracing has stopped (probes detached, so nothing more arrives), the longest mmql spends
+/// printing what is still in the ring buffer; records left after that are counted, not
+/// printed, so a stop ends the run even behind output that cannot keep up.
+pub(crate) const FINAL_DRAIN: Duration = Duration::from_secs(1);
+
 enum Stop {
     Signal,
     ExitCalled,
     ChildExited,
+    PidExited,
     Duration,
 }
 
@@ -119,6 +132,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 .map_err(|e| Failure::Message(format!("cannot start `{cmd}`: {e}")))?,
         ),
         None => None,
+    };
+    // `-p`: the process must exist, and its exit ends the run as the `-c` command's does.
+    let traced = match (&child, opts.pid) {
+        (None, Some(p)) => Some(TracedPid::open(p).map_err(Failure::Message)?),
+        _ => None,
     };
     let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
     // Signals are caught from before compiling: one arriving while the probes load or attach
@@ -166,7 +184,8 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let maps = Maps::new(&compiled, &ebpf);
     let mut session = Session::new(&maps, format, &mut *out, recorder);
     session.reports = reports;
-    let result = (|| -> io::Result<()> {
+    // Ok(Some(status)): the run completed, ended by a `-c` command that failed.
+    let result = (|| -> io::Result<Option<u8>> {
         if !opts.quiet {
             match format {
                 Format::Text => eprintln!(
@@ -190,6 +209,8 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         );
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
+        // Records the last slice left in the ring buffer: poll without waiting.
+        let mut pending = false;
         let stop = loop {
             if session.exit {
                 break Stop::ExitCalled;
@@ -201,11 +222,15 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 .chain(deadline)
                 .chain(progress.next_wake())
                 .min();
-            let timeout = wake.map_or(-1, |w| {
-                w.saturating_duration_since(now)
-                    .as_millis()
-                    .min(i32::MAX as u128) as i32
-            });
+            let timeout = if pending {
+                0
+            } else {
+                wake.map_or(-1, |w| {
+                    w.saturating_duration_since(now)
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32
+                })
+            };
             let mut fds = vec![libc::pollfd {
                 fd: signals.fd(),
                 events: libc::POLLIN,
@@ -225,18 +250,28 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                     revents: 0,
                 });
             }
+            if let Some(t) = &traced {
+                fds.push(libc::pollfd {
+                    fd: t.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
             }
             progress.hide();
-            session.take_events(ring.as_mut())?;
+            pending = session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break Stop::Signal;
             }
             if child.as_mut().is_some_and(|c| c.try_wait().is_some()) {
                 break Stop::ChildExited;
+            }
+            if traced.as_ref().is_some_and(TracedPid::has_exited) {
+                break Stop::PidExited;
             }
             let now = Instant::now();
             for i in schedule.due(now) {
@@ -252,18 +287,22 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         // Probes stop before `on end` and the final dump, so what is printed is one
         // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
         maps.detach();
-        // A `-c` command that failed is worth one line: the output may be cut short by it.
+        // A `-c` command that failed is worth one line (the output may be cut short by it),
+        // and its status becomes mmql's, so scripts and CI notice.
+        let mut failed = None;
         if let (Stop::ChildExited, Some(st)) =
             (&stop, child.as_mut().and_then(GatedChild::try_wait))
         {
             if let Some(why) = child::describe_failure(st) {
                 format.write_notice(session.out, &format!("the command {why}"))?;
             }
+            failed = child::failure_status(st);
         }
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
-        session.finish()
+        session.finish()?;
+        Ok(failed)
     })();
     if let Some(c) = child.as_mut() {
         c.stop();
@@ -272,7 +311,14 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     drop(maps);
     drop(ring);
     drop(ebpf);
-    result.map_err(|e| Failure::Message(output_error(&e, opts)))
+    match result {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(Failure::Status(status)),
+        // The reader went away (`mmql … | head -3`): the probes are detached above; end
+        // quietly, as other Unix tools do.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Message(output_error(&e, opts))),
+    }
 }
 
 fn output_error(e: &io::Error, opts: &RunOpts) -> String {
@@ -301,6 +347,8 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) garbled: u64,
     /// Ring-buffer records read so far, for the status line.
     pub(crate) records: u64,
+    /// Records still in the ring buffer when the final drain ran out of time.
+    pub(crate) unprinted: u64,
     /// `--record`: ring records are written as they arrive, maps when tracing stops.
     pub(crate) recorder: Option<Recorder>,
     /// `--html`: what the run printed, kept for the files written at its end.
@@ -321,35 +369,59 @@ impl<'a, 'm> Session<'a, 'm> {
             exit: false,
             garbled: 0,
             records: 0,
+            unprinted: 0,
             recorder,
             reports: Reports::default(),
         }
     }
 
-    pub(crate) fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+    /// Prints ring-buffer records for at most `budget`; true if it stopped with time up (more
+    /// may be waiting), false once the buffer was empty.
+    fn drain(
+        &mut self,
+        rb: &mut RingBuf<aya::maps::MapData>,
+        budget: Duration,
+    ) -> io::Result<bool> {
+        let until = Instant::now() + budget;
         while let Some(item) = rb.next() {
             if let Some(r) = self.recorder.as_mut() {
                 r.ring(&item)?;
             }
             self.record(&item)?;
+            // An exit() ends the slice at once: the loop stops, then prints the rest.
+            if self.exit || Instant::now() >= until {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After the probes are detached: what is left in the ring buffer, printed for at most
+    /// `FINAL_DRAIN`, the rest counted as unprinted.
+    pub(crate) fn drain_rest(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+        if self.drain(rb, FINAL_DRAIN)? {
+            while rb.next().is_some() {
+                self.unprinted += 1;
+            }
         }
         Ok(())
     }
 
-    /// Everything the probes sent since the last call: the ring buffer drained, and an
-    /// exit() whose record met a full ring buffer, which still stops the run at the wake-up
-    /// the full buffer itself causes.
+    /// What the probes sent since the last call, one slice of it (`SLICE`): records printed,
+    /// and an exit() whose record met a full ring buffer, which still stops the run at the
+    /// wake-up the full buffer itself causes. True if records may still be waiting.
     pub(crate) fn take_events(
         &mut self,
         ring: Option<&mut RingBuf<aya::maps::MapData>>,
-    ) -> io::Result<()> {
-        if let Some(rb) = ring {
-            self.drain(rb)?;
-        }
+    ) -> io::Result<bool> {
+        let pending = match ring {
+            Some(rb) => self.drain(rb, SLICE)?,
+            None => false,
+        };
         if self.maps.compiled.probes_exit && self.maps.counter(counter::EXIT_DROPPED)? > 0 {
             self.exit = true;
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// The end of every run, live or replayed, once the probes are detached and the ring
@@ -429,6 +501,10 @@ impl<'a, 'm> Session<'a, 'm> {
     /// reported, for the reports written after.
     pub(crate) fn report_losses(&mut self) -> io::Result<Vec<(u64, String)>> {
         let counters = self.maps.counters()?;
+        let runtime = RuntimeCounts {
+            unreadable: self.garbled,
+            unprinted: self.unprinted,
+        };
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;
         let cap = compiled
@@ -441,7 +517,7 @@ impl<'a, 'm> Session<'a, 'm> {
             .unwrap_or(0);
         let mut reported = Vec::new();
         for loss in &LOSSES {
-            let n = loss.count(&counters, self.garbled);
+            let n = loss.count(&counters, runtime);
             if n == 0 {
                 continue;
             }

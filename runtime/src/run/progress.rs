@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use mmql_compiler::lower::losses::LOSSES;
+use mmql_compiler::lower::losses::{RuntimeCounts, LOSSES};
 
 use super::maps::Maps;
 
@@ -74,7 +74,11 @@ impl Progress {
             self.keys_at = Some(Instant::now() + self.keys_every);
         }
         let lost = maps.counters().map_or(0, |c| {
-            LOSSES.iter().map(|l| l.count(&c, garbled)).sum::<u64>()
+            let runtime = RuntimeCounts {
+                unreadable: garbled,
+                unprinted: 0,
+            };
+            LOSSES.iter().map(|l| l.count(&c, runtime)).sum::<u64>()
         });
         let secs = now.duration_since(self.start).as_secs();
         let mut line = format!(

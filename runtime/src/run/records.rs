@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 
-use mmql_compiler::check::parse_conversions;
 use mmql_compiler::lower::timeline::{SPAN_RECORD_BASE, STAMP_BYTES};
 use mmql_compiler::lower::EXIT_RECORD;
 use mmql_compiler::program::Shown;
@@ -71,7 +70,7 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
     let Some(spec) = maps.compiled.program.printfs.get(id as usize) else {
         return Record::Garbled;
     };
-    let convs = parse_conversions(&spec.format).unwrap_or_default();
+    let convs: Vec<_> = spec.format.conversions().collect();
     let mut at = 8 + if stamp.is_some() { STAMP_BYTES } else { 0 };
     let mut slots = Vec::new();
     for t in &spec.args {

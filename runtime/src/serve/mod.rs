@@ -23,6 +23,7 @@ use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
 use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
+use crate::run::child::TracedPid;
 use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
@@ -86,6 +87,12 @@ fn serve(
             args.listen
         ))
     })?;
+    // `--pid`: the process must exist; serving ends when it exits, as a run does.
+    let traced = args
+        .pid
+        .map(TracedPid::open)
+        .transpose()
+        .map_err(Failure::Message)?;
     let (compiled, _) = ctx.compile(
         src,
         &LowerOptions {
@@ -146,12 +153,18 @@ fn serve(
         session.exec(&program.begin)?;
         session.out.flush()?;
         let mut schedule = Schedule::new(&program.timers, Instant::now());
+        // Records the last slice left in the ring buffer: look at requests without waiting.
+        let mut pending = false;
         while !session.exit {
             let now = Instant::now();
-            let wait = schedule
-                .next_wake()
-                .map_or(TICK, |at| at.saturating_duration_since(now))
-                .min(TICK);
+            let wait = if pending {
+                Duration::ZERO
+            } else {
+                schedule
+                    .next_wake()
+                    .map_or(TICK, |at| at.saturating_duration_since(now))
+                    .min(TICK)
+            };
             if let Some(req) = server.recv_timeout(wait)? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
@@ -159,8 +172,8 @@ fn serve(
             while let Some(req) = server.try_recv()? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
-            session.take_events(ring.as_mut())?;
-            if signals.take().is_some() {
+            pending = session.take_events(ring.as_mut())?;
+            if signals.take().is_some() || traced.as_ref().is_some_and(TracedPid::has_exited) {
                 break;
             }
             for i in schedule.due(Instant::now()) {
@@ -173,14 +186,18 @@ fn serve(
         drop(server);
         maps.detach();
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
         session.finish()
     })();
     drop(maps);
     drop(ring);
     drop(loaded);
-    result.map_err(|e| Failure::Message(format!("{e}; probes detached")))
+    match result {
+        // Whoever read stdout went away: the probes are detached above; end quietly.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::Message(format!("{e}; probes detached"))),
+    }
 }
 
 impl Exporter {
