@@ -66,6 +66,14 @@ pub struct RunOpts {
     /// stops) for `mmql replay`.
     #[arg(long = "record", value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Also write a self-contained HTML report of the run to FILE: metadata, every map as a
+    /// chart or table, the printed lines.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write a Perfetto trace of the run to FILE: every span as a slice on its thread,
+    /// every printf line as an instant, every count/sum map printed by `every` as a counter.
+    #[arg(long = "perfetto", value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
     /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
@@ -143,6 +151,9 @@ pub enum Command {
         /// Write output to FILE instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write a self-contained HTML report of the replayed run to FILE.
+        #[arg(long = "html", value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]

@@ -57,10 +57,17 @@ fn main() -> ExitCode {
                 script,
                 format,
                 output,
+                html,
             }),
             _,
-        ) => commands::recipes::read_source(&ctx, script)
-            .and_then(|src| run::replay::replay(&ctx, recording, &src, *format, output.as_deref())),
+        ) => commands::recipes::read_source(&ctx, script).and_then(|src| {
+            let out = run::replay::Outputs {
+                format: *format,
+                output: output.as_deref(),
+                html: html.as_ref(),
+            };
+            run::replay::replay(&ctx, recording, &src, &out)
+        }),
         (
             Some(Command::Show {
                 recipe,
