@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod btf;
+pub mod capture;
 pub mod check;
 pub mod explain;
 pub mod format;

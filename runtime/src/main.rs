@@ -8,6 +8,7 @@ mod output;
 mod run;
 mod serve;
 mod sys;
+mod trace;
 mod userfn;
 mod verifier;
 mod zones;
