@@ -179,7 +179,12 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     }
     a.push(Insn::call(helper::GET_CURRENT_UID_GID));
     a.push(Insn::stx(Size::W, R8, R0, header::UID as i16));
-    a.push(Insn::st_imm(Size::H, R8, header::EVENT as i16, index as i32));
+    a.push(Insn::st_imm(
+        Size::H,
+        R8,
+        header::EVENT as i16,
+        index as i32,
+    ));
     a.push(Insn::stx(Size::H, R8, R7, header::LEN as i16));
     a.push(Insn::mov64_reg(R1, R8));
     a.push(Insn::alu64_imm(AluOp::Add, R1, header::COMM as i32));

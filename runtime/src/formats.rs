@@ -42,7 +42,7 @@ pub struct LoadedCatalog {
     pub description: String,
 }
 
-const TRACEFS_EVENTS: &[&str] = &[
+pub const TRACEFS_EVENTS: &[&str] = &[
     "/sys/kernel/tracing/events",
     "/sys/kernel/debug/tracing/events",
 ];
@@ -293,7 +293,7 @@ fn read_format<'b>(f: &mut fs::File, buf: &'b mut Vec<u8>) -> Option<&'b str> {
     std::str::from_utf8(buf).ok()
 }
 
-fn kernel_release() -> String {
+pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
             }),
             _,
         ) => commands::recipes::run(&ctx, recipe, recipe_opts, run),
+        (Some(Command::Record(args)), _) => trace::record::record(&ctx, args),
         (Some(Command::Recipes), _) => commands::recipes::list(),
         (
             Some(Command::Replay {

@@ -3,8 +3,8 @@
 //! as its timeout; when tracing stops, detach, run `on end`, print every non-empty map, report
 //! losses.
 
-mod child;
-mod ksyms;
+pub(crate) mod child;
+pub(crate) mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;

@@ -187,7 +187,10 @@ impl TraceFile {
             message,
         };
         if data.len() < FILE_HEADER || !is_recording(data) {
-            return Err(err(0, "not an mmql recording (no `MMQLTRCE` header)".into()));
+            return Err(err(
+                0,
+                "not an mmql recording (no `MMQLTRCE` header)".into(),
+            ));
         }
         let version = u32_at(data, 8);
         if version != VERSION {
@@ -246,7 +249,10 @@ impl TraceFile {
             at += 8 + z_len;
         }
         if !reader.has_info {
-            return Err(err(at, "no recording information (empty or cut short)".into()));
+            return Err(err(
+                at,
+                "no recording information (empty or cut short)".into(),
+            ));
         }
         if !reader.ended {
             return Err(err(
@@ -317,7 +323,8 @@ impl Reader {
         }
         match kind {
             kind::INFO => {
-                let v: Value = serde_json::from_slice(p).map_err(|e| format!("bad information: {e}"))?;
+                let v: Value =
+                    serde_json::from_slice(p).map_err(|e| format!("bad information: {e}"))?;
                 let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
                 self.info.kernel_release = text("kernel_release");
                 self.info.cpus = v
@@ -355,7 +362,10 @@ impl Reader {
             }
             kind::EVENT => {
                 if p.len() < header::SIZE {
-                    return Err(format!("event of {} bytes, shorter than its header", p.len()));
+                    return Err(format!(
+                        "event of {} bytes, shorter than its header",
+                        p.len()
+                    ));
                 }
                 let format = u16_at(p, header::EVENT) as usize;
                 if format >= self.info.formats.len() {
@@ -373,11 +383,16 @@ impl Reader {
                 }
                 let stack = u32_at(p, header::STACK_ID) as i32;
                 if stack >= 0 && !self.stacks.contains_key(&(stack as u32)) {
-                    return Err(format!("event uses stack {stack}, which the file does not define"));
+                    return Err(format!(
+                        "event uses stack {stack}, which the file does not define"
+                    ));
                 }
                 let cpu = u32_at(p, header::CPU);
                 if cpu >= self.info.cpus {
-                    return Err(format!("event on CPU {cpu}, but the file has {} CPUs", self.info.cpus));
+                    return Err(format!(
+                        "event on CPU {cpu}, but the file has {} CPUs",
+                        self.info.cpus
+                    ));
                 }
                 self.order.push(Slot {
                     ts: u64_at(p, header::TS),
@@ -473,7 +488,8 @@ mod tests {
             h[header::STACK_ID..header::STACK_ID + 4].copy_from_slice(&(-1i32).to_le_bytes());
             h[header::LEN..header::LEN + 2].copy_from_slice(&4u16.to_le_bytes());
             h[header::COMM..header::COMM + 3].copy_from_slice(b"cat");
-            w.item(kind::EVENT, &[&h, &[1, 2, 3, i as u8]]).expect("event");
+            w.item(kind::EVENT, &[&h, &[1, 2, 3, i as u8]])
+                .expect("event");
         }
         w.item(kind::LOST, &[&3u64.to_le_bytes()]).expect("lost");
         w.finish(2000).expect("finish");

@@ -3,4 +3,5 @@
 //! [`source::TraceSource`]) in a userspace eBPF interpreter, without root.
 
 pub mod file;
+pub mod record;
 pub mod source;
