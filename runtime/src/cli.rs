@@ -35,6 +35,11 @@ pub struct Common {
     /// the running kernel.
     #[arg(long, global = true, value_name = "DIR")]
     pub formats: Option<PathBuf>,
+    /// Run on recorded events instead of the kernel (no root needed): a file `mmql record`
+    /// wrote, or `sample:NAME` (`mmql samples` lists the bundled ones). `check`, `explain`
+    /// and `list` then use the recording's formats.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trace: Option<String>,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,

@@ -28,6 +28,20 @@ pub enum FormatSource {
     Dir(PathBuf),
     /// The snapshot embedded in the binary.
     Snapshot,
+    /// The format files inside an event recording (`--trace FILE`).
+    Recorded(std::sync::Arc<RecordedFormats>),
+}
+
+/// What a recording holds of the kernel's formats.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordedFormats {
+    /// The recording, for messages.
+    pub name: String,
+    /// (category, name, format file text)
+    pub files: Vec<(String, String, String)>,
+    /// `btf-enums.txt` text.
+    pub btf_enums: Option<String>,
+    pub kernel_release: Option<String>,
 }
 
 #[derive(Debug)]
@@ -65,7 +79,38 @@ pub fn load_catalog_filtered(
         FormatSource::Snapshot => Ok(snapshot(Vec::new())),
         FormatSource::Dir(dir) => load_dir(dir, want),
         FormatSource::Live => Ok(load_live(want)),
+        FormatSource::Recorded(r) => load_recorded(r, want),
     }
+}
+
+fn load_recorded(
+    r: &std::sync::Arc<RecordedFormats>,
+    want: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<LoadedCatalog, String> {
+    let (mut catalog, errors) = Catalog::from_texts(
+        r.files
+            .iter()
+            .filter(|(c, _, _)| want(c))
+            .map(|(c, n, t)| (c.as_str(), n.as_str(), t.as_str())),
+    );
+    let warnings = errors
+        .into_iter()
+        .map(|(c, n, e)| format!("{}: the format of {c}:{n}: {e}", r.name))
+        .collect();
+    if let Some(text) = &r.btf_enums {
+        catalog.btf_enums = parse_btf_enums(text).map_err(|e| format!("{}: BTF enums: {e}", r.name))?;
+    }
+    catalog.apply_btf_enums();
+    Ok(LoadedCatalog {
+        catalog,
+        warnings,
+        origin: FormatSource::Recorded(r.clone()),
+        description: format!(
+            "the recording {} (Linux {})",
+            r.name,
+            r.kernel_release.as_deref().unwrap_or("?")
+        ),
+    })
 }
 
 fn snapshot(mut warnings: Vec<String>) -> LoadedCatalog {

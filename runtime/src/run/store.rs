@@ -2,7 +2,10 @@
 //! (`--record`, `mmql replay`). `Maps` merges and prints the same way from either, so a
 //! replayed run prints what the live one printed.
 
+use std::cell::RefCell;
 use std::io;
+
+use mmql_vm::Machine;
 
 use super::load::Loaded;
 use super::record::Recording;
@@ -11,6 +14,8 @@ use crate::sys::RawMap;
 pub enum Store<'a> {
     Kernel(&'a Loaded),
     Replay(&'a Recording),
+    /// A script run offline on recorded events: the interpreter's maps.
+    Offline(&'a RefCell<Machine>),
 }
 
 impl Store<'_> {
@@ -31,6 +36,10 @@ impl Store<'_> {
                 m.for_each_entry(&mut |k, v| f(k, v, slot))
             }
             Store::Replay(r) => r.each(symbol, f),
+            Store::Offline(m) => {
+                offline_map(&m.borrow(), symbol, |m| m.each(f))?;
+                Ok(())
+            }
         }
     }
 
@@ -44,6 +53,7 @@ impl Store<'_> {
                     .then(|| (buf, m.slot_size().max(1))))
             }
             Store::Replay(r) => Ok(r.lookup(symbol, key)),
+            Store::Offline(m) => offline_map(&m.borrow(), symbol, |m| m.lookup(key)),
         }
     }
 
@@ -54,6 +64,7 @@ impl Store<'_> {
                 r.clear(symbol, array_entries.is_some());
                 Ok(())
             }
+            (Store::Offline(m), _) => offline_map_mut(&mut m.borrow_mut(), symbol, |m| m.clear()),
             (Store::Kernel(l), Some(entries)) => {
                 let m = Self::raw(l, symbol)?;
                 let zero = vec![0u8; m.value_buf_size()];
@@ -76,6 +87,7 @@ impl Store<'_> {
                 r.zero(symbol);
                 Ok(())
             }
+            Store::Offline(m) => offline_map_mut(&mut m.borrow_mut(), symbol, |m| m.zero()),
             Store::Kernel(l) => {
                 let m = Self::raw(l, symbol)?;
                 let zero = vec![0u8; m.value_buf_size()];
@@ -95,4 +107,20 @@ impl Store<'_> {
             l.detach();
         }
     }
+}
+
+fn offline_map<T>(m: &Machine, symbol: &str, f: impl FnOnce(&mmql_vm::Map) -> T) -> io::Result<T> {
+    m.map(symbol)
+        .map(f)
+        .ok_or_else(|| io::Error::other(format!("map {symbol} not in the interpreter")))
+}
+
+fn offline_map_mut<T>(
+    m: &mut Machine,
+    symbol: &str,
+    f: impl FnOnce(&mut mmql_vm::Map) -> T,
+) -> io::Result<T> {
+    m.map_mut(symbol)
+        .map(f)
+        .ok_or_else(|| io::Error::other(format!("map {symbol} not in the interpreter")))
 }

@@ -119,11 +119,6 @@ impl TraceWriter {
         Ok(())
     }
 
-    /// Bytes written to the file so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// The end marker, then everything flushed and synced.
     pub fn finish(mut self, end_ns: u64) -> io::Result<u64> {
         self.item(kind::END, &[&end_ns.to_le_bytes()])?;
@@ -170,15 +165,6 @@ pub fn is_recording(bytes: &[u8]) -> bool {
 }
 
 impl TraceFile {
-    pub fn open(path: &Path) -> Result<TraceFile, TraceError> {
-        let data = std::fs::read(path).map_err(|e| TraceError {
-            path: path.to_path_buf(),
-            offset: 0,
-            message: format!("cannot read: {e}"),
-        })?;
-        TraceFile::parse(path, &data)
-    }
-
     /// Reads a recording held in memory (`path` names it in errors).
     pub fn parse(path: &Path, data: &[u8]) -> Result<TraceFile, TraceError> {
         let err = |offset: usize, message: String| TraceError {
@@ -421,7 +407,13 @@ impl Reader {
                 }
                 self.lost = u64_at(p, 0);
             }
-            kind::END => self.ended = true,
+            kind::END => {
+                if p.len() != 8 {
+                    return Err("end item of a wrong size".into());
+                }
+                self.info.end_ns = Some(u64_at(p, 0));
+                self.ended = true;
+            }
             k => return Err(format!("unknown item kind {k} (from a newer mmql?)")),
         }
         Ok(())
@@ -499,7 +491,7 @@ mod tests {
     fn round_trip_in_time_order() {
         let dir = std::env::temp_dir().join(format!("mmql-trace-rt-{}", std::process::id()));
         sample(&dir, 3);
-        let mut f = TraceFile::open(&dir).expect("reads");
+        let mut f = TraceFile::parse(&dir, &std::fs::read(&dir).expect("read")).expect("reads");
         let _ = std::fs::remove_file(&dir);
         assert_eq!(f.info().cpus, 2);
         assert_eq!(f.info().formats[0].1, "mm_page_alloc");

@@ -27,6 +27,9 @@ pub struct TraceInfo {
     /// `CLOCK_MONOTONIC` ns when recording began (else the first event's time): `every` and
     /// `after` count from here.
     pub start_ns: Option<u64>,
+    /// `CLOCK_MONOTONIC` ns when recording stopped, if the file says: timers due between the
+    /// last event and then still run.
+    pub end_ns: Option<u64>,
     /// What to tell a user who needs more than the file has (`record it with --stacks`).
     pub how_recorded: &'static str,
 }
