@@ -98,7 +98,8 @@ fn load_recorded(
         .map(|(c, n, e)| format!("{}: the format of {c}:{n}: {e}", r.name))
         .collect();
     if let Some(text) = &r.btf_enums {
-        catalog.btf_enums = parse_btf_enums(text).map_err(|e| format!("{}: BTF enums: {e}", r.name))?;
+        catalog.btf_enums =
+            parse_btf_enums(text).map_err(|e| format!("{}: BTF enums: {e}", r.name))?;
     }
     catalog.apply_btf_enums();
     Ok(LoadedCatalog {

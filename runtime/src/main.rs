@@ -25,7 +25,12 @@ fn main() -> ExitCode {
     if let Some(arg) = &cli.common.trace {
         if matches!(
             cli.command,
-            Some(Command::Record(_) | Command::Replay { .. } | Command::Serve(_) | Command::Build { .. })
+            Some(
+                Command::Record(_)
+                    | Command::Replay { .. }
+                    | Command::Serve(_)
+                    | Command::Build { .. }
+            )
         ) {
             commands::shell::usage_error(
                 "--trace runs scripts on a recording; it does not apply to this command",

@@ -25,7 +25,12 @@ use crate::run::timers::Schedule;
 use crate::run::{open_output, parse_duration, Session};
 
 /// A located error for a script that needs what the recording lacks.
-fn lacks(ctx: &Context, src: &Source, compiled: &Compiled, source: &dyn TraceSource) -> Result<(), Failure> {
+fn lacks(
+    ctx: &Context,
+    src: &Source,
+    compiled: &Compiled,
+    source: &dyn TraceSource,
+) -> Result<(), Failure> {
     let info = source.info();
     let mut diags = Vec::new();
     for k in &compiled.program.probes {
@@ -48,9 +53,12 @@ fn lacks(ctx: &Context, src: &Source, compiled: &Compiled, source: &dyn TraceSou
         if !info.has_tgid {
             if let Some(span) = builtin_span(k, Builtin::Pid) {
                 diags.push(
-                    Diagnostic::error(Code::E0401, "the recording has thread ids only, no process ids")
-                        .at(span, "needs the thread group id")
-                        .with_help("use `tid`, or record with `mmql record`, which keeps both"),
+                    Diagnostic::error(
+                        Code::E0401,
+                        "the recording has thread ids only, no process ids",
+                    )
+                    .at(span, "needs the thread group id")
+                    .with_help("use `tid`, or record with `mmql record`, which keeps both"),
                 );
             }
         }
@@ -89,7 +97,12 @@ fn dispatch(compiled: &Compiled, source: &dyn TraceSource) -> Vec<Vec<usize>> {
         .collect()
 }
 
-pub fn run(ctx: &Context, src: &Source, opts: &RunOpts, mut source: Box<dyn TraceSource>) -> Result<(), Failure> {
+pub fn run(
+    ctx: &Context,
+    src: &Source,
+    opts: &RunOpts,
+    mut source: Box<dyn TraceSource>,
+) -> Result<(), Failure> {
     if opts.cmd.is_some() {
         return Err(Failure::Message(
             "-c starts a command to trace; with --trace the events are already recorded (use -p PID to pick a process)".into(),
@@ -102,7 +115,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts, mut source: Box<dyn Trac
     }
     let duration = match &opts.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
-            Failure::Message(format!("`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"))
+            Failure::Message(format!(
+                "`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"
+            ))
         })?),
         None => None,
     };
@@ -118,7 +133,12 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts, mut source: Box<dyn Trac
     let missing: Vec<String> = compiled
         .programs
         .iter()
-        .filter(|p| !info.formats.iter().any(|(c, n, _)| c == &p.category && n == &p.event))
+        .filter(|p| {
+            !info
+                .formats
+                .iter()
+                .any(|(c, n, _)| c == &p.category && n == &p.event)
+        })
         .map(|p| format!("{}:{}", p.category, p.event))
         .collect();
     if !missing.is_empty() {
@@ -130,17 +150,25 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts, mut source: Box<dyn Trac
     let machine = RefCell::new(
         Machine::new(&compiled.bpf_maps, info.cpus.max(1) as usize).map_err(Failure::Message)?,
     );
-    let programs: Vec<Program> = compiled.programs.iter().map(|p| Program::new(&p.def)).collect();
+    let programs: Vec<Program> = compiled
+        .programs
+        .iter()
+        .map(|p| Program::new(&p.def))
+        .collect();
     let table = dispatch(&compiled, source.as_ref());
     let (format, mut out) = open_output(opts.format, opts.output.as_deref())?;
-    let maps = Maps::over(&compiled, Store::Offline(&machine)).with_ksyms(Ksyms::from_symbols(info.symbols.clone()));
+    let maps = Maps::over(&compiled, Store::Offline(&machine))
+        .with_ksyms(Ksyms::from_symbols(info.symbols.clone()));
     let mut session = Session::new(&maps, format, &mut *out, None);
     let attached = compiled.programs.len();
     let result = (|| -> Result<(), Failure> {
         let io = |e: io::Error| Failure::Message(format!("cannot write the output: {e}"));
         if !opts.quiet {
             match format {
-                Format::Text => eprintln!("Attached {attached} probe{}", if attached == 1 { "" } else { "s" }),
+                Format::Text => eprintln!(
+                    "Attached {attached} probe{}",
+                    if attached == 1 { "" } else { "s" }
+                ),
                 Format::Json => format.write_attached(session.out, attached).map_err(io)?,
             }
         }
@@ -159,7 +187,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts, mut source: Box<dyn Trac
             if session.exit {
                 break;
             }
-            let ev = source.next_event().map_err(|e| Failure::Message(e.to_string()))?;
+            let ev = source
+                .next_event()
+                .map_err(|e| Failure::Message(e.to_string()))?;
             let now = match &ev {
                 Some(e) => at(e.ts),
                 None => info.end_ns.map_or(last, at).max(last),
@@ -224,4 +254,3 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts, mut source: Box<dyn Trac
     })();
     result
 }
-
