@@ -287,7 +287,8 @@ mod tests {
 
     #[test]
     fn printf_then_print_round_trip() {
-        let msg = printf::format("%-8s %5d\n", &[Scalar::Str("bash".into()), Scalar::Int(42)]);
+        let fmt = mmql_compiler::printf::parse("%-8s %5d\n").unwrap();
+        let msg = printf::format(&fmt, &[Scalar::Str("bash".into()), Scalar::Int(42)]);
         assert_eq!(
             run(|w| Format::Text.write_printf(w, &msg)),
             "bash        42\n"

@@ -105,6 +105,19 @@ impl AggValue {
         }
     }
 
+    /// The one number a userspace `printf` shows for the value: counts, sums, extremes and
+    /// averages as printed, the count of a `stats`, the total count of a histogram.
+    pub fn single(&self) -> Scalar {
+        match self {
+            AggValue::Count(n) => Scalar::UInt(*n),
+            AggValue::Sum(n) | AggValue::Min(n) | AggValue::Max(n) => Scalar::Int(*n),
+            AggValue::Avg { sum, count } => Scalar::Int(AggValue::int_average(*sum, *count)),
+            AggValue::Stats { count, .. } => Scalar::UInt(*count),
+            AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. } => Scalar::UInt(b.iter().sum()),
+            AggValue::Last(s) => s.clone(),
+        }
+    }
+
     /// True for the aggregations printed as a bucket table rather than on one line.
     pub fn is_histogram(&self) -> bool {
         matches!(self, AggValue::Hist(_) | AggValue::Lhist { .. })

@@ -9,6 +9,7 @@ pub(crate) mod ksyms;
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+mod merge;
 pub(crate) mod record;
 pub(crate) mod records;
 pub(crate) mod replay;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
 use mmql_compiler::lower::layout::{counter, MapKind};
+use mmql_compiler::lower::losses::LOSSES;
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
@@ -78,10 +80,10 @@ pub(crate) fn open_ring(
     loaded: &mut load::Loaded,
     compiled: &Compiled,
 ) -> Result<Option<RingBuf<aya::maps::MapData>>, Failure> {
-    let Some(name) = &compiled.events_map else {
+    let Some(events) = compiled.roles.events else {
         return Ok(None);
     };
-    match loaded.take_ring(name) {
+    match loaded.take_ring(events) {
         Some(Ok(rb)) => Ok(Some(rb)),
         Some(Err(e)) => Err(Failure::Message(format!(
             "cannot open the event ring buffer: {e}"
@@ -373,29 +375,9 @@ impl<'a, 'm> Session<'a, 'm> {
         Ok(())
     }
 
-    /// Everything mmql counted instead of dropping silently.
+    /// Everything mmql counted instead of dropping silently (`losses::LOSSES`).
     pub(crate) fn report_losses(&mut self) -> io::Result<()> {
-        let c = self.maps.counters()?;
-        let items = [
-            (
-                c[counter::LOST_EVENTS as usize],
-                "events (ring buffer full)",
-            ),
-            (c[counter::MAP_FULL as usize], "map updates (map full)"),
-            (
-                c[counter::SPAN_FULL as usize],
-                "span begins (span table full)",
-            ),
-            (
-                c[counter::OUT_OF_DOMAIN as usize],
-                "map updates (key outside its fixed range)",
-            ),
-            (
-                c[counter::STACK_FAILED as usize],
-                "kernel stacks (stack map full)",
-            ),
-            (self.garbled, "ring buffer records (unreadable)"),
-        ];
+        let counters = self.maps.counters()?;
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;
         let cap = compiled
@@ -406,19 +388,24 @@ impl<'a, 'm> Session<'a, 'm> {
             .map(|(l, _)| l.max_entries)
             .max()
             .unwrap_or(0);
-        for (i, (n, what)) in items.into_iter().enumerate() {
-            if n > 0 {
-                match self.format {
-                    Format::Text => {
-                        self.out.flush()?;
-                        if i == 1 {
-                            eprintln!("mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys");
-                        } else {
-                            eprintln!("mmql: lost {n} {what}");
-                        }
+        for loss in &LOSSES {
+            let n = loss.count(&counters, self.garbled);
+            if n == 0 {
+                continue;
+            }
+            let what = loss.text;
+            match self.format {
+                Format::Text => {
+                    self.out.flush()?;
+                    if loss.key_cap_hint {
+                        eprintln!(
+                            "mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys"
+                        );
+                    } else {
+                        eprintln!("mmql: lost {n} {what}");
                     }
-                    Format::Json => self.format.write_lost(self.out, what, n)?,
                 }
+                Format::Json => self.format.write_lost(self.out, what, n)?,
             }
         }
         Ok(())

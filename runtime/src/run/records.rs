@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 
-use mmql_compiler::check::parse_conversions;
 use mmql_compiler::lower::EXIT_RECORD;
 use mmql_compiler::program::Shown;
 use mmql_compiler::types::Type;
@@ -41,7 +40,7 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
     let Some(spec) = maps.compiled.program.printfs.get(id as usize) else {
         return Record::Garbled;
     };
-    let convs = parse_conversions(&spec.format).unwrap_or_default();
+    let convs: Vec<_> = spec.format.conversions().collect();
     let mut at = 8usize;
     let mut slots = Vec::new();
     for t in &spec.args {

@@ -25,14 +25,14 @@ pub fn replay(
     format: OutputFormat,
     output: Option<&Path>,
 ) -> Result<(), Failure> {
-    let rec = Recording::read(recording).map_err(Failure::Message)?;
+    let mut rec = Recording::read(recording).map_err(Failure::Message)?;
     // The same key cap as the recorded run: it is part of every map's definition.
     let opts = LowerOptions {
         pid: None,
         max_keys: rec.max_keys,
     };
     let (compiled, _) = ctx.compile(src, &opts)?;
-    rec.check(&compiled).map_err(Failure::Message)?;
+    rec.bind(&compiled).map_err(Failure::Message)?;
     if uses_kernel_symbols(&compiled) && rec.boot_id.is_some() && rec.boot_id != boot_id() {
         eprintln!("mmql: warning: the recording comes from another boot; kernel symbols and stacks are resolved against this one and may be wrong");
     }

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use mmql_compiler::capture::{self, header, CaptureOptions};
 use mmql_compiler::format::{write_btf_enums, Catalog, Event, FieldKind};
 use mmql_compiler::lower::layout::STACK_DEPTH;
+use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::LowerOptions;
 use mmql_compiler::resolve::{resolve, Resolved};
+use mmql_lang::ast::EventPattern;
 use mmql_lang::{Source, Span};
 use serde_json::json;
 
@@ -77,7 +79,10 @@ fn events_of(
     }
     for pattern in &args.targets {
         let src = Source::new("EVENT", pattern.clone());
-        match resolve(pattern, Span::new(0, pattern.len()), catalog) {
+        match resolve(
+            &EventPattern::new(pattern, Span::new(0, pattern.len())),
+            catalog,
+        ) {
             Ok(r) => match r.resolved {
                 Resolved::Events(evs) => out.extend(evs),
                 Resolved::Span {
@@ -209,7 +214,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
         let text = write_btf_enums(&[], &catalog.btf_enums);
         w.item(kind::BTF, &[text.as_bytes()]).map_err(write_err)?;
     }
-    let mut ring = match kernel.take_ring(&cap.maps[capture::RING_MAP].name) {
+    let mut ring = match kernel.take_ring(ObjectMap(capture::RING_MAP)) {
         Some(Ok(rb)) => rb,
         _ => {
             return Err(Failure::Message(
@@ -238,12 +243,9 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
         seen_bases: HashSet::new(),
         count: 0,
     };
-    let stack_map = kernel.map_fd(
-        &cap.maps
-            .get(capture::STACK_MAP)
-            .map_or(String::new(), |m| m.name.clone()),
-    );
-    let stack_map = stack_map
+    // Absent without --stacks: the capture object then has no third map.
+    let stack_map = kernel
+        .map_fd(ObjectMap(capture::STACK_MAP))
         .map(RawMap::new)
         .transpose()
         .map_err(|e| Failure::Message(e.to_string()))?;
@@ -304,7 +306,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
     }
     result.map_err(write_err)?;
     let lost = kernel
-        .map_fd(&cap.maps[capture::LOST_MAP].name)
+        .map_fd(ObjectMap(capture::LOST_MAP))
         .map(RawMap::new)
         .transpose()
         .ok()
