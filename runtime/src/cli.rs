@@ -153,6 +153,11 @@ pub enum Command {
         after_help = "Examples:\n  mmql record -o churn.mmqltrace -c 'mmql-workload churn' 'kmem:mm_page_*'\n  mmql record -o reclaim.mmqltrace -d 30s --stacks vmscan:direct_reclaim\n  mmql record -o oom.mmqltrace recipe:oom-kills\n  mmql record -o mine.mmqltrace -e 'on kmem:mm_page_alloc { @n[order] = count() }'"
     )]
     Record(RecordArgs),
+    /// List the bundled sample recordings (`--trace sample:NAME`).
+    #[command(
+        after_help = "Example:\n  mmql samples\n  mmql --trace sample:churn -e 'on kmem:mm_page_alloc { @[order] = count() }'"
+    )]
+    Samples,
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]
     Recipes,

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         ) => commands::recipes::load(&ctx, recipe, recipe_opts)
             .and_then(|src| trace::run(&ctx, &src, run, recording)),
         (Some(Command::Record(args)), _) => trace::record::record(&ctx, args),
+        (Some(Command::Samples), _) => trace::list_samples(),
         (Some(Command::Recipes), _) => commands::recipes::list(),
         (
             Some(Command::Replay {

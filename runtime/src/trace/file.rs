@@ -322,6 +322,7 @@ impl Reader {
                 self.info.has_stacks = v.get("stacks").and_then(Value::as_bool).unwrap_or(false);
                 self.info.has_tgid = true;
                 self.info.start_ns = v.get("start_ns").and_then(Value::as_u64);
+                self.info.wall_offset_ns = v.get("wall_offset_ns").and_then(Value::as_i64);
                 self.has_info = true;
             }
             kind::FORMAT => {

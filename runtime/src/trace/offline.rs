@@ -150,6 +150,9 @@ pub fn run(
     let machine = RefCell::new(
         Machine::new(&compiled.bpf_maps, info.cpus.max(1) as usize).map_err(Failure::Message)?,
     );
+    if let Some(off) = info.wall_offset_ns {
+        crate::run::records::set_wall_offset(i128::from(off));
+    }
     let programs: Vec<Program> = compiled
         .programs
         .iter()

@@ -203,6 +203,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
         "cpus": cpus,
         "stacks": args.stacks,
         "start_ns": start_ns,
+        "wall_offset_ns": crate::userfn::wall_minus_monotonic() as i64,
         "pid": pid,
     }))
     .map_err(write_err)?;

@@ -30,6 +30,9 @@ pub struct TraceInfo {
     /// `CLOCK_MONOTONIC` ns when recording stopped, if the file says: timers due between the
     /// last event and then still run.
     pub end_ns: Option<u64>,
+    /// `CLOCK_REALTIME` minus `CLOCK_MONOTONIC` on the recorded machine, for wall-clock times
+    /// (`strftime(..., nsecs)`).
+    pub wall_offset_ns: Option<i64>,
     /// What to tell a user who needs more than the file has (`record it with --stacks`).
     pub how_recorded: &'static str,
 }
