@@ -148,8 +148,8 @@ fn dash_p_refuses_a_missing_process() {
         .expect("read pid_max")
         .trim()
         .to_string();
-    let e = Watched::spawn(&mut mmql(&["-p", &pid_max, "-e", COUNT]))
-        .finish(Duration::from_secs(30));
+    let e =
+        Watched::spawn(&mut mmql(&["-p", &pid_max, "-e", COUNT])).finish(Duration::from_secs(30));
     assert_eq!(e.code(), Some(1), "{}", e.dump());
     assert_eq!(
         e.mmql_lines(),
