@@ -10,6 +10,7 @@ use std::process::Command;
 use mmql_lang::diag::Code;
 
 const DOC: &str = "docs/language.md";
+const README: &str = "README.md";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -179,4 +180,171 @@ fn fences_are_recognised() {
     assert_eq!(b[1].expect, Expect::Fail(Some("E0010".into())));
     assert!(mmql_blocks("```mmql,typo\n```\n").is_err());
     assert!(mmql_blocks("```mmql\nx\n").is_err());
+}
+
+/// The conversions of a C or mmql format string, in order: for each, the text right after it
+/// (to read a unit such as `kB` or ` pages`).
+fn conversions_with_suffix(fmt: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = fmt.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek().is_some_and(|&(_, n)| n == '%') {
+            chars.next();
+            continue;
+        }
+        // Flags, width, precision and length, then the conversion letter.
+        for (i, n) in chars.by_ref() {
+            if "diouxXscpf".contains(n) && n != 'l' {
+                let rest = &fmt[i + n.len_utf8()..];
+                out.push(
+                    rest.chars()
+                        .take_while(|c| *c != '%' && *c != '"')
+                        .collect(),
+                );
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Where the argument list `s` (just inside a call's `(`) ends: its closing `)`.
+fn call_end(s: &str) -> usize {
+    let (mut depth, mut in_str) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => in_str = !in_str,
+            '(' if !in_str => depth += 1,
+            ')' if !in_str && depth == 0 => return i,
+            ')' if !in_str => depth -= 1,
+            _ => {}
+        }
+    }
+    s.len()
+}
+
+/// `a, f(b, c), "x,y"` → `["a", "f(b, c)", "\"x,y\""]`.
+fn split_args(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth, mut in_str) = (Vec::new(), String::new(), 0, false);
+    for c in s.chars() {
+        match c {
+            '"' => in_str = !in_str,
+            '(' if !in_str => depth += 1,
+            ')' if !in_str => depth -= 1,
+            ',' if !in_str && depth == 0 => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out
+}
+
+/// The unit the kernel's format file gives each field (`anon-rss=%lukB` → `anon_rss`: kB).
+fn field_units(category: &str, event: &str) -> Vec<(String, String)> {
+    let path = root().join(format!("stdlib/snapshot/events/{category}/{event}/format"));
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return vec![];
+    };
+    let Some(pf) = text.lines().find_map(|l| l.strip_prefix("print fmt: \"")) else {
+        return vec![];
+    };
+    let Some((fmt, args)) = pf.split_once("\", ") else {
+        return vec![];
+    };
+    conversions_with_suffix(fmt)
+        .into_iter()
+        .zip(split_args(args))
+        .filter_map(|(suffix, arg)| {
+            let unit = suffix
+                .split(|c: char| !c.is_alphanumeric())
+                .next()?
+                .to_string();
+            let field = arg.strip_prefix("REC->")?.to_string();
+            (unit == "kB" || unit == "pages").then_some((field, unit))
+        })
+        .collect()
+}
+
+/// A printf in an example that prints a kernel field with a unit (`rss %d kB`) must use the
+/// unit the kernel's format file gives that field. (docs/language.md once printed
+/// `oom:mark_victim`'s kB fields as "pages".)
+#[test]
+fn printf_units_match_the_format_files() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for doc in [DOC, README] {
+        let text = std::fs::read_to_string(root().join(doc)).expect("readable");
+        let blocks = mmql_blocks(&text).unwrap_or_else(|e| panic!("{e}"));
+        for b in blocks.iter().filter(|b| b.expect == Expect::Pass) {
+            let mut event: Option<(String, String)> = None;
+            // Printf calls may span lines: join the block, then walk it.
+            let flat = b.text.replace('\n', " ");
+            let mut rest = flat.as_str();
+            while let Some(i) = rest.find(|c| c == 'o' || c == 'p') {
+                let here = &rest[i..];
+                // Only at the start of a word: `migration status` holds no `on ` header.
+                if i > 0 && !rest[..i].ends_with([' ', '{', '}', ';']) {
+                    rest = &rest[i + 1..];
+                    continue;
+                }
+                if let Some(h) = here.strip_prefix("on ") {
+                    let pat = h.split_whitespace().next().unwrap_or("");
+                    event = pat
+                        .split_once(':')
+                        .map(|(c, n)| (c.to_string(), n.to_string()));
+                } else if let Some(call) = here.strip_prefix("printf(\"") {
+                    let Some((fmt, args)) = call.split_once("\", ") else {
+                        rest = &rest[i + 1..];
+                        continue;
+                    };
+                    let args = &args[..call_end(args)];
+                    let units = event
+                        .as_ref()
+                        .map(|(c, n)| field_units(c, n))
+                        .unwrap_or_default();
+                    for (suffix, arg) in conversions_with_suffix(fmt)
+                        .into_iter()
+                        .zip(split_args(args))
+                    {
+                        let said = suffix
+                            .trim_start()
+                            .split(|c: char| !c.is_alphanumeric())
+                            .next()
+                            .unwrap_or("");
+                        if said != "kB" && said != "pages" {
+                            continue;
+                        }
+                        for (field, unit) in &units {
+                            let uses = arg
+                                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                                .any(|w| w == field);
+                            if uses {
+                                checked += 1;
+                                if said != unit {
+                                    problems.push(format!(
+                                        "{doc}:{}: `{arg}` printed as {said}, but the format file gives `{field}` in {unit}",
+                                        b.line
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no example prints a field with a unit: the check checks nothing"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
