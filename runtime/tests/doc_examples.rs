@@ -1,8 +1,12 @@
-//! Keeps `docs/language.md` honest: every ```` ```mmql ```` block in it must pass
-//! `mmql check` against the snapshot format files, every ```` ```mmql,fail ```` block must be
-//! rejected with a diagnostic (```` ```mmql,fail:E0104 ```` also names the code it must
-//! report), and the diagnostic-code table must list exactly the codes of
-//! `lang/src/diag/codes.rs` with their meanings.
+//! Keeps `docs/language.md` and `README.md` honest: every ```` ```mmql ```` block in them must
+//! pass `mmql check` against the snapshot format files, every ```` ```mmql,fail ```` block must
+//! be rejected with a diagnostic (```` ```mmql,fail:E0104 ```` also names the code it must
+//! report), the diagnostic-code table must list exactly the codes of `lang/src/diag/codes.rs`
+//! with their meanings, printf units must match the format files, and every `$ COMMAND` of
+//! the README must run as shown (root) in an empty directory with what `scripts/install`
+//! installs on PATH.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,8 +100,15 @@ fn every_mmql_example_checks_as_marked() {
         "{DOC} should hold both passing and failing examples ({passing} of {} pass)",
         blocks.len()
     );
+    let readme = std::fs::read_to_string(root().join(README)).expect("README.md is readable");
+    let readme_blocks = mmql_blocks(&readme).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!readme_blocks.is_empty(), "{README} has no ```mmql block");
     let mut failures = Vec::new();
-    for b in &blocks {
+    let all = blocks
+        .iter()
+        .map(|b| (DOC, b))
+        .chain(readme_blocks.iter().map(|b| (README, b)));
+    for (doc, b) in all {
         let out = Command::new(env!("CARGO_BIN_EXE_mmql"))
             .args([
                 "check",
@@ -125,7 +136,7 @@ fn every_mmql_example_checks_as_marked() {
             (_, code) => Some(format!("exited with {code:?}:\n{stderr}")),
         };
         if let Some(p) = problem {
-            failures.push(format!("{DOC}:{}: example {p}", b.line));
+            failures.push(format!("{doc}:{}: example {p}", b.line));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -347,4 +358,194 @@ fn printf_units_match_the_format_files() {
         "no example prints a field with a unit: the check checks nothing"
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A `$ COMMAND` of the README and the output shown under it.
+struct Shown {
+    line: usize,
+    command: String,
+    output: String,
+}
+
+/// Every `$ ` line inside a fenced block of `md`, with continuation lines while a single
+/// quote is open (a multi-line `-e '...'`), and the lines after it up to the next `$ ` line
+/// or the end of the block as its shown output.
+fn shown_commands(md: &str) -> Vec<Shown> {
+    let mut out: Vec<Shown> = Vec::new();
+    let (mut in_block, mut continuing, mut open) = (false, false, false);
+    for (i, line) in md.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continuing = false;
+            open = false;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        if continuing {
+            let cmd = &mut out.last_mut().expect("a command is open").command;
+            cmd.push('\n');
+            cmd.push_str(line);
+            continuing = cmd.matches('\'').count() % 2 == 1;
+        } else if let Some(c) = line.strip_prefix("$ ") {
+            continuing = c.matches('\'').count() % 2 == 1;
+            open = true;
+            out.push(Shown {
+                line: i + 1,
+                command: c.to_string(),
+                output: String::new(),
+            });
+        } else if let Some(s) = out.last_mut().filter(|_| open) {
+            s.output.push_str(line);
+            s.output.push('\n');
+        }
+    }
+    out
+}
+
+/// Lines without trailing blanks, without the README's blank last line.
+fn normalised(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    lines.join("\n").trim_end().to_string()
+}
+
+/// Every `$` command in the README runs as shown, on this machine, in an empty directory, with
+/// only what `scripts/install` installs (and the system's own tools) on PATH: exit 0, or 1
+/// where the shown output is a diagnostic. Shown output without a `...` line must be exactly
+/// what mmql prints; with one, the maps it shows must be there. Commands the README says to
+/// stop with Ctrl-C get a SIGINT after three seconds. (The README's first example once ran
+/// `mmql-workload`, which the install left off PATH.)
+#[test]
+fn readme_commands_run_as_shown() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    skip_unless_root_bpf!();
+    let readme = std::fs::read_to_string(root().join(README)).expect("README.md is readable");
+    // The quick-start scripts are too big to run here (release builds, the whole suite, an
+    // install into /usr/local); they must at least exist and be executable.
+    for script in [
+        "scripts/example",
+        "scripts/test",
+        ".ci/run",
+        "scripts/install",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            readme.contains(&format!("`{script}`")),
+            "{script} no longer in the README?"
+        );
+        let mode = std::fs::metadata(root().join(script))
+            .unwrap_or_else(|e| panic!("{script}: {e}"))
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{script} is not executable");
+    }
+    let tmp = std::env::temp_dir().join(format!("mmql-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let prefix = support::stage_install(&tmp).unwrap_or_else(|e| panic!("{e}"));
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    // Only the installed binaries and the system's tools: nothing from this build tree.
+    let path = format!(
+        "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+        prefix.join("bin").display()
+    );
+    let commands = shown_commands(&readme);
+    assert!(
+        commands.len() >= 8,
+        "found only {} `$` commands",
+        commands.len()
+    );
+    let mut failures = Vec::new();
+    for c in &commands {
+        let start = Instant::now();
+        // As at an interactive prompt, Ctrl-C reaches the command, not the shell: the shell
+        // traps it and reports the command's own status.
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("trap : INT\n{}", c.command)])
+            .current_dir(&work)
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_BACKTRACE")
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sh");
+        let interrupt = c.command.contains("Ctrl-C");
+        let mut signalled = false;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break Some(st);
+            }
+            let waited = start.elapsed();
+            if interrupt && !signalled && waited > Duration::from_secs(3) {
+                // SAFETY: signalling the process group this test created.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGINT) };
+                signalled = true;
+            }
+            if waited > Duration::from_secs(120) {
+                // SAFETY: as above; a hang is a failure, and nothing may outlive the test.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().expect("output");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        let want = if c.output.contains("] Error:") { 1 } else { 0 };
+        let what = format!(
+            "README.md:{}: `{}`",
+            c.line,
+            c.command.lines().next().unwrap_or("")
+        );
+        let Some(status) = status else {
+            failures.push(format!("{what}: still running after 120 s"));
+            continue;
+        };
+        if status.code() != Some(want) {
+            failures.push(format!(
+                "{what}: exit {:?}, want {want}\nstderr: {stderr}",
+                status.code()
+            ));
+            continue;
+        }
+        let shown = normalised(&c.output);
+        if shown.is_empty() {
+            continue;
+        }
+        if shown.lines().any(|l| l.trim() == "...") {
+            for l in shown.lines().filter(|l| l.starts_with('@')) {
+                let map = l.split(['[', ':']).next().unwrap_or(l);
+                if !stdout.lines().any(|o| o.starts_with(map)) {
+                    failures.push(format!(
+                        "{what}: shows {map}, which it did not print\n{stdout}"
+                    ));
+                }
+            }
+        } else if normalised(&format!("{stderr}{stdout}")) != shown {
+            failures.push(format!(
+                "{what}: printed\n{stderr}{stdout}\nbut the README shows\n{shown}"
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn readme_commands_are_found() {
+    let md = "x\n```\n$ mmql -e '\non a:b { }'\nout\n$ mmql list\n```\n$ not in a block\n```\nnot output\n```\n";
+    let c = shown_commands(md);
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[1].output, "");
+    assert_eq!(c[0].command, "mmql -e '\non a:b { }'");
+    assert_eq!(c[0].output, "out\n");
+    assert_eq!(c[1].command, "mmql list");
 }
