@@ -131,6 +131,17 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
                 catalog.apply_btf_enums();
                 return LoadedCatalog { catalog, warnings };
             }
+            // tracefs is readable, but none of the script's categories exists: an empty
+            // catalog (no snapshot, no warning) makes the caller load every category, so
+            // the diagnostic says which category is unknown and names the nearest ones.
+            (Ok(_), _) if has_categories(Path::new(events)) => {
+                return LoadedCatalog {
+                    catalog: Catalog::default(),
+                    warnings: Vec::new(),
+                    origin: FormatSource::Live,
+                    description: format!("{events} on Linux {}", kernel_release()),
+                };
+            }
             (Ok(_), _) => why.push(format!("{events}: no format files")),
             (Err(e), _) => why.push(e),
         }
@@ -140,6 +151,12 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
         why.join("; "),
         mmql_stdlib::snapshot::KERNEL
     )])
+}
+
+/// Whether a tracefs events directory holds any category at all.
+fn has_categories(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()))))
 }
 
 fn read_btf() -> Result<BtfEnums, String> {
