@@ -149,6 +149,11 @@ pub(crate) enum CheckError {
         name: String,
         span: Span,
     },
+    NotCalled {
+        name: String,
+        aggregation: bool,
+        span: Span,
+    },
     NoValue {
         name: String,
         span: Span,
@@ -555,6 +560,23 @@ impl CheckError {
                 "assign it to a map: `@m = {name}({})`, then `print(@m)`",
                 if name == "count" { "" } else { "..." }
             )),
+            E::NotCalled {
+                name,
+                aggregation,
+                span,
+            } => {
+                let kind = if aggregation {
+                    "an aggregation"
+                } else {
+                    "a function"
+                };
+                err(
+                    Code::E0105,
+                    format!("`{name}` is {kind}, called with parentheses"),
+                )
+                .at(span, "not called")
+                .with_help(format!("write `{name}()`"))
+            }
             E::NoValue { name, span } => {
                 err(Code::E0207, format!("`{name}()` does not return a value"))
                     .at(span, "used as a value")
@@ -688,14 +710,20 @@ impl CheckError {
             }
             E::DeleteShape { span } => err(Code::E0204, "`delete` takes one map element")
                 .at(span, "e.g. `delete(@start[tid])`"),
-            E::UserFnInProbe { name, span } => err(
-                Code::E0209,
-                format!("`{name}()` runs in userspace, not in an event probe"),
-            )
-            .at(span, "inside an event probe")
-            .with_help(format!(
-                "call it from `every 5s {{ {name}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway"
-            )),
+            E::UserFnInProbe { name, span } => {
+                let help = if name == "time" {
+                    // bpftrace habit: a timestamp per event. That is a printf of `nsecs`.
+                    "to stamp each event, print its time: `printf(\"%s ...\\n\", strftime(\"%H:%M:%S\", nsecs))` (or `nsecs`, ns since boot); to print the time now and then, call `time()` from `every 5s { ... }`".to_string()
+                } else {
+                    format!("call it from `every 5s {{ {name}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")
+                };
+                err(
+                    Code::E0209,
+                    format!("`{name}()` runs in userspace, not in an event probe"),
+                )
+                .at(span, "inside an event probe")
+                .with_help(help)
+            }
             E::ExpectedMap { span } => err(Code::E0204, "expected a map").at(span, "e.g. `@orders`"),
             E::MapWithKeys { name, span } => {
                 err(Code::E0204, "give the whole map, without keys")

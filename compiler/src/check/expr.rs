@@ -204,6 +204,15 @@ impl Checker<'_> {
                 return poison(span);
             }
         }
+        // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
+        if all_functions().any(|f| f == n) {
+            self.report(CheckError::NotCalled {
+                name: n.to_string(),
+                aggregation: crate::agg::lookup(n).is_some(),
+                span,
+            });
+            return poison(span);
+        }
         if self.missing_from_some(n, span, scope) {
             return poison(span);
         }

@@ -10,12 +10,13 @@
 mod decl;
 mod error;
 mod expr;
+mod per_event;
 mod printf;
 mod stmt;
 mod user;
 mod userfn;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use mmql_lang::ast::{ProbeKind, Script};
 use mmql_lang::diag::Diagnostic;
@@ -166,8 +167,6 @@ impl<'c> Checker<'c> {
     fn event_probe(&mut self, index: usize, probe: &mmql_lang::ast::Probe, decl: decl::ProbeDecl) {
         // Resolution words its own diagnostics (resolve.rs).
         self.diags.extend(decl.resolve_diags);
-        // One body, checked per event: what several events find alike is reported once.
-        let before = self.diags.len();
         match decl.shape {
             Shape::Mixed(at) => self.report(CheckError::SpanWithOtherEvents { span: at }),
             Shape::Resolved(Resolved::Span {
@@ -178,24 +177,25 @@ impl<'c> Checker<'c> {
             }) => self.span_probe(index, probe, &category, &begin, &end, key),
             Shape::Resolved(Resolved::Events(plain)) => self.plain_probe(index, probe, plain),
         }
-        let mut seen = HashSet::new();
-        let found = self.diags.split_off(before);
-        self.diags
-            .extend(found.into_iter().filter(|d| seen.insert(d.clone())));
     }
 
     fn plain_probe(
         &mut self,
         index: usize,
         probe: &mmql_lang::ast::Probe,
-        plain: Vec<(String, String)>,
+        mut plain: Vec<(String, String)>,
     ) {
         let catalog = self.catalog;
+        plain.retain(|(c, n)| catalog.get(c, n).is_some());
         self.probe_events = plain
             .iter()
             .filter_map(|(c, n)| catalog.get(c, n))
             .collect();
-        for (category, name) in plain {
+        // Which event's check reported each new diagnostic, to merge repeats afterwards.
+        let before = self.diags.len();
+        let mut reported_by = Vec::new();
+        let names: Vec<String> = plain.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        for (i, (category, name)) in plain.into_iter().enumerate() {
             let Some(event) = catalog.get(&category, &name) else {
                 continue;
             };
@@ -212,8 +212,23 @@ impl<'c> Checker<'c> {
                 locals: scope.locals_out(),
                 span: probe.head_span,
             });
+            reported_by.resize(self.diags.len() - before, i);
         }
         self.probe_events.clear();
+        if names.len() > 1 {
+            let found = self
+                .diags
+                .split_off(before)
+                .into_iter()
+                .zip(reported_by)
+                .collect();
+            let written: Vec<&str> = match &probe.kind {
+                ProbeKind::Events(patterns) => patterns.iter().map(|p| p.text.as_str()).collect(),
+                _ => vec![],
+            };
+            self.diags
+                .extend(per_event::merge(found, &names, &written.join(", ")));
+        }
     }
 
     fn span_probe(

@@ -12,8 +12,11 @@
 
 pub mod heatmap;
 pub mod hist;
+pub mod html;
 pub mod json;
+pub mod perfetto;
 pub mod printf;
+pub mod report;
 pub mod text;
 pub mod timefmt;
 pub mod value;
