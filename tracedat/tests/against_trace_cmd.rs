@@ -1,0 +1,159 @@
+//! The reader against `trace-cmd report` on the same files: the committed fixtures (made by
+//! `fixtures/make.sh`, report saved beside them) without root, and fresh files made now with the
+//! real trace-cmd as root.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use tracedat::TraceDat;
+
+const VARIANTS: [(&str, u32, bool); 3] = [
+    ("v7-zstd", 7, true),
+    ("v6", 6, false),
+    ("v7-none", 7, false),
+];
+
+fn check_fixture(variant: &str, version: u32, compressed: bool) {
+    let dir = support::fixtures();
+    let trace = TraceDat::open(&dir.join(format!("alloc-{variant}.dat"))).expect("fixture opens");
+    assert_eq!((trace.version(), trace.compressed()), (version, compressed));
+    let report = std::fs::read_to_string(dir.join("alloc.report")).expect("report");
+    let seen = support::compare_with_report(&trace, &report);
+    // The comparison matched each record to a report line; these counts come from the report's
+    // text alone, so a reader that skipped or invented records would fail here too.
+    let alloc_lines = report.matches(" mm_page_alloc: ").count();
+    let dropped: Vec<u64> = report
+        .split(" EVENTS DROPPED]")
+        .filter_map(|s| s.rsplit('[').next()?.parse().ok())
+        .collect();
+    assert!(
+        alloc_lines > 50,
+        "fixture has {alloc_lines} mm_page_alloc lines"
+    );
+    assert_eq!(seen.per_event.get("mm_page_alloc"), Some(&alloc_lines));
+    assert_eq!(
+        seen.records,
+        report.lines().filter(|l| l.contains("]  ")).count()
+    );
+    assert_eq!(seen.lost_marks, dropped.len());
+    assert!(!dropped.is_empty(), "the fixture's 8 KB buffer overflowed");
+    assert!(
+        seen.fields >= 2 * seen.records,
+        "fields compared: {}",
+        seen.fields
+    );
+    // The trace_marker line (ftrace's `print`) is longer than 112 bytes: the long event header.
+    assert!(
+        seen.max_raw_len > 112,
+        "longest record {}",
+        seen.max_raw_len
+    );
+
+    // Metadata: the kernel release, the enabled events' formats as tracefs prints them, the
+    // saved comm of the workload, and the overruns the CPU stats report (the lost marks' sum).
+    assert!(trace.uname().is_some_and(|u| u.starts_with("Linux ")));
+    let release = trace.kernel_release().expect("release");
+    assert!(
+        release.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "{release}"
+    );
+    let alloc = trace
+        .format("kmem", "mm_page_alloc")
+        .expect("mm_page_alloc format");
+    assert!(alloc.text.starts_with("name: mm_page_alloc\nID: "));
+    assert!(alloc.text.contains("field:unsigned int order;"));
+    assert!(trace
+        .formats()
+        .iter()
+        .any(|f| f.system == "ftrace" && f.name == "function"));
+    assert!(trace.cmdlines().values().any(|c| c == "mmql-workload"));
+    assert_eq!(trace.lost_in_stats(), dropped.iter().sum::<u64>());
+    assert_eq!(trace.clock(), Some("local"));
+}
+
+#[test]
+fn fixture_v7_zstd_matches_report() {
+    check_fixture(VARIANTS[0].0, VARIANTS[0].1, VARIANTS[0].2);
+}
+
+#[test]
+fn fixture_v6_matches_report() {
+    check_fixture(VARIANTS[1].0, VARIANTS[1].1, VARIANTS[1].2);
+}
+
+#[test]
+fn fixture_v7_uncompressed_matches_report() {
+    check_fixture(VARIANTS[2].0, VARIANTS[2].1, VARIANTS[2].2);
+}
+
+/// Why files cannot be made here, if they cannot.
+fn cannot_make_files() -> Option<String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    if uid.trim_ascii() != b"0" {
+        return Some("needs root to create a tracefs instance".into());
+    }
+    if !Path::new("/sys/kernel/tracing/instances").is_dir() {
+        return Some("tracefs is not mounted at /sys/kernel/tracing".into());
+    }
+    for tool in ["trace-cmd", "unshare"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output();
+        if !found.is_ok_and(|o| o.status.success()) {
+            return Some(format!("`{tool}` is not installed"));
+        }
+    }
+    None
+}
+
+/// Fresh files from the real trace-cmd (a buffer big enough to lose nothing), every variant read
+/// and compared with `trace-cmd report` on that same file.
+#[test]
+fn fresh_files_match_trace_cmd_report() {
+    if support::skip("fresh_files_match_trace_cmd_report", cannot_make_files()) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mmql-tracedat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let prefix = dir.join("fresh");
+    let workload = support::workload();
+    let out = Command::new(support::fixtures().join("make.sh"))
+        .arg(&prefix)
+        .args([
+            "4096",
+            "3000",
+            "2",
+            "kmem:mm_page_alloc",
+            "kmem:mm_page_free",
+            "kmem:kmalloc",
+        ])
+        .env("MMQL_WORKLOAD", &workload)
+        .output()
+        .expect("make.sh runs");
+    assert!(
+        out.status.success(),
+        "make.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (variant, version, compressed) in VARIANTS {
+        let path = dir.join(format!("fresh-{variant}.dat"));
+        let trace = TraceDat::open(&path).expect("fresh file opens");
+        assert_eq!(
+            (trace.version(), trace.compressed()),
+            (version, compressed),
+            "{variant}"
+        );
+        let seen = support::compare_with_report(&trace, &support::trace_cmd_report(&path));
+        // The workload alone allocates 2 x 3000 pages while the instance records.
+        let allocs = seen.per_event.get("mm_page_alloc").copied().unwrap_or(0);
+        assert!(allocs >= 6000, "{variant}: {allocs} mm_page_alloc records");
+        assert!(seen.per_event.contains_key("mm_page_free"), "{variant}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
