@@ -40,15 +40,12 @@ impl Compression {
 }
 
 /// Reusable zstd state, one per stream of chunks, so each chunk does not set up a new context.
+#[derive(Default)]
 pub struct Decompressor {
     inner: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl Decompressor {
-    pub fn new() -> Decompressor {
-        Decompressor { inner: None }
-    }
-
     /// Decompresses `src` (the unit's compressed bytes) into `out`, which must end up exactly
     /// `claimed` bytes long. `cur` locates errors: it sits at the unit's size fields.
     pub fn run(

@@ -98,7 +98,7 @@ impl<'t> Events<'t> {
         let mut best: Option<(u64, usize)> = None;
         for (i, s) in self.streams.iter().enumerate() {
             if let Some(p) = &s.pending {
-                if best.is_none_or(|(ts, _)| p.ts() < ts) {
+                if best.map_or(true, |(ts, _)| p.ts() < ts) {
                     best = Some((p.ts(), i));
                 }
             }

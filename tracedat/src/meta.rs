@@ -228,13 +228,15 @@ fn v6_cpu_table(cur: &mut Cursor<'_>, cpus: u32) -> Result<Vec<CpuData>> {
 fn parse_v7(cur: &mut Cursor<'_>, meta: &mut Meta, first: u64) -> Result<()> {
     let mut next = first;
     let mut seen = HashSet::new();
-    let mut z = Decompressor::new();
+    let mut z = Decompressor::default();
+    let mut last_end = 0;
     while next != 0 {
         if !seen.insert(next) {
             return Err(cur.error(format!("options sections loop back to byte {next}")));
         }
         cur.seek(next, "an options section offset")?;
         let (body, origin) = section(cur, SEC_OPTIONS, meta.compression, &mut z)?;
+        last_end = cur.pos;
         let mut oc = Cursor::new(cur.file, &body, origin, meta.big_endian);
         next = 0;
         while oc.remaining() > 0 {
@@ -272,6 +274,21 @@ fn parse_v7(cur: &mut Cursor<'_>, meta: &mut Meta, first: u64) -> Result<()> {
                 _ => option(cur, dc, meta, id, 0)?,
             }
         }
+    }
+    whole_sections_after(cur, last_end)
+}
+
+/// trace-cmd ends a version-7 file with sections nothing points to (the strings of section
+/// descriptions, which the reader has no use for). Walking their headers to the end of the file
+/// is what tells a truncated file from a whole one.
+fn whole_sections_after(cur: &mut Cursor<'_>, from: usize) -> Result<()> {
+    cur.pos = from;
+    while cur.remaining() > 0 {
+        let _id = cur.u16("a trailing section's id")?;
+        let _flags = cur.u16("a trailing section's flags")?;
+        let _description = cur.u32("a trailing section's description id")?;
+        let size = cur.u64("a trailing section's size")?;
+        cur.bytes(size, "a trailing section")?;
     }
     Ok(())
 }

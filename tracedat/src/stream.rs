@@ -138,7 +138,7 @@ impl CpuStream {
             pos: 0,
             ts: 0,
             chunk: Vec::new(),
-            z: Decompressor::new(),
+            z: Decompressor::default(),
             pending: None,
         })
     }
