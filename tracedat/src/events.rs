@@ -2,6 +2,8 @@
 //! cpu, timestamp, pid from `common_pid`, comm from the saved command lines, the event's format,
 //! and the raw bytes starting at `common_type`.
 
+use std::borrow::Borrow;
+
 use crate::error::Result;
 use crate::formats::EventFormat;
 use crate::stream::{CpuStream, Geometry, Pending};
@@ -20,6 +22,8 @@ pub struct Record<'a> {
     /// The saved command line of `pid`, when the file kept one.
     pub comm: Option<&'a str>,
     pub format: &'a EventFormat,
+    /// `format`'s index in [`TraceDat::formats`].
+    pub format_index: usize,
     /// The record from `common_type` on, as a tracepoint program sees its context; the ring
     /// buffer rounds the length up to 4 bytes.
     pub raw: &'a [u8],
@@ -42,44 +46,53 @@ pub enum Item<'a> {
 }
 
 /// Records of all buffers and CPUs in timestamp order (ties: lower buffer, then CPU, first).
-/// A lending iterator: each item borrows the iterator until the next call.
-pub struct Events<'t> {
-    trace: &'t TraceDat,
-    geometry: Geometry<'t>,
+/// A lending iterator: each item borrows the iterator until the next call. `B` is `&TraceDat`
+/// ([`TraceDat::events`]) or an owned `TraceDat` ([`TraceDat::into_events`]).
+pub struct Events<B: Borrow<TraceDat>> {
+    trace: B,
     streams: Vec<CpuStream>,
     /// The stream whose item was returned last; it advances at the next call, so the returned
     /// bytes stay valid until then.
     last: Option<usize>,
     failed: bool,
-    /// The last pid looked up and its comm: consecutive records are mostly from one task.
-    comm_cache: Option<(i32, Option<&'t str>)>,
+    /// The last pid looked up and its saved comm's index: consecutive records are mostly from
+    /// one task.
+    comm_cache: Option<(i32, Option<usize>)>,
 }
 
-impl<'t> Events<'t> {
-    pub(crate) fn new(trace: &'t TraceDat) -> Result<Events<'t>> {
-        let meta = &trace.meta;
-        let geometry = Geometry {
-            file: &trace.name,
-            page_size: meta.page_size as usize,
-            layout: meta.layout,
-            big_endian: meta.big_endian,
-        };
+fn geometry(trace: &TraceDat) -> Geometry<'_> {
+    Geometry {
+        file: &trace.name,
+        page_size: trace.meta.page_size as usize,
+        layout: trace.meta.layout,
+        big_endian: trace.meta.big_endian,
+    }
+}
+
+impl<B: Borrow<TraceDat>> Events<B> {
+    pub(crate) fn new(holder: B) -> Result<Events<B>> {
+        let trace = holder.borrow();
+        let g = geometry(trace);
         let mut streams = Vec::new();
-        for (b, buffer) in meta.buffers.iter().enumerate() {
+        for (b, buffer) in trace.meta.buffers.iter().enumerate() {
             for cd in &buffer.cpus {
-                let mut s = CpuStream::new(geometry, &trace.data, b, cd)?;
-                s.advance(&geometry, &trace.data)?;
+                let mut s = CpuStream::new(g, &trace.data, b, cd)?;
+                s.advance(&g, &trace.data)?;
                 streams.push(s);
             }
         }
         Ok(Events {
-            trace,
-            geometry,
+            trace: holder,
             streams,
             last: None,
             failed: false,
             comm_cache: None,
         })
+    }
+
+    /// The file the records come from.
+    pub fn trace(&self) -> &TraceDat {
+        self.trace.borrow()
     }
 
     /// The next record or lost-events mark, `None` at the end. After an error it returns `None`.
@@ -88,9 +101,11 @@ impl<'t> Events<'t> {
         if self.failed {
             return Ok(None);
         }
-        let data = &self.trace.data;
+        let trace: &TraceDat = self.trace.borrow();
+        let g = geometry(trace);
+        let data = &trace.data;
         if let Some(i) = self.last.take() {
-            if let Err(e) = self.streams[i].advance(&self.geometry, data) {
+            if let Err(e) = self.streams[i].advance(&g, data) {
                 self.failed = true;
                 return Err(e);
             }
@@ -118,14 +133,14 @@ impl<'t> Events<'t> {
             None => return Ok(None),
         };
         let raw = &s.region(data)[at..at + len];
-        let big = self.geometry.big_endian;
+        let big = g.big_endian;
         if raw.len() < 8 {
             self.failed = true;
             let msg = format!(
                 "record of {} bytes is shorter than the 8 bytes of common fields",
                 raw.len()
             );
-            return Err(s.error_at(&self.geometry, at, msg));
+            return Err(s.error_at(&g, at, msg));
         }
         let ty = [raw[0], raw[1]];
         let ty = if big {
@@ -133,10 +148,10 @@ impl<'t> Events<'t> {
         } else {
             u16::from_le_bytes(ty)
         };
-        let Some(format) = self.trace.format_by_id(ty) else {
+        let Some(format_index) = trace.format_index(ty) else {
             self.failed = true;
             let msg = format!("record claims event type {ty}, for which the file has no format");
-            return Err(s.error_at(&self.geometry, at, msg));
+            return Err(s.error_at(&g, at, msg));
         };
         let pid = [raw[4], raw[5], raw[6], raw[7]];
         let pid = if big {
@@ -147,19 +162,19 @@ impl<'t> Events<'t> {
         let comm = match self.comm_cache {
             Some((p, c)) if p == pid => c,
             _ => {
-                let c = self.trace.comm(pid);
+                let c = trace.comm_index(pid);
                 self.comm_cache = Some((pid, c));
                 c
             }
         };
-        let buffer = self.trace.meta.buffers[s.buffer].name.as_str();
         Ok(Some(Item::Record(Record {
             cpu: s.cpu,
-            buffer,
+            buffer: trace.meta.buffers[s.buffer].name.as_str(),
             ts,
             pid,
-            comm,
-            format,
+            comm: comm.map(|c| trace.comm_at(c)),
+            format: &trace.meta.formats[format_index],
+            format_index,
             raw,
         })))
     }

@@ -118,18 +118,27 @@ impl PageLayout {
     }
 }
 
-/// Parses saved_cmdlines text, one `PID COMM` per line; other lines are skipped, since the
-/// mapping only decorates records.
-pub fn parse_cmdlines(text: &str) -> HashMap<i32, String> {
-    let mut map = HashMap::new();
+/// Parses saved_cmdlines text, one `PID COMM` per line, into `(pid, comm)` sorted by pid (the
+/// last line of a pid wins); other lines are skipped, since the mapping only decorates records.
+pub fn parse_cmdlines(text: &str) -> Vec<(i32, String)> {
+    let mut list = Vec::new();
     for line in text.lines() {
         if let Some((pid, comm)) = line.split_once(' ') {
             if let Ok(pid) = pid.trim().parse::<i32>() {
-                map.insert(pid, comm.trim_end().to_string());
+                list.push((pid, comm.trim_end().to_string()));
             }
         }
     }
-    map
+    // Stable sort, then keep the last of each pid.
+    list.sort_by_key(|&(pid, _)| pid);
+    let mut out: Vec<(i32, String)> = Vec::with_capacity(list.len());
+    for (pid, comm) in list {
+        match out.last_mut() {
+            Some(last) if last.0 == pid => last.1 = comm,
+            _ => out.push((pid, comm)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -175,9 +184,11 @@ mod tests {
 
     #[test]
     fn cmdlines_keep_spaces_in_comm() {
-        let m = parse_cmdlines("1 systemd\n24621 mmql-workload\n99 kworker/0:1 x\nbad line\n");
-        assert_eq!(m.get(&24621).map(String::as_str), Some("mmql-workload"));
-        assert_eq!(m.get(&99).map(String::as_str), Some("kworker/0:1 x"));
-        assert_eq!(m.len(), 3);
+        let m =
+            parse_cmdlines("24621 mmql-workload\n1 systemd\n99 kworker/0:1 x\nbad line\n1 init\n");
+        let pids: Vec<i32> = m.iter().map(|(p, _)| *p).collect();
+        assert_eq!(pids, [1, 99, 24621]);
+        assert_eq!(m[0].1, "init");
+        assert_eq!(m[1].1, "kworker/0:1 x");
     }
 }

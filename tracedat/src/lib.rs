@@ -27,7 +27,6 @@ mod formats;
 mod meta;
 mod stream;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 pub use error::{Error, Location, Result};
@@ -37,6 +36,11 @@ pub use meta::{Buffer, CpuData, CpuStat};
 
 use compress::Compression;
 use meta::Meta;
+
+/// True when `data` starts like a trace.dat file (trace-cmd's magic and `tracing`).
+pub fn is_trace_dat(data: &[u8]) -> bool {
+    data.starts_with(meta::MAGIC)
+}
 
 /// An opened trace.dat: its bytes and parsed metadata. Records are read with [`TraceDat::events`].
 pub struct TraceDat {
@@ -120,8 +124,12 @@ impl TraceDat {
 
     /// The format whose ID is `common_type`.
     pub fn format_by_id(&self, id: u16) -> Option<&EventFormat> {
+        self.format_index(id).map(|i| &self.meta.formats[i])
+    }
+
+    fn format_index(&self, id: u16) -> Option<usize> {
         let i = *self.by_id.get(usize::from(id))?;
-        self.meta.formats.get(i as usize)
+        (i != u32::MAX).then_some(i as usize)
     }
 
     /// The format of `system:name`.
@@ -156,14 +164,25 @@ impl TraceDat {
         self.meta.clock.as_deref()
     }
 
-    /// Saved command lines: pid → comm.
-    pub fn cmdlines(&self) -> &HashMap<i32, String> {
+    /// Saved command lines: `(pid, comm)`, sorted by pid.
+    pub fn cmdlines(&self) -> &[(i32, String)] {
         &self.meta.cmdlines
     }
 
     /// The comm saved for `pid`.
     pub fn comm(&self, pid: i32) -> Option<&str> {
-        self.meta.cmdlines.get(&pid).map(String::as_str)
+        self.comm_index(pid).map(|i| self.comm_at(i))
+    }
+
+    fn comm_index(&self, pid: i32) -> Option<usize> {
+        self.meta
+            .cmdlines
+            .binary_search_by_key(&pid, |(p, _)| *p)
+            .ok()
+    }
+
+    fn comm_at(&self, i: usize) -> &str {
+        &self.meta.cmdlines[i].1
     }
 
     /// The instances with trace data in the file and where their CPUs' pages are.
@@ -187,7 +206,19 @@ impl TraceDat {
     }
 
     /// An iterator over every record of every buffer and CPU, in timestamp order.
-    pub fn events(&self) -> Result<Events<'_>> {
+    pub fn events(&self) -> Result<Events<&TraceDat>> {
+        self.check_has_records()?;
+        Events::new(self)
+    }
+
+    /// The same iterator owning the file, for holders that cannot keep a borrow (a boxed
+    /// source of events); [`Events::trace`] reaches the metadata.
+    pub fn into_events(self) -> Result<Events<TraceDat>> {
+        self.check_has_records()?;
+        Events::new(self)
+    }
+
+    fn check_has_records(&self) -> Result<()> {
         if self.meta.buffers.iter().all(|b| b.cpus.is_empty()) && self.meta.has_latency_text {
             return Err(Error {
                 file: self.name.clone(),
@@ -197,6 +228,6 @@ impl TraceDat {
                     .into(),
             });
         }
-        Events::new(self)
+        Ok(())
     }
 }

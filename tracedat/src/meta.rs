@@ -3,14 +3,14 @@
 //! CPU's ring-buffer pages lie. Trace data itself is read by `stream`.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::compress::{Compression, Decompressor};
 use crate::cursor::{Cursor, Origin};
 use crate::error::Result;
 use crate::formats::{parse_cmdlines, EventFormat, PageLayout};
 
-const MAGIC: &[u8] = b"\x17\x08\x44tracing";
+pub const MAGIC: &[u8] = b"\x17\x08\x44tracing";
 
 // Option ids shared by versions 6 and 7 (trace-cmd.dat(5)).
 const OPT_DONE: u16 = 0;
@@ -72,7 +72,8 @@ pub struct Meta {
     pub header_event: String,
     pub layout: PageLayout,
     pub formats: Vec<EventFormat>,
-    pub cmdlines: HashMap<i32, String>,
+    /// `(pid, comm)`, sorted by pid.
+    pub cmdlines: Vec<(i32, String)>,
     pub uname: Option<String>,
     pub clock: Option<String>,
     pub cpu_count: Option<u32>,
@@ -135,7 +136,7 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Meta> {
             data_offset: 16,
         },
         formats: Vec::new(),
-        cmdlines: HashMap::new(),
+        cmdlines: Vec::new(),
         uname: None,
         clock: None,
         cpu_count: None,

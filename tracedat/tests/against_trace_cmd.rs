@@ -68,7 +68,7 @@ fn check_fixture(variant: &str, version: u32, compressed: bool) {
         .formats()
         .iter()
         .any(|f| f.system == "ftrace" && f.name == "function"));
-    assert!(trace.cmdlines().values().any(|c| c == "mmql-workload"));
+    assert!(trace.cmdlines().iter().any(|(_, c)| c == "mmql-workload"));
     assert_eq!(trace.lost_in_stats(), dropped.iter().sum::<u64>());
     assert_eq!(trace.clock(), Some("local"));
 }
@@ -156,4 +156,26 @@ fn fresh_files_match_trace_cmd_report() {
         assert!(seen.per_event.contains_key("mm_page_free"), "{variant}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `into_events` (which owns the file, for boxed sources) yields what `events` does.
+#[test]
+fn owned_iterator_yields_the_same_items() {
+    let path = support::fixtures().join("alloc-v7-zstd.dat");
+    let trace = TraceDat::open(&path).expect("fixture opens");
+    let mut borrowed = Vec::new();
+    let mut events = trace.events().expect("events");
+    while let Some(item) = events.next().expect("decode") {
+        borrowed.push(format!("{item:?}"));
+    }
+    drop(events);
+    let mut owned = trace.into_events().expect("events");
+    let mut n = 0;
+    while let Some(item) = owned.next().expect("decode") {
+        assert_eq!(format!("{item:?}"), borrowed[n]);
+        n += 1;
+    }
+    assert_eq!(n, borrowed.len());
+    assert!(n > 100);
+    assert_eq!(owned.trace().version(), 7);
 }
