@@ -164,6 +164,26 @@ impl TraceDat {
         self.meta.clock.as_deref()
     }
 
+    /// The traced machine's kernel symbols `(address, name)` from the saved `/proc/kallsyms`,
+    /// sorted by address; empty when the file has none (or addresses were hidden as zero).
+    pub fn kernel_symbols(&self) -> Vec<(u64, String)> {
+        let mut out: Vec<(u64, String)> = self
+            .meta
+            .kallsyms
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let addr = u64::from_str_radix(parts.next()?, 16)
+                    .ok()
+                    .filter(|&a| a != 0)?;
+                let _kind = parts.next()?;
+                Some((addr, parts.next()?.to_string()))
+            })
+            .collect();
+        out.sort_by_key(|&(a, _)| a);
+        out
+    }
+
     /// Saved command lines: `(pid, comm)`, sorted by pid.
     pub fn cmdlines(&self) -> &[(i32, String)] {
         &self.meta.cmdlines

@@ -22,6 +22,7 @@ const OPT_CPUCOUNT: u16 = 8;
 const OPT_HEADER_INFO: u16 = 16;
 const OPT_FTRACE_EVENTS: u16 = 17;
 const OPT_EVENT_FORMATS: u16 = 18;
+const OPT_KALLSYMS: u16 = 19;
 const OPT_CMDLINES: u16 = 21;
 const OPT_BUFFER_TEXT: u16 = 22;
 
@@ -72,6 +73,8 @@ pub struct Meta {
     pub header_event: String,
     pub layout: PageLayout,
     pub formats: Vec<EventFormat>,
+    /// `/proc/kallsyms` of the traced machine (empty when not saved).
+    pub kallsyms: String,
     /// `(pid, comm)`, sorted by pid.
     pub cmdlines: Vec<(i32, String)>,
     pub uname: Option<String>,
@@ -136,6 +139,7 @@ pub fn parse(file: &str, data: &[u8]) -> Result<Meta> {
             data_offset: 16,
         },
         formats: Vec::new(),
+        kallsyms: String::new(),
         cmdlines: Vec::new(),
         uname: None,
         clock: None,
@@ -163,8 +167,7 @@ fn parse_v6(cur: &mut Cursor<'_>, meta: &mut Meta) -> Result<()> {
     header_info(cur, meta)?;
     ftrace_formats(cur, meta)?;
     event_formats(cur, meta)?;
-    let n = cur.u32("the kallsyms size")?;
-    cur.bytes(u64::from(n), "the kallsyms text")?;
+    kallsyms(cur, meta)?;
     let n = cur.u32("the printk formats size")?;
     cur.bytes(u64::from(n), "the printk formats text")?;
     cmdlines(cur, meta)?;
@@ -256,7 +259,8 @@ fn parse_v7(cur: &mut Cursor<'_>, meta: &mut Meta, first: u64) -> Result<()> {
                 break;
             }
             match id {
-                OPT_HEADER_INFO | OPT_FTRACE_EVENTS | OPT_EVENT_FORMATS | OPT_CMDLINES => {
+                OPT_HEADER_INFO | OPT_FTRACE_EVENTS | OPT_EVENT_FORMATS | OPT_KALLSYMS
+                | OPT_CMDLINES => {
                     let off = dc.u64("a section offset")?;
                     cur.seek(off, "a section offset")?;
                     let (body, origin) = section(cur, id, meta.compression, &mut z)?;
@@ -265,6 +269,7 @@ fn parse_v7(cur: &mut Cursor<'_>, meta: &mut Meta, first: u64) -> Result<()> {
                         OPT_HEADER_INFO => header_info(&mut sc, meta)?,
                         OPT_FTRACE_EVENTS => ftrace_formats(&mut sc, meta)?,
                         OPT_EVENT_FORMATS => event_formats(&mut sc, meta)?,
+                        OPT_KALLSYMS => kallsyms(&mut sc, meta)?,
                         _ => cmdlines(&mut sc, meta)?,
                     }
                 }
@@ -451,6 +456,13 @@ fn event_formats(cur: &mut Cursor<'_>, meta: &mut Meta) -> Result<()> {
             format_text(cur, &system, meta)?;
         }
     }
+    Ok(())
+}
+
+fn kallsyms(cur: &mut Cursor<'_>, meta: &mut Meta) -> Result<()> {
+    let n = cur.u32("the kallsyms size")?;
+    let text = cur.bytes(u64::from(n), "the kallsyms text")?;
+    meta.kallsyms = String::from_utf8_lossy(text).into_owned();
     Ok(())
 }
 

@@ -155,6 +155,40 @@ fn fresh_files_match_trace_cmd_report() {
         assert!(allocs >= 6000, "{variant}: {allocs} mm_page_alloc records");
         assert!(seen.per_event.contains_key("mm_page_free"), "{variant}");
     }
+    // With all metadata (every format, /proc/kallsyms), the symbols trace-cmd saved resolve an
+    // address the kernel exports, and every format file parses.
+    let out = Command::new(support::fixtures().join("make.sh"))
+        .arg(dir.join("full"))
+        .args(["1024", "100", "1", "kmem:mm_page_alloc"])
+        .env("MMQL_WORKLOAD", &workload)
+        .env("FULL_METADATA", "1")
+        .output()
+        .expect("make.sh runs");
+    assert!(
+        out.status.success(),
+        "make.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = TraceDat::open(&dir.join("full-v7-zstd.dat")).expect("full extract opens");
+    assert!(
+        full.formats().len() > 500,
+        "{} formats",
+        full.formats().len()
+    );
+    let symbols = full.kernel_symbols();
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("kallsyms");
+    let want = kallsyms
+        .lines()
+        .find(|l| l.ends_with(" __alloc_pages_noprof") || l.ends_with(" __alloc_pages"))
+        .and_then(|l| u64::from_str_radix(l.split(' ').next()?, 16).ok())
+        .expect("the page allocator is in kallsyms");
+    assert!(
+        symbols
+            .iter()
+            .any(|(a, n)| *a == want && n.starts_with("__alloc_pages")),
+        "{} symbols",
+        symbols.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -178,4 +212,11 @@ fn owned_iterator_yields_the_same_items() {
     assert_eq!(n, borrowed.len());
     assert!(n > 100);
     assert_eq!(owned.trace().version(), 7);
+}
+
+/// The fixtures were made with /proc/kallsyms reading empty: no symbols, and no failure.
+#[test]
+fn empty_kallsyms_give_no_symbols() {
+    let trace = TraceDat::open(&support::fixtures().join("alloc-v6.dat")).expect("fixture opens");
+    assert!(trace.kernel_symbols().is_empty());
 }
