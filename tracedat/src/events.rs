@@ -58,6 +58,8 @@ pub struct Events<B: Borrow<TraceDat>> {
     /// The last pid looked up and its saved comm's index: consecutive records are mostly from
     /// one task.
     comm_cache: Option<(i32, Option<usize>)>,
+    lost_marks: u64,
+    lost_counted: u64,
 }
 
 fn geometry(trace: &TraceDat) -> Geometry<'_> {
@@ -87,6 +89,8 @@ impl<B: Borrow<TraceDat>> Events<B> {
             last: None,
             failed: false,
             comm_cache: None,
+            lost_marks: 0,
+            lost_counted: 0,
         })
     }
 
@@ -98,14 +102,50 @@ impl<B: Borrow<TraceDat>> Events<B> {
     /// The next record or lost-events mark, `None` at the end. After an error it returns `None`.
     #[allow(clippy::should_implement_trait)] // lending: the item borrows `self`
     pub fn next(&mut self) -> Result<Option<Item<'_>>> {
+        match self.step()? {
+            Some(i) => self.item(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next record, counting lost-events marks on the way ([`Events::lost_marks`],
+    /// [`Events::lost_counted`]) instead of yielding them.
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>> {
+        loop {
+            let Some(i) = self.step()? else {
+                return Ok(None);
+            };
+            if let Some(Pending::Lost { count, .. }) = self.streams[i].pending {
+                self.lost_marks += 1;
+                self.lost_counted += count.unwrap_or(0);
+                continue;
+            }
+            return match self.item(i)? {
+                Item::Record(r) => Ok(Some(r)),
+                Item::Lost(_) => Ok(None),
+            };
+        }
+    }
+
+    /// Lost-events marks `next_record` has passed.
+    pub fn lost_marks(&self) -> u64 {
+        self.lost_marks
+    }
+
+    /// Events those marks counted (marks without a stored count add nothing).
+    pub fn lost_counted(&self) -> u64 {
+        self.lost_counted
+    }
+
+    /// Advances the stream returned last and picks the one with the earliest pending item.
+    fn step(&mut self) -> Result<Option<usize>> {
         if self.failed {
             return Ok(None);
         }
         let trace: &TraceDat = self.trace.borrow();
         let g = geometry(trace);
-        let data = &trace.data;
         if let Some(i) = self.last.take() {
-            if let Err(e) = self.streams[i].advance(&g, data) {
+            if let Err(e) = self.streams[i].advance(&g, &trace.data) {
                 self.failed = true;
                 return Err(e);
             }
@@ -118,19 +158,26 @@ impl<B: Borrow<TraceDat>> Events<B> {
                 }
             }
         }
-        let Some((_, i)) = best else { return Ok(None) };
-        self.last = Some(i);
+        self.last = best.map(|(_, i)| i);
+        Ok(self.last)
+    }
+
+    /// The pending item of stream `i`, checked: records need the common fields and a format.
+    fn item(&mut self, i: usize) -> Result<Item<'_>> {
+        let trace: &TraceDat = self.trace.borrow();
+        let g = geometry(trace);
+        let data = &trace.data;
         let s = &self.streams[i];
         let (ts, at, len) = match s.pending {
             Some(Pending::Record { ts, at, len }) => (ts, at, len),
             Some(Pending::Lost { ts, count }) => {
-                return Ok(Some(Item::Lost(Lost {
+                return Ok(Item::Lost(Lost {
                     cpu: s.cpu,
                     ts,
                     count,
-                })));
+                }))
             }
-            None => return Ok(None),
+            None => return Err(s.error_at(&g, 0, "internal: no pending item")),
         };
         let raw = &s.region(data)[at..at + len];
         let big = g.big_endian;
@@ -167,7 +214,7 @@ impl<B: Borrow<TraceDat>> Events<B> {
                 c
             }
         };
-        Ok(Some(Item::Record(Record {
+        Ok(Item::Record(Record {
             cpu: s.cpu,
             buffer: trace.meta.buffers[s.buffer].name.as_str(),
             ts,
@@ -176,6 +223,6 @@ impl<B: Borrow<TraceDat>> Events<B> {
             format: &trace.meta.formats[format_index],
             format_index,
             raw,
-        })))
+        }))
     }
 }

@@ -205,6 +205,21 @@ impl TraceDat {
         &self.meta.cmdlines[i].1
     }
 
+    /// The traced machine's CPU count: the file's CPU count option, else one past the highest
+    /// CPU with data.
+    pub fn cpu_count(&self) -> u32 {
+        let highest = self
+            .meta
+            .buffers
+            .iter()
+            .flat_map(|b| &b.cpus)
+            .map(|c| c.cpu.saturating_add(1));
+        self.meta
+            .cpu_count
+            .unwrap_or(0)
+            .max(highest.max().unwrap_or(0))
+    }
+
     /// The instances with trace data in the file and where their CPUs' pages are.
     pub fn buffers(&self) -> &[Buffer] {
         &self.meta.buffers

@@ -71,6 +71,17 @@ fn check_fixture(variant: &str, version: u32, compressed: bool) {
     assert!(trace.cmdlines().iter().any(|(_, c)| c == "mmql-workload"));
     assert_eq!(trace.lost_in_stats(), dropped.iter().sum::<u64>());
     assert_eq!(trace.clock(), Some("local"));
+    assert_eq!(trace.cpu_count(), 2);
+
+    // next_record passes the lost marks, counting them.
+    let mut events = trace.events().expect("events");
+    let mut records = 0;
+    while events.next_record().expect("decode").is_some() {
+        records += 1;
+    }
+    assert_eq!(records, seen.records);
+    assert_eq!(events.lost_marks(), dropped.len() as u64);
+    assert_eq!(events.lost_counted(), dropped.iter().sum::<u64>());
 }
 
 #[test]
