@@ -123,6 +123,19 @@ fn cannot_make_files() -> Option<String> {
     None
 }
 
+/// Runs `fixtures/make.sh PREFIX ARGS...`, with every format and kallsyms when `full`.
+fn make_files(prefix: &Path, args: &[&str], full: bool) {
+    let out = Command::new(support::fixtures().join("make.sh"))
+        .arg(prefix)
+        .args(args)
+        .env("MMQL_WORKLOAD", support::workload())
+        .env("FULL_METADATA", if full { "1" } else { "0" })
+        .output()
+        .expect("make.sh runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "make.sh failed: {stderr}");
+}
+
 /// Fresh files from the real trace-cmd (a buffer big enough to lose nothing), every variant read
 /// and compared with `trace-cmd report` on that same file.
 #[test]
@@ -133,24 +146,17 @@ fn fresh_files_match_trace_cmd_report() {
     let dir = std::env::temp_dir().join(format!("mmql-tracedat-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let prefix = dir.join("fresh");
-    let workload = support::workload();
-    let out = Command::new(support::fixtures().join("make.sh"))
-        .arg(&prefix)
-        .args([
+    make_files(
+        &prefix,
+        &[
             "4096",
             "3000",
             "2",
             "kmem:mm_page_alloc",
             "kmem:mm_page_free",
             "kmem:kmalloc",
-        ])
-        .env("MMQL_WORKLOAD", &workload)
-        .output()
-        .expect("make.sh runs");
-    assert!(
-        out.status.success(),
-        "make.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        false,
     );
     for (variant, version, compressed) in VARIANTS {
         let path = dir.join(format!("fresh-{variant}.dat"));
@@ -168,17 +174,10 @@ fn fresh_files_match_trace_cmd_report() {
     }
     // With all metadata (every format, /proc/kallsyms), the symbols trace-cmd saved resolve an
     // address the kernel exports, and every format file parses.
-    let out = Command::new(support::fixtures().join("make.sh"))
-        .arg(dir.join("full"))
-        .args(["1024", "100", "1", "kmem:mm_page_alloc"])
-        .env("MMQL_WORKLOAD", &workload)
-        .env("FULL_METADATA", "1")
-        .output()
-        .expect("make.sh runs");
-    assert!(
-        out.status.success(),
-        "make.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    make_files(
+        &dir.join("full"),
+        &["1024", "100", "1", "kmem:mm_page_alloc"],
+        true,
     );
     let full = TraceDat::open(&dir.join("full-v7-zstd.dat")).expect("full extract opens");
     assert!(

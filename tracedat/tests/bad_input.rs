@@ -12,6 +12,16 @@ fn fixture(variant: &str) -> Vec<u8> {
     std::fs::read(path).expect("fixture")
 }
 
+/// Where the first CPU with data keeps its pages in a fixture.
+fn cpu_with_data(data: &[u8]) -> tracedat::CpuData {
+    let trace = TraceDat::from_bytes("ok", data.to_vec()).expect("fixture");
+    let cpus = trace.buffers().iter().flat_map(|b| &b.cpus);
+    cpus.clone()
+        .find(|c| c.size > 0)
+        .expect("a CPU has data")
+        .clone()
+}
+
 /// Opens and reads every record; the error, if any.
 fn read_all(name: &str, data: Vec<u8>) -> Result<usize, tracedat::Error> {
     let trace = TraceDat::from_bytes(name, data)?;
@@ -100,22 +110,20 @@ fn huge_lengths_are_refused_before_allocating() {
     assert_eq!(e.offset(), 38);
     assert!(e.message.contains("needs 9223372036854775807 bytes"), "{e}");
 
-    // A CPU count of four billion reads until the data runs out, without reserving for it.
-    let trace = TraceDat::from_bytes("ok", fixture("v6")).expect("fixture");
-    assert_eq!(trace.buffers().len(), 2);
-    drop(trace);
+    // v6: a CPU count of four billion (the word before the `options` tag) makes the CPU tables
+    // read until the data runs out, without reserving room for them first.
+    let mut data = fixture("v6");
+    let tag = data
+        .windows(10)
+        .position(|w| w == b"options  \0")
+        .expect("options tag");
+    put_u32(&mut data, tag - 4, u32::MAX);
+    let e = error_of(data);
+    assert!(e.message.contains("a CPU data offset needs 8 bytes"), "{e}");
 
     // v7 zstd: a chunk claiming 4 GiB from a few KB is refused as a decompression bomb.
     let data = fixture("v7-zstd");
-    let trace = TraceDat::from_bytes("ok", data.clone()).expect("fixture");
-    let cpu = trace
-        .buffers()
-        .iter()
-        .flat_map(|b| &b.cpus)
-        .find(|c| c.size > 0)
-        .expect("data")
-        .clone();
-    drop(trace);
+    let cpu = cpu_with_data(&data);
     let mut bomb = data.clone();
     put_u32(&mut bomb, cpu.offset as usize + 8, 0xffff_f000);
     let e = error_of(bomb);
@@ -144,15 +152,7 @@ fn offsets_past_the_end() {
 
     // A CPU's pages said to lie past the end of the file.
     let data = fixture("v7-none");
-    let trace = TraceDat::from_bytes("ok", data.clone()).expect("fixture");
-    let cpu = trace
-        .buffers()
-        .iter()
-        .flat_map(|b| &b.cpus)
-        .find(|c| c.size > 0)
-        .expect("data")
-        .clone();
-    drop(trace);
+    let cpu = cpu_with_data(&data);
     let table = data
         .windows(16)
         .position(|w| w[..8] == cpu.offset.to_le_bytes() && w[8..] == cpu.size.to_le_bytes())
@@ -166,15 +166,7 @@ fn offsets_past_the_end() {
 #[test]
 fn record_with_an_undefined_format() {
     let data = fixture("v6");
-    let trace = TraceDat::from_bytes("ok", data.clone()).expect("fixture");
-    let cpu = trace
-        .buffers()
-        .iter()
-        .flat_map(|b| &b.cpus)
-        .find(|c| c.size > 0)
-        .expect("data")
-        .clone();
-    drop(trace);
+    let cpu = cpu_with_data(&data);
     // The first page's first event (data starts 16 bytes into a page on this 64-bit kernel):
     // a short header word, then the record's common_type.
     let first = cpu.offset as usize + 16;
@@ -198,15 +190,7 @@ fn record_with_an_undefined_format() {
 fn corrupt_pages_and_chunks() {
     // A page committing more data than a page holds.
     let data = fixture("v6");
-    let trace = TraceDat::from_bytes("ok", data.clone()).expect("fixture");
-    let cpu = trace
-        .buffers()
-        .iter()
-        .flat_map(|b| &b.cpus)
-        .find(|c| c.size > 0)
-        .expect("data")
-        .clone();
-    drop(trace);
+    let cpu = cpu_with_data(&data);
     let mut bad = data.clone();
     put_u64(&mut bad, cpu.offset as usize + 8, 5000);
     let e = error_of(bad);
@@ -225,15 +209,7 @@ fn corrupt_pages_and_chunks() {
 
     // zstd bytes flipped inside a chunk: located at the chunk, inside the file.
     let data = fixture("v7-zstd");
-    let trace = TraceDat::from_bytes("ok", data.clone()).expect("fixture");
-    let cpu = trace
-        .buffers()
-        .iter()
-        .flat_map(|b| &b.cpus)
-        .find(|c| c.size > 0)
-        .expect("data")
-        .clone();
-    drop(trace);
+    let cpu = cpu_with_data(&data);
     let mut bad = data;
     let body = cpu.offset as usize + 12;
     for b in &mut bad[body..body + 16] {
