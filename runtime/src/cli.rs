@@ -42,10 +42,12 @@ pub struct Common {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOpts {
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Start CMD after attaching, trace only it, stop when it exits.
+    /// Start CMD after attaching, trace only it, stop when it exits (a failing CMD's exit
+    /// status becomes mmql's).
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after this long (`10s`, `500ms`, `2m`; a bare number means seconds).
@@ -64,6 +66,14 @@ pub struct RunOpts {
     /// stops) for `mmql replay`.
     #[arg(long = "record", value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Also write a self-contained HTML report of the run to FILE: metadata, every map as a
+    /// chart or table, the printed lines.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write a Perfetto trace of the run to FILE: every span as a slice on its thread,
+    /// every printf line as an instant, every count/sum map printed by `every` as a counter.
+    #[arg(long = "perfetto", value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
     /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
@@ -141,6 +151,9 @@ pub enum Command {
         /// Write output to FILE instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write a self-contained HTML report of the replayed run to FILE.
+        #[arg(long = "html", value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]
@@ -193,7 +206,8 @@ pub struct ServeArgs {
     /// Keys exported per map per scrape; the rest are counted in `mmql_series_dropped`.
     #[arg(long, value_name = "N", default_value_t = crate::serve::metrics::DEFAULT_MAX_SERIES)]
     pub max_series: usize,
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// serving when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
     /// Keys each keyed map may hold (default 10240); inserts past it are counted.

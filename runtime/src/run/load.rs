@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use aya::maps::{Map, MapData, RingBuf};
+use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::{Compiled, ProgSpec};
 use mmql_lang::diag::{Code, Diagnostic};
 
@@ -31,25 +32,23 @@ fn is_eperm(e: &io::Error) -> bool {
 
 /// The kernel objects of one running script.
 pub struct Loaded {
-    maps: Vec<(String, Option<OwnedFd>)>,
-    progs: Vec<(String, OwnedFd)>,
+    /// By `ObjectMap`; the ring buffer's fd moves to aya's reader (`take_ring`).
+    maps: Vec<Option<OwnedFd>>,
+    /// By index into `Compiled::programs`.
+    progs: Vec<OwnedFd>,
     /// Perf events with a program attached: the attachments themselves. Behind a RefCell so
     /// `detach` works while map readers borrow the rest.
     events: RefCell<Vec<OwnedFd>>,
 }
 
 impl Loaded {
-    pub fn map_fd(&self, name: &str) -> Option<BorrowedFd<'_>> {
-        self.maps
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, fd)| fd.as_ref())
-            .map(|fd| fd.as_fd())
+    pub fn map_fd(&self, map: ObjectMap) -> Option<BorrowedFd<'_>> {
+        self.maps.get(map.0)?.as_ref().map(|fd| fd.as_fd())
     }
 
     /// Hands the ring buffer to aya's reader (which maps its pages and walks the records).
-    pub fn take_ring(&mut self, name: &str) -> Option<io::Result<RingBuf<MapData>>> {
-        let fd = self.maps.iter_mut().find(|(n, _)| n == name)?.1.take()?;
+    pub fn take_ring(&mut self, map: ObjectMap) -> Option<io::Result<RingBuf<MapData>>> {
+        let fd = self.maps.get_mut(map.0)?.take()?;
         Some(
             MapData::from_fd(fd)
                 .and_then(|data| RingBuf::try_from(Map::RingBuf(data)))
@@ -58,9 +57,9 @@ impl Loaded {
     }
 
     /// (run count, run time in ns) of a program, when `kernel.bpf_stats_enabled` is on.
-    pub fn prog_stats(&self, name: &str) -> Option<(u64, u64)> {
-        let (_, fd) = self.progs.iter().find(|(n, _)| n == name)?;
-        prog::prog_stats(fd.as_fd()).ok()
+    /// `prog` indexes `Compiled::programs`.
+    pub fn prog_stats(&self, prog: usize) -> Option<(u64, u64)> {
+        prog::prog_stats(self.progs.get(prog)?.as_fd()).ok()
     }
 
     pub fn attached(&self) -> usize {
@@ -84,7 +83,7 @@ pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
                 LoadFailure::Other(format!("cannot create BPF map `{}`: {e}", def.name))
             }
         })?;
-        maps.push((def.name.clone(), Some(fd)));
+        maps.push(Some(fd));
     }
     Ok(Loaded {
         maps,
@@ -99,7 +98,7 @@ pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFai
         let fds: Vec<BorrowedFd<'_>> = loaded
             .maps
             .iter()
-            .filter_map(|(_, fd)| fd.as_ref().map(|f| f.as_fd()))
+            .filter_map(|fd| fd.as_ref().map(|f| f.as_fd()))
             .collect();
         if fds.len() != loaded.maps.len() {
             return Err(LoadFailure::Other(
@@ -128,7 +127,7 @@ pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFai
                 LoadFailure::Other(format!("cannot attach to {}:{}: {e}", p.category, p.event))
             }
         })?;
-        loaded.progs.push((p.def.name.clone(), fd));
+        loaded.progs.push(fd);
         loaded.events.get_mut().push(event);
     }
     Ok(loaded.attached())
