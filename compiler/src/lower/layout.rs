@@ -41,7 +41,8 @@ pub struct MapLayout {
     /// ELF symbol (and kernel map name, so at most 15 characters).
     pub symbol: String,
     pub kind: MapKind,
-    /// Hash key: each key part at its offset; hist/lhist add a trailing u64 bucket.
+    /// Hash key: each key part at its offset; bucketed aggregations add a trailing u64
+    /// bucket, timed ones (heatmap) a u64 time slice before it.
     pub key_size: u32,
     pub key_offsets: Vec<u32>,
     /// Bytes of one value (per CPU, for per-CPU maps).
@@ -127,10 +128,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         offsets.push(size);
         size += k.slot_size().max(8);
     }
-    let key_size = size + if buckets > 0 { 8 } else { 0 };
+    // Timed aggregations (heatmap) add the time slice, then the bucket: [keys, slice, bucket].
+    let timed = m.value.agg().is_some_and(|a| a.row().timed);
+    let key_size = size + if timed { 8 } else { 0 } + if buckets > 0 { 8 } else { 0 };
     let value_size = value_words(&m.value) * 8;
     let symbol = symbol(index, &m.name);
     let array_entries = match (m.keys.len(), m.domain) {
+        // Time slices are unbounded: a hash whatever the keys.
+        _ if timed => None,
         (0, _) => Some((1, None)),
         (1, Some(d)) => Some((d, Some(d))),
         _ => None,
