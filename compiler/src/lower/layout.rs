@@ -45,8 +45,13 @@ pub enum MapKind {
         entries: u32,
     },
     PerCpuHash,
-    /// Shared hash: last-value maps and span state.
+    /// Shared hash: last-value maps.
     Hash,
+    /// Span state: a shared LRU hash. A span's begin rewrites its key's element in place and
+    /// its end marks it consumed instead of deleting it (a hash update and a delete per span
+    /// cost more than the rest of the pair), so elements stay; the LRU recycles the keys that
+    /// stop recurring (exited threads) when the table fills.
+    SpanHash,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +73,7 @@ pub struct MapLayout {
 
 impl MapLayout {
     pub fn per_cpu(&self) -> bool {
-        !matches!(self.kind, MapKind::Hash)
+        !matches!(self.kind, MapKind::Hash | MapKind::SpanHash)
     }
 
     /// The value word (index) that marks an array slot as written, if it needs one. A hash
@@ -85,6 +90,7 @@ impl MapLayout {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
             MapKind::PerCpuHash => (bpf::BPF_MAP_TYPE_PERCPU_HASH, self.key_size),
             MapKind::Hash => (bpf::BPF_MAP_TYPE_HASH, self.key_size),
+            MapKind::SpanHash => (bpf::BPF_MAP_TYPE_LRU_HASH, self.key_size),
         };
         MapDef {
             name: self.symbol.clone(),
@@ -162,7 +168,11 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
     match (&m.value, array_entries) {
         (ValueKind::Last(_) | ValueKind::SpanState { .. }, _) => MapLayout {
             symbol,
-            kind: MapKind::Hash,
+            kind: if matches!(m.value, ValueKind::SpanState { .. }) {
+                MapKind::SpanHash
+            } else {
+                MapKind::Hash
+            },
             key_size: key_size.max(8),
             key_offsets: offsets,
             value_size,
