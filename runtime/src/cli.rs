@@ -89,7 +89,7 @@ pub enum Command {
     Check(ScriptArg),
     /// Show the checked program: probes, events, maps, actions, and the BPF listing.
     #[command(
-        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'"
+        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'\n  mmql explain --measure 2s -e 'on kmem:mm_page_alloc { @n[comm] = count() }'"
     )]
     Explain(ExplainArgs),
     /// Write the BPF object for a script.
@@ -239,6 +239,10 @@ pub struct ExplainArgs {
     /// changes with every back-end tweak, the plan only when the language does).
     #[arg(long)]
     pub plan: bool,
+    /// Attach the probes for DURATION (`1s`, `500ms`) and print each one's cost per event as
+    /// the kernel measured it; needs root and `kernel.bpf_stats_enabled=1`.
+    #[arg(long, value_name = "DURATION")]
+    pub measure: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
