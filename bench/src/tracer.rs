@@ -203,6 +203,10 @@ pub fn run_measured(
 }
 
 impl Running {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// The tracepoint programs this process holds, with their counters now.
     pub fn programs(&self) -> Result<Vec<ProgStat>, String> {
         let (ids, events) = owned_programs(self.pid);
