@@ -64,7 +64,7 @@ pub struct RunOpts {
     /// stops) for `mmql replay`.
     #[arg(long = "record", value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
+    /// Keys each keyed map may hold (default 4096, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
@@ -196,7 +196,7 @@ pub struct ServeArgs {
     /// Only trace events of this process (its thread group), filtered in the kernel.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Keys each keyed map may hold (default 10240); inserts past it are counted.
+    /// Keys each keyed map may hold (default 4096); inserts past it are counted.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
     pub max_keys: Option<u32>,
     /// Format of printf output and of the map dump printed when serving stops.

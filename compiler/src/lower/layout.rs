@@ -13,8 +13,13 @@ use crate::types::Type;
 
 /// Log2 histogram buckets: [negative], [0], then [2^k, 2^(k+1)) for k in 0..64.
 pub const HIST_BUCKETS: u32 = 66;
-/// Keys a script's hash map holds unless `--max-keys` says otherwise.
-pub const HASH_ENTRIES: u32 = 10_240;
+/// Keys a script's hash map holds unless `--max-keys` says otherwise: bpftrace's default too.
+/// Each key of a per-CPU hash is one per-CPU allocation the kernel makes when the map is
+/// created, so this sets start-up time and kernel memory per keyed map: at 10 240 a script
+/// of 100 keyed maps took longer to attach than bpftrace and held 2.7× its kernel memory
+/// (bench/run, issue 16). A key that does not fit is counted and reported with the hint to
+/// raise `--max-keys`, never dropped silently.
+pub const HASH_ENTRIES: u32 = 4_096;
 /// The largest `--max-keys`: 4 Mi keys. Maps are preallocated, so each key costs kernel
 /// memory (about 80 bytes on 2 CPUs) and load time (1 Mi keys: 0.6 s) whether used or not;
 /// past this a tracer starts to weigh on the host it is diagnosing.
