@@ -466,9 +466,9 @@ fn bench(args: &[String]) -> Result<(), String> {
     };
     memory.push(MemRow {
         label: format!("one-liner `{}`", CASES[1].mmql),
-        mmql: one_m
-            .as_ref()
-            .map_or(Err("no command".into()), |a| memlock::measure(Kind::Mmql, a)),
+        mmql: one_m.as_ref().map_or(Err("no command".into()), |a| {
+            memlock::measure(Kind::Mmql, a)
+        }),
         bpftrace: mem_bt(CASES[1].bpftrace),
     });
     if let Ok(recipe) = measure::largest_recipe(&cfg.mmql) {

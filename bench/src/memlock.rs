@@ -27,15 +27,8 @@ impl Held {
 fn held_by(pid: i32) -> (u64, u64) {
     let (mut maps, mut progs) = (0, 0);
     let mut seen: BTreeSet<(bool, u64)> = BTreeSet::new();
-    let dir = format!("/proc/{pid}/fdinfo");
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let field = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse::<u64>().ok()))
-        };
+    for text in tracer::fdinfos(pid) {
+        let field = |k: &str| tracer::fdinfo_field(&text, k).and_then(|v| v.parse::<u64>().ok());
         let Some(memlock) = field("memlock:") else {
             continue;
         };
@@ -58,13 +51,7 @@ pub fn measure(kind: Kind, argv: &[String]) -> Result<Held, String> {
     let t = tracer::start(kind, argv, Duration::from_secs(120))?;
     let (maps, progs) = held_by(t.pid());
     let attach = t.attach;
-    let fin = t.stop();
-    if !fin.success {
-        return Err(format!(
-            "tracer did not exit cleanly:\n{}{}",
-            fin.stdout, fin.stderr
-        ));
-    }
+    t.stop().check()?;
     if maps + progs == 0 {
         return Err("the tracer held no BPF maps or programs".into());
     }

@@ -408,10 +408,7 @@ pub fn render(r: &Results) -> String {
         let ab = median(ok_values(&row.attach_bpftrace, |x| Some(ms(&x.0))));
         let n = |v: &[Tried<(Duration, u64)>]| v.iter().filter(|x| x.is_ok()).count();
         let goal = if row.probes == 100 {
-            format!(
-                "≤ bpftrace: {}",
-                verdict(ratio(am, ab).map(|r| r <= 1.0))
-            )
+            format!("≤ bpftrace: {}", verdict(ratio(am, ab).map(|r| r <= 1.0)))
         } else {
             String::new()
         };
@@ -491,7 +488,10 @@ fn render_yards(s: &mut String, yards: &[YardResult]) {
         let n = |v: &[Tried<YardSample>]| v.iter().filter(|x| x.is_ok()).count();
         let show = |v: &[Tried<YardSample>]| {
             cell(extra(v), n(v), v.len(), |x| {
-                format!("+{x:.0} ns ({:.0} ns/event in the kernel)", kern(v).unwrap_or(f64::NAN))
+                format!(
+                    "+{x:.0} ns ({:.0} ns/event in the kernel)",
+                    kern(v).unwrap_or(f64::NAN)
+                )
             })
         };
         let _ = writeln!(

@@ -86,12 +86,7 @@ pub fn sample(cfg: &Config, yard: &Yard, kind: Kind) -> Result<YardSample, Strin
     })();
     let fin = t.stop();
     let (before, traced, after) = measured?;
-    if !fin.success {
-        return Err(format!(
-            "tracer did not exit cleanly:\n{}{}",
-            fin.stdout, fin.stderr
-        ));
-    }
+    fin.check()?;
     let (mut time, mut count) = (0u64, 0u64);
     for p in &after {
         if let Some(b) = before.iter().find(|b| b.id == p.id) {
