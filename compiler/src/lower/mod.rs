@@ -343,16 +343,7 @@ impl Lowerer<'_> {
                 self.span_state = Some(copy);
                 let key_off = self.span_key(key, false);
                 let v = self.b.lookup(*state, key_off);
-                let have = self.b.label();
-                self.b.push(Op::Br {
-                    op: JmpOp::Ne,
-                    a: v,
-                    b: Src::Imm(0),
-                    target: have,
-                });
-                self.count(layout::counter::SPAN_UNMATCHED);
-                self.b.push(Op::Jmp(exit));
-                self.b.place(have);
+                self.unless_unmatched(v, exit);
                 // Copy first: the element is rewritten by the key's next begin.
                 for i in 0..words {
                     let w = self.b.v();
@@ -364,16 +355,7 @@ impl Lowerer<'_> {
                     });
                     if i == 0 {
                         // A start time of 0 marks a span already ended (consumed below).
-                        let open = self.b.label();
-                        self.b.push(Op::Br {
-                            op: JmpOp::Ne,
-                            a: w,
-                            b: Src::Imm(0),
-                            target: open,
-                        });
-                        self.count(layout::counter::SPAN_UNMATCHED);
-                        self.b.push(Op::Jmp(exit));
-                        self.b.place(open);
+                        self.unless_unmatched(w, exit);
                     }
                     self.b.push(Op::StoreStack {
                         off: copy + 8 * i as i16,
@@ -395,6 +377,21 @@ impl Lowerer<'_> {
                 self.stmts(&k.body);
             }
         }
+    }
+
+    /// A span end without its begin (no element, or one already ended) is counted and the
+    /// probe exits; it goes on when `v` is non-zero.
+    fn unless_unmatched(&mut self, v: ir::V, exit: Label) {
+        let open = self.b.label();
+        self.b.push(Op::Br {
+            op: JmpOp::Ne,
+            a: v,
+            b: Src::Imm(0),
+            target: open,
+        });
+        self.count(layout::counter::SPAN_UNMATCHED);
+        self.b.push(Op::Jmp(exit));
+        self.b.place(open);
     }
 
     /// Puts the span key (thread id, or a field of the begin or end record) on the stack.
