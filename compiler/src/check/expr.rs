@@ -205,12 +205,7 @@ impl Checker<'_> {
             }
         }
         // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
-        if crate::agg::names()
-            .chain(USER_FUNCTIONS.iter().copied())
-            .chain(STATEMENT_FUNCTIONS.iter().copied())
-            .chain(VALUE_FUNCTIONS.iter().copied())
-            .any(|f| f == n)
-        {
+        if all_functions().any(|f| f == n) {
             self.report(CheckError::NotCalled {
                 name: n.to_string(),
                 aggregation: crate::agg::lookup(n).is_some(),

@@ -165,7 +165,7 @@ impl Lowerer<'_> {
                 });
                 Key::Stack(off)
             }
-            MapKind::PerCpuHash | MapKind::Hash => {
+            MapKind::PerCpuHash | MapKind::Hash | MapKind::SpanHash => {
                 let off = self.b.alloc(layout.key_size);
                 self.b.zero_stack(off, layout.key_size);
                 let info = &self.p.maps[map];
