@@ -227,6 +227,29 @@ impl Checker<'_> {
                 return poison(span);
             }
         }
+        // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
+        if AGGREGATIONS
+            .iter()
+            .chain(USER_FUNCTIONS)
+            .chain(STATEMENT_FUNCTIONS)
+            .chain(VALUE_FUNCTIONS)
+            .any(|f| *f == n)
+        {
+            let kind = if AGGREGATIONS.contains(&n) {
+                "an aggregation"
+            } else {
+                "a function"
+            };
+            self.report(
+                Diagnostic::error(
+                    Code::E0105,
+                    format!("`{n}` is {kind}, called with parentheses"),
+                )
+                .at(span, "not called")
+                .with_help(format!("write `{n}()`")),
+            );
+            return poison(span);
+        }
         if self.missing_from_some(n, span, scope) {
             return poison(span);
         }

@@ -9,6 +9,7 @@ mod peephole;
 pub mod regalloc;
 pub mod roles;
 mod stmt;
+pub mod timeline;
 
 use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
@@ -39,6 +40,8 @@ pub struct LowerOptions {
     pub pid: Option<u32>,
     /// `--max-keys`: the key cap of every script hash map (`layout::HASH_ENTRIES` if None).
     pub max_keys: Option<u32>,
+    /// `--perfetto`: stamp every record and send one per span end (`timeline.rs`).
+    pub timeline: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,8 @@ pub struct Compiled {
     /// A probe calls `exit()`: the runtime then also watches `counter::EXIT_DROPPED`, the exit
     /// requests a full ring buffer could not carry.
     pub probes_exit: bool,
+    /// Set with the `timeline` option: how to read stamped and span records.
+    pub timeline: Option<timeline::Timeline>,
 }
 
 impl Compiled {
@@ -199,6 +204,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
     Ok(Compiled {
         roles,
         probes_exit,
+        timeline: None,
         program,
         layouts,
         programs,
@@ -251,6 +257,23 @@ fn expr_uses(e: &TExpr, f: &dyn Fn(&TExpr) -> bool) -> bool {
         TExprKind::Ternary(c, a, b) => expr_uses(c, f) || expr_uses(a, f) || expr_uses(b, f),
         _ => false,
     }
+}
+
+/// Where a probe first uses builtin `b` (in its filter or body), for errors about what an
+/// offline source lacks (`kstack` without recorded stacks).
+pub fn builtin_span(k: &KProbe, b: Builtin) -> Option<Span> {
+    let found = std::cell::Cell::new(None);
+    let hit = |e: &TExpr| {
+        if matches!(&e.kind, TExprKind::Builtin(x) if *x == b) && found.get().is_none() {
+            found.set(Some(e.span));
+        }
+        false
+    };
+    if let Some(f) = &k.filter {
+        expr_uses(f, &hit);
+    }
+    uses(&k.body, &|_| false, &hit);
+    found.get()
 }
 
 impl Lowerer<'_> {

@@ -132,17 +132,7 @@ fn write_msg(w: &mut dyn Write, ty: &str, msg: &str) -> io::Result<()> {
 /// The `kind` field: taken from the first row, since every row of one map holds the same
 /// aggregation; `None` for an empty map, whose aggregation the dump cannot tell.
 fn kind_of(map: &MapDump) -> Option<&'static str> {
-    Some(match &map.rows.first()?.1 {
-        AggValue::Count(_) => "count",
-        AggValue::Sum(_) => "sum",
-        AggValue::Avg { .. } => "avg",
-        AggValue::Min(_) => "min",
-        AggValue::Max(_) => "max",
-        AggValue::Stats { .. } => "stats",
-        AggValue::Hist(_) => "hist",
-        AggValue::Lhist { .. } => "lhist",
-        AggValue::Last(_) => "value",
-    })
+    Some(map.rows.first()?.1.kind_name())
 }
 
 /// Appends `s` as a JSON string literal; serde_json does the escaping so control characters

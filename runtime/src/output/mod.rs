@@ -11,8 +11,11 @@
 //! - `printf`: printf format checking and formatting; `timefmt`: `time()`'s strftime.
 
 pub mod hist;
+pub mod html;
 pub mod json;
+pub mod perfetto;
 pub mod printf;
+pub mod report;
 pub mod text;
 pub mod timefmt;
 pub mod value;

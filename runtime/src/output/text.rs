@@ -34,7 +34,7 @@ pub fn write_map(w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io::Re
 }
 
 /// `@name` for a scalar map, `@name[k1, k2]` for a keyed one.
-fn entry_name(name: &str, key: &[Scalar]) -> String {
+pub fn entry_name(name: &str, key: &[Scalar]) -> String {
     if key.is_empty() {
         return name.to_string();
     }

@@ -105,6 +105,21 @@ impl AggValue {
         }
     }
 
+    /// The aggregation's name as `-f json` writes it in `kind`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            AggValue::Count(_) => "count",
+            AggValue::Sum(_) => "sum",
+            AggValue::Avg { .. } => "avg",
+            AggValue::Min(_) => "min",
+            AggValue::Max(_) => "max",
+            AggValue::Stats { .. } => "stats",
+            AggValue::Hist(_) => "hist",
+            AggValue::Lhist { .. } => "lhist",
+            AggValue::Last(_) => "value",
+        }
+    }
+
     /// The one number a userspace `printf` shows for the value: counts, sums, extremes and
     /// averages as printed, the count of a `stats`, the total count of a histogram.
     pub fn single(&self) -> Scalar {

@@ -98,6 +98,7 @@ fn serve(
         &LowerOptions {
             pid: args.pid,
             max_keys: args.max_keys,
+            timeline: false,
         },
     )?;
     let comments = Comments::of(&src.text);
