@@ -12,6 +12,7 @@ use std::process::Command;
 
 use recipes_common::{start, start_cmd, Finished};
 use support::cgroup::{require_memcg, MemCgroup};
+use support::sysctl::Sysctl;
 
 const PAGES: i64 = 20_000;
 const ROUNDS: i64 = 3;
@@ -41,35 +42,60 @@ fn pcp_capacity() -> i64 {
     }
 }
 
+/// `vm.percpu_pagelist_high_fraction` while the page recipes run: each CPU's list then holds
+/// at most 1/8192 of its zone split over the CPUs (here ~350 pages of the Normal zone) instead
+/// of the auto-tuned mark (Linux 6.7+), which grows to `high_max` (here 337 141 pages a CPU)
+/// after a burst of frees. With the machine's own setting the churn depends on what other
+/// processes left on its CPU's list (measured: 40 924 pages on one CPU after a page-cache
+/// drop): a list that already holds a round's 20 000 pages serves them with no refill, and one
+/// whose mark has grown takes the round's frees with no drain.
+const PCP_FRACTION: &str = "8192";
+
+/// alloc-free-balance's totals: (pages allocated, pages freed, per-second lines), from the
 /// `allocated N pages, freed M pages, net K` lines plus the exit dump's last interval.
-fn balance(r: &Finished) -> (i64, i64) {
+fn balance(r: &Finished) -> (i64, i64, usize) {
     let mut alloc = r.total("@alloc_pages");
     let mut freed = r.total("@free_pages");
+    let mut ticks = 0;
     for l in r.stdout.lines().filter(|l| l.contains(" allocated ")) {
         let w: Vec<&str> = l.split_whitespace().collect();
         alloc += w[2].parse::<i64>().expect("allocated");
         freed += w[5].parse::<i64>().expect("freed");
+        ticks += 1;
     }
-    (alloc, freed)
+    (alloc, freed, ticks)
 }
 
 #[test]
 fn page_recipes_count_the_churn() {
     skip_unless_root_bpf!();
     let touched = PAGES * ROUNDS;
+    // The lists' capacity as the machine sets it, for the refill bound below: read before the
+    // lists are made small, so that bound is the one this test always had.
+    let slack = pcp_capacity();
+    let _small_lists = Sysctl::set("vm/percpu_pagelist_high_fraction", PCP_FRACTION);
     // Drains happen in whichever task overflows a per-CPU list, or later in the vmstat worker
     // that decays the lists' high marks (measured: with `-c` some runs see none), so
-    // pcp-traffic watches the whole machine while the churn runs.
-    let pcp = start("pcp-traffic", &[], 4);
+    // pcp-traffic watches the whole machine while the churn runs. It is stopped by SIGINT once
+    // every churn has exited: a fixed `-d` could end before the churns start when three
+    // recipes take seconds each to attach on a saturated machine.
+    let pcp = start("pcp-traffic", &[], 600);
     let runs: Vec<_> = ["alloc-order-hist", "alloc-free-balance", "pcp-exhaustion"]
         .into_iter()
         .map(on_churn)
         .collect();
     let mut done: Vec<Finished> = runs.into_iter().map(|r| r.finish()).collect();
+    pcp.interrupt();
     done.push(pcp.finish());
     for (d, probes) in done.iter().zip([1, 2, 2, 2]) {
         d.assert_clean(probes);
     }
+    // Every recipe reports the probe runs the kernel skipped because another BPF program (or
+    // any process's map syscall, preempted on that CPU) held the CPU's BPF guard; each is at
+    // most one event of the churn missing from the counts. Measured under `stress-ng --cpu 2`
+    // and a page-cache fill: up to 16 832 of 60 000 allocations missing from alloc-order-hist
+    // before mmql reported them.
+    let skipped: Vec<i64> = done.iter().map(Finished::skipped).collect();
     // alloc-order-hist: every touched page is one order-0 allocation by the churn.
     let hist = done[0].histogram("@order_hist");
     let order0 = hist
@@ -77,25 +103,45 @@ fn page_recipes_count_the_churn() {
         .find(|(l, _)| l == "[0, 1)")
         .map_or(0, |(_, n)| *n as i64);
     assert!(
-        (touched..touched + 5_000).contains(&order0),
-        "order-0 allocations {order0}\n{}",
+        (touched - skipped[0]..touched + 5_000).contains(&order0),
+        "order-0 allocations {order0} ({} skipped)\n{}",
+        skipped[0],
         done[0].describe()
     );
     // alloc-free-balance: the churn frees what it allocates.
-    let (alloc, freed) = balance(&done[1]);
+    let (alloc, freed, ticks) = balance(&done[1]);
     let net = done[1].total("@net_pages");
     assert!(
-        (touched..touched + 5_000).contains(&alloc),
-        "allocated {alloc}\n{}",
+        (touched - skipped[1]..touched + 5_000).contains(&alloc),
+        "allocated {alloc} ({} skipped)\n{}",
+        skipped[1],
         done[1].describe()
     );
-    assert_eq!(net, alloc - freed, "{}", done[1].describe());
+    // @net_pages is never zeroed; the per-second counts are, by mmql in user space after the
+    // printf read them, as bpftrace's zero() does. Events counted between that read and the
+    // zero are in @net_pages and in no line, so the sum is exact only when no line was printed
+    // (the churn ran within the first second). Otherwise the gap is what the churn did in
+    // those windows: measured 0 to 43 pages on 60 000 (8 runs under `stress-ng --cpu 2` and a
+    // page-cache fill, a tick while the churn ran in 5 of them); 1 000 allows a window of
+    // ~10 ms, a preempted mmql's scheduler slice, at the churn's rate of ~100 000 pages/s.
+    let gap = net - (alloc - freed);
+    if ticks == 0 {
+        assert_eq!(gap, 0, "net {net} vs {alloc} - {freed}\n{}", done[1].describe());
+    } else {
+        assert!(
+            gap.abs() <= 1_000,
+            "net {net} vs {alloc} - {freed} over {ticks} per-second lines\n{}",
+            done[1].describe()
+        );
+    }
     assert!(
-        net.abs() < 2_000,
-        "net {net} pages after the churn unmapped everything\n{}",
+        net.abs() < 2_000 + skipped[1],
+        "net {net} pages after the churn unmapped everything ({} skipped)\n{}",
+        skipped[1],
         done[1].describe()
     );
-    // pcp-exhaustion: refilling the per-CPU lists took some pages under the zone lock.
+    // pcp-exhaustion: refilling the per-CPU lists took some pages under the zone lock. With the
+    // lists small, each round after the first must refill nearly all of its 20 000 pages.
     let allocs = done[2].total("@allocs");
     let locked = done[2].rows("@zone_locked");
     let refill: i64 = locked
@@ -103,14 +149,19 @@ fn page_recipes_count_the_churn() {
         .filter(|(k, _)| k[1] == "pcp refill")
         .map(|(_, v)| v)
         .sum();
-    assert!(allocs >= touched, "{}", done[2].describe());
+    assert!(
+        allocs >= touched - skipped[2],
+        "{} skipped\n{}",
+        skipped[2],
+        done[2].describe()
+    );
     // A refill moves a batch onto the per-CPU list; what the churn did not take before it
     // exited stays there, so refills may pass the allocations by up to the lists' capacity
     // (seen: 60 497 refilled for 60 279 allocated), never by more.
-    let slack = pcp_capacity();
     assert!(
-        refill > 0 && refill <= allocs + slack,
-        "pcp refill pages {refill} of {allocs} (+ {slack} per-CPU list capacity)\n{}",
+        refill > 0 && refill <= allocs + skipped[2] + slack,
+        "pcp refill pages {refill} of {allocs} (+ {slack} per-CPU list capacity, {} skipped)\n{}",
+        skipped[2],
         done[2].describe()
     );
     // pcp-traffic: this kernel lacks the patch's events, says so, and counts drains exactly

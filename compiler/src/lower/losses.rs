@@ -27,6 +27,9 @@ pub enum Counted {
     /// By the runtime: records still in the ring buffer when the output could not take them
     /// within the stop bound.
     Unprinted,
+    /// By the kernel, per program, read by the runtime: probe runs skipped because another
+    /// BPF program held the CPU (`recursion_misses`).
+    Skipped,
 }
 
 /// The losses the runtime counts itself, beside the kernel's counter slots.
@@ -34,6 +37,7 @@ pub enum Counted {
 pub struct RuntimeCounts {
     pub unreadable: u64,
     pub unprinted: u64,
+    pub skipped: u64,
 }
 
 /// One kind of loss, as every report names it.
@@ -58,6 +62,7 @@ impl Loss {
             Counted::Slot(s) => counters.get(s as usize).copied().unwrap_or(0),
             Counted::Unreadable => runtime.unreadable,
             Counted::Unprinted => runtime.unprinted,
+            Counted::Skipped => runtime.skipped,
         }
     }
 }
@@ -78,7 +83,7 @@ const fn row(
 }
 
 /// Every loss, in the order reports list them.
-pub const LOSSES: [Loss; 7] = [
+pub const LOSSES: [Loss; 8] = [
     row(
         Counted::Slot(counter::LOST_EVENTS),
         "events (ring buffer full)",
@@ -124,6 +129,14 @@ pub const LOSSES: [Loss; 7] = [
         "mmql_unprinted_records_total",
         "Ring buffer records left unprinted when the output could not keep up after a stop.",
     ),
+    // An upper bound: the kernel skips the program before its filter runs, so a skipped event
+    // may be one the script would have ignored.
+    row(
+        Counted::Skipped,
+        "events at most (probe skipped: another BPF program held its CPU)",
+        "mmql_probe_skips_total",
+        "Probe runs the kernel skipped because another BPF program held the CPU.",
+    ),
 ];
 
 #[cfg(test)]
@@ -150,8 +163,9 @@ mod tests {
         let runtime = RuntimeCounts {
             unreadable: 7,
             unprinted: 9,
+            skipped: 11,
         };
         let counts: Vec<u64> = LOSSES.iter().map(|l| l.count(&counters, runtime)).collect();
-        assert_eq!(counts, [3, 4, 0, 0, 0, 7, 9]);
+        assert_eq!(counts, [3, 4, 0, 0, 0, 7, 9, 11]);
     }
 }

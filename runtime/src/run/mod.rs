@@ -521,6 +521,7 @@ impl<'a, 'm> Session<'a, 'm> {
         let runtime = RuntimeCounts {
             unreadable: self.garbled,
             unprinted: self.unprinted,
+            skipped: self.maps.store.misses(),
         };
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;

@@ -100,6 +100,15 @@ impl Store<'_> {
         }
     }
 
+    /// Events the kernel skipped because another BPF program held the CPU (a recording has
+    /// no probes, so none).
+    pub fn misses(&self) -> u64 {
+        match self {
+            Store::Kernel(l) => l.misses(),
+            _ => 0,
+        }
+    }
+
     /// Stops the probes (a recording has none).
     pub fn detach(&self) {
         if let Store::Kernel(l) = self {

@@ -236,6 +236,7 @@ impl Exporter {
         let mut stats = RuntimeStats {
             counters: session.maps.counters()?,
             garbled: session.garbled,
+            skipped: loaded.misses(),
             ..Default::default()
         };
         for m in &self.metrics {

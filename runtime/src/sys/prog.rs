@@ -133,9 +133,9 @@ pub fn load_program(prog_type: u32, name: &str, code: &[Insn]) -> Result<OwnedFd
     }
 }
 
-/// Run count and total run time (ns) of a program, as `kernel.bpf_stats_enabled` counts them.
-pub fn prog_stats(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // struct bpf_prog_info: run_time_ns at byte 192, run_cnt at 200 (include/uapi/linux/bpf.h).
+/// The first 216 bytes of `struct bpf_prog_info` (include/uapi/linux/bpf.h): up to
+/// `recursion_misses`, the last field this reads.
+fn prog_info(fd: BorrowedFd<'_>) -> io::Result<[u8; 216]> {
     let mut info = [0u8; 216];
     let mut attr = InfoAttr {
         bpf_fd: raw(fd),
@@ -144,8 +144,28 @@ pub fn prog_stats(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     };
     // SAFETY: info is a live buffer of info_len bytes.
     unsafe { bpf(cmd::OBJ_GET_INFO_BY_FD, &mut attr)? };
-    let word = |at: usize| u64::from_le_bytes(info[at..at + 8].try_into().unwrap_or([0; 8]));
-    Ok((word(200), word(192)))
+    Ok(info)
+}
+
+fn info_word(info: &[u8; 216], at: usize) -> u64 {
+    u64::from_le_bytes(info[at..at + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// Run count and total run time (ns) of a program, as `kernel.bpf_stats_enabled` counts them.
+pub fn prog_stats(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // struct bpf_prog_info: run_time_ns at byte 192, run_cnt at 200.
+    let info = prog_info(fd)?;
+    Ok((info_word(&info, 200), info_word(&info, 192)))
+}
+
+/// Times the kernel skipped a program because a BPF program was already running on that
+/// CPU (`recursion_misses`, byte 208 of struct bpf_prog_info; counted whatever
+/// `kernel.bpf_stats_enabled` says). A tracepoint program attached through perf shares one
+/// per-CPU guard (`bpf_prog_active`) with every kprobe and tracepoint program of every
+/// process, and with the map syscalls of any process, which hold it while preemptible: on a
+/// busy machine events are skipped this way, and each skip is an event the script never saw.
+pub fn prog_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(info_word(&prog_info(fd)?, 208))
 }
 
 /// `struct perf_event_attr`, as far as a tracepoint event needs, padded to PERF_ATTR_SIZE_VER7.

@@ -18,6 +18,7 @@ pub mod cgroup;
 pub mod mmql_run;
 pub mod perf;
 pub mod swap;
+pub mod sysctl;
 
 use std::fmt;
 use std::io::Write;
