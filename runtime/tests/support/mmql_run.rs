@@ -146,6 +146,11 @@ impl Proc {
         }
     }
 
+    /// True while the child has not exited (it is not reaped here: `finish` still collects it).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGINT, as Ctrl-C would.
     pub fn interrupt(&self) {
         // SAFETY: signalling our own, not yet reaped, child.
@@ -326,6 +331,22 @@ pub fn value_at<'a>(rows: &'a [(String, Value)], key: &str) -> &'a Value {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no row `{key}` in {rows:?}"))
+}
+
+/// Probe runs the kernel skipped, from mmql's JSON `lost` records (0 when none): events at
+/// most, every tracer's program on the same tracepoint skipped alike, since the kernel runs
+/// the programs of one tracepoint together or not at all.
+pub fn mmql_skipped(lines: &[Value]) -> u64 {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "lost")
+        .filter(|l| {
+            l["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("probe skipped"))
+        })
+        .filter_map(|l| l["count"].as_u64())
+        .sum()
 }
 
 /// A histogram (either tracer's JSON: `[{min, max, count}]`) as its non-empty buckets.
