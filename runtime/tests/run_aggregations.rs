@@ -222,7 +222,7 @@ fn aggregations_run() -> (Vec<Value>, Vec<Value>, u32) {
         // before the workload did cannot have seen it.
         assert!(mmql.running(), "mmql stopped before it was told to");
         let m = mmql.stop();
-        let b = bt.stop();
+        let b = bt.stop_insisting();
         m.expect_code(0, "mmql");
         let (m, b) = (m.json(), b.json());
         let pages: i64 = rows_for(&mmql_map(&m, "@pg"), &pid.to_string())

@@ -21,6 +21,10 @@ use super::SkipReason;
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a tracer may take to stop and print after being told to.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a tracer told to stop may stay silent before [`Proc::stop_insisting`] tells it
+/// again: half the time the whole bpftrace comparison takes under load (~10 s) when bpftrace
+/// gets its first SIGINT.
+pub const SIGINT_AGAIN: Duration = Duration::from_secs(5);
 
 /// One output stream of a child, filled by a reader thread.
 #[derive(Default)]
@@ -192,6 +196,27 @@ impl Proc {
     pub fn stop(self) -> Finished {
         self.interrupt();
         self.finish(FINISH_TIMEOUT)
+    }
+
+    /// [`Proc::stop`] for bpftrace, which can lose a SIGINT: v0.17 on a saturated machine was
+    /// seen asleep in epoll_wait 20 s after one (and 11 min in another run), having printed
+    /// nothing, and it exited on the next one every time. So SIGINT is sent again while the
+    /// tracer has neither exited nor printed anything for `SIGINT_AGAIN`; one that is already
+    /// printing its maps is left to finish.
+    pub fn stop_insisting(mut self) -> Finished {
+        let deadline = Instant::now() + FINISH_TIMEOUT;
+        loop {
+            self.interrupt();
+            let printed = self.out.text().len();
+            let again = Instant::now() + SIGINT_AGAIN;
+            while Instant::now() < again && self.running() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !self.running() || self.out.text().len() != printed || Instant::now() >= deadline
+            {
+                return self.finish(deadline.saturating_duration_since(Instant::now()));
+            }
+        }
     }
 }
 
