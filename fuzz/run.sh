@@ -26,9 +26,10 @@ elif [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     shift
 fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(parse check format compile)
+[ ${#targets[@]} -gt 0 ] || targets=(parse check format compile recording)
 
-# Corpora: scripts for the three script targets, format files and the BTF table for `format`.
+# Corpora: scripts for the three script targets, format files and the BTF table for `format`,
+# the bundled sample recordings for `recording`.
 # Rebuilt from the tree every run (cheap), added to whatever libFuzzer saved there before.
 seed() {
     local dir=corpus/$1
@@ -39,6 +40,9 @@ seed() {
                 cp "$f" "$dir/$(echo "${f#"$root/stdlib/snapshot/events/"}" | tr / _)"
             done
             cp "$root/stdlib/snapshot/btf-enums.txt" "$dir/btf-enums.txt"
+            ;;
+        recording)
+            cp "$root"/stdlib/samples/*.mmqltrace "$dir/"
             ;;
         *)
             for f in "$root"/tests/golden/*/*.mmql; do

@@ -65,9 +65,10 @@ pub struct RunOpts {
     /// Quiet: no "Attached N probes" banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Also write a recording of the run to FILE (ring records, and every map when tracing
-    /// stops) for `mmql replay`.
-    #[arg(long = "record", value_name = "FILE")]
+    /// Also write the run's own output state to FILE (ring records, and every map when
+    /// tracing stops) for `mmql replay`: the golden tests' rig, hidden from help; users
+    /// record events with `mmql record` and run scripts on them with `--trace`.
+    #[arg(long = "record", value_name = "FILE", hide = true)]
     pub record: Option<PathBuf>,
     /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
@@ -131,8 +132,10 @@ pub enum Command {
         #[command(flatten)]
         run: RunOpts,
     },
-    /// Print what a recorded run printed (`--record FILE`), from the recording.
+    /// Print what a recorded run printed (`--record FILE`), from the recording: the golden
+    /// tests' rig, hidden from help (users record events: `mmql record`, `--trace`).
     #[command(
+        hide = true,
         after_help = "Examples:\n  mmql -d 10s --record run.rec script.mmql && mmql replay run.rec script.mmql\n  mmql replay run.rec -e 'on kmem:mm_page_alloc { @n[order] = count() }' -f json"
     )]
     Replay {

@@ -92,7 +92,9 @@ fn every_tutorial_command_prints_what_the_tutorial_says() {
             } else {
                 out.push_str(&expected);
                 if got != expected {
-                    failures.push(format!("`{cmd}`\n--- tutorial says\n{expected}--- mmql prints\n{got}"));
+                    failures.push(format!(
+                        "`{cmd}`\n--- tutorial says\n{expected}--- mmql prints\n{got}"
+                    ));
                 }
             }
         }

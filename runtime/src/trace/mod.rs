@@ -2,10 +2,8 @@
 //! record of the events asked for; `--trace FILE` runs any script on such a file (or another
 //! [`source::TraceSource`]) in a userspace eBPF interpreter, without root.
 
-pub mod file;
 pub mod offline;
 pub mod record;
-pub mod source;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -18,7 +16,7 @@ use mmql_stdlib::samples;
 use crate::cli::RunOpts;
 use crate::commands::{Context, Failure};
 use crate::formats::{FormatSource, RecordedFormats};
-use source::TraceSource;
+use mmql_trace::{file, TraceSource};
 
 /// What `--trace sample:NAME` starts with.
 pub const SAMPLE: &str = "sample:";
