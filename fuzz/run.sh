@@ -26,10 +26,10 @@ elif [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     shift
 fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(parse check format compile recording)
+[ ${#targets[@]} -gt 0 ] || targets=(parse check format compile recording tracedat)
 
 # Corpora: scripts for the three script targets, format files and the BTF table for `format`,
-# the bundled sample recordings for `recording`.
+# the bundled sample recordings for `recording`, trace-cmd's files for `tracedat`.
 # Rebuilt from the tree every run (cheap), added to whatever libFuzzer saved there before.
 seed() {
     local dir=corpus/$1
@@ -43,6 +43,10 @@ seed() {
             ;;
         recording)
             cp "$root"/stdlib/samples/*.mmqltrace "$dir/"
+            ;;
+        tracedat)
+            # The committed trace-cmd files: version 7 zstd, version 6, version 7 uncompressed.
+            cp "$root"/tracedat/tests/fixtures/*.dat "$dir/"
             ;;
         *)
             for f in "$root"/tests/golden/*/*.mmql; do

@@ -6,7 +6,7 @@ use mmql_lang::Source;
 
 use crate::check::{check, Checked};
 use crate::format::Catalog;
-use crate::lower::{lower, Compiled, LowerOptions};
+use crate::lower::{lower, timeline, Compiled, LowerOptions};
 
 /// Parses and checks a script. Warnings come back with the program; errors instead of it.
 pub fn front_end(src: &Source, catalog: &Catalog) -> Result<Checked, Vec<Diagnostic>> {
@@ -20,8 +20,12 @@ pub fn compile(
     catalog: &Catalog,
     opts: &LowerOptions,
 ) -> Result<(Compiled, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let checked = front_end(src, catalog)?;
-    let compiled = lower(checked.program, opts)?;
+    let mut checked = front_end(src, catalog)?;
+    let timeline = opts
+        .timeline
+        .then(|| timeline::instrument(&mut checked.program, catalog));
+    let mut compiled = lower(checked.program, opts)?;
+    compiled.timeline = timeline;
     Ok((compiled, checked.warnings))
 }
 

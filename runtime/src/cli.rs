@@ -47,10 +47,12 @@ pub struct Common {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOpts {
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Start CMD after attaching, trace only it, stop when it exits.
+    /// Start CMD after attaching, trace only it, stop when it exits (a failing CMD's exit
+    /// status becomes mmql's).
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after this long (`10s`, `500ms`, `2m`; a bare number means seconds).
@@ -70,7 +72,15 @@ pub struct RunOpts {
     /// record events with `mmql record` and run scripts on them with `--trace`.
     #[arg(long = "record", value_name = "FILE", hide = true)]
     pub record: Option<PathBuf>,
-    /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
+    /// Also write a self-contained HTML report of the run to FILE: metadata, every map as a
+    /// chart or table, the printed lines.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write a Perfetto trace of the run to FILE: every span as a slice on its thread,
+    /// every printf line as an instant, every count/sum map printed by `every` as a counter.
+    #[arg(long = "perfetto", value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
+    /// Keys each keyed map may hold (default 4096, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
@@ -95,7 +105,7 @@ pub enum Command {
     Check(ScriptArg),
     /// Show the checked program: probes, events, maps, actions, and the BPF listing.
     #[command(
-        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'"
+        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'\n  mmql explain --measure 2s -e 'on kmem:mm_page_alloc { @n[comm] = count() }'"
     )]
     Explain(ExplainArgs),
     /// Write the BPF object for a script.
@@ -149,6 +159,9 @@ pub enum Command {
         /// Write output to FILE instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write a self-contained HTML report of the replayed run to FILE.
+        #[arg(long = "html", value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Record raw tracepoint events to a file that any script can run on later, without root
     /// (`mmql --trace FILE ...`).
@@ -241,10 +254,11 @@ pub struct ServeArgs {
     /// Keys exported per map per scrape; the rest are counted in `mmql_series_dropped`.
     #[arg(long, value_name = "N", default_value_t = crate::serve::metrics::DEFAULT_MAX_SERIES)]
     pub max_series: usize,
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// serving when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Keys each keyed map may hold (default 10240); inserts past it are counted.
+    /// Keys each keyed map may hold (default 4096); inserts past it are counted.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
     pub max_keys: Option<u32>,
     /// Format of printf output and of the map dump printed when serving stops.
@@ -287,6 +301,10 @@ pub struct ExplainArgs {
     /// changes with every back-end tweak, the plan only when the language does).
     #[arg(long)]
     pub plan: bool,
+    /// Attach the probes for DURATION (`1s`, `500ms`) and print each one's cost per event as
+    /// the kernel measured it; needs root and `kernel.bpf_stats_enabled=1`.
+    #[arg(long, value_name = "DURATION")]
+    pub measure: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -7,15 +7,14 @@ mod formats;
 mod output;
 mod run;
 mod serve;
-mod sys;
 mod trace;
 mod userfn;
-mod verifier;
 mod zones;
 
 use std::process::ExitCode;
 
 use cli::Command;
+use mmql::{sys, verifier};
 
 fn main() -> ExitCode {
     // clap exits here on a usage error (status 2), honouring --color and NO_COLOR.
@@ -86,10 +85,17 @@ fn main() -> ExitCode {
                 script,
                 format,
                 output,
+                html,
             }),
             _,
-        ) => commands::recipes::read_source(&ctx, script)
-            .and_then(|src| run::replay::replay(&ctx, recording, &src, *format, output.as_deref())),
+        ) => commands::recipes::read_source(&ctx, script).and_then(|src| {
+            let out = run::replay::Outputs {
+                format: *format,
+                output: output.as_deref(),
+                html: html.as_ref(),
+            };
+            run::replay::replay(&ctx, recording, &src, &out)
+        }),
         (
             Some(Command::Show {
                 recipe,

@@ -119,7 +119,8 @@ fn with_micros(fmt: &str, micros: u32) -> String {
     out
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
+/// A clock's time in ns (`CLOCK_MONOTONIC` is what the probes' `bpf_ktime_get_ns` reads).
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -24,6 +24,16 @@ pub enum Counted {
     Slot(u32),
     /// By the runtime: ring-buffer records it cannot decode.
     Unreadable,
+    /// By the runtime: records still in the ring buffer when the output could not take them
+    /// within the stop bound.
+    Unprinted,
+}
+
+/// The losses the runtime counts itself, beside the kernel's counter slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeCounts {
+    pub unreadable: u64,
+    pub unprinted: u64,
 }
 
 /// One kind of loss, as every report names it.
@@ -42,11 +52,12 @@ pub struct Loss {
 
 impl Loss {
     /// How many were lost, given the counters map's slots (summed over CPUs) and the
-    /// runtime's count of unreadable records.
-    pub fn count(&self, counters: &[u64], unreadable: u64) -> u64 {
+    /// runtime's own counts.
+    pub fn count(&self, counters: &[u64], runtime: RuntimeCounts) -> u64 {
         match self.counted {
             Counted::Slot(s) => counters.get(s as usize).copied().unwrap_or(0),
-            Counted::Unreadable => unreadable,
+            Counted::Unreadable => runtime.unreadable,
+            Counted::Unprinted => runtime.unprinted,
         }
     }
 }
@@ -67,7 +78,7 @@ const fn row(
 }
 
 /// Every loss, in the order reports list them.
-pub const LOSSES: [Loss; 6] = [
+pub const LOSSES: [Loss; 7] = [
     row(
         Counted::Slot(counter::LOST_EVENTS),
         "events (ring buffer full)",
@@ -107,6 +118,12 @@ pub const LOSSES: [Loss; 6] = [
         "mmql_garbled_records_total",
         "Ring buffer records mmql could not decode.",
     ),
+    row(
+        Counted::Unprinted,
+        "ring buffer records (not printed: output too slow after the stop)",
+        "mmql_unprinted_records_total",
+        "Ring buffer records left unprinted when the output could not keep up after a stop.",
+    ),
 ];
 
 #[cfg(test)]
@@ -130,7 +147,11 @@ mod tests {
     #[test]
     fn counts_come_from_the_row_s_slot() {
         let counters = [3, 4, 0, 0, 0, 0, 0, 0];
-        let counts: Vec<u64> = LOSSES.iter().map(|l| l.count(&counters, 7)).collect();
-        assert_eq!(counts, [3, 4, 0, 0, 0, 7]);
+        let runtime = RuntimeCounts {
+            unreadable: 7,
+            unprinted: 9,
+        };
+        let counts: Vec<u64> = LOSSES.iter().map(|l| l.count(&counters, runtime)).collect();
+        assert_eq!(counts, [3, 4, 0, 0, 0, 7, 9]);
     }
 }

@@ -9,6 +9,7 @@ mod peephole;
 pub mod regalloc;
 pub mod roles;
 mod stmt;
+pub mod timeline;
 
 use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
@@ -39,6 +40,8 @@ pub struct LowerOptions {
     pub pid: Option<u32>,
     /// `--max-keys`: the key cap of every script hash map (`layout::HASH_ENTRIES` if None).
     pub max_keys: Option<u32>,
+    /// `--perfetto`: stamp every record and send one per span end (`timeline.rs`).
+    pub timeline: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,8 @@ pub struct Compiled {
     /// A probe calls `exit()`: the runtime then also watches `counter::EXIT_DROPPED`, the exit
     /// requests a full ring buffer could not carry.
     pub probes_exit: bool,
+    /// Set with the `timeline` option: how to read stamped and span records.
+    pub timeline: Option<timeline::Timeline>,
 }
 
 impl Compiled {
@@ -199,6 +204,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
     Ok(Compiled {
         roles,
         probes_exit,
+        timeline: None,
         program,
         layouts,
         programs,
@@ -312,6 +318,32 @@ impl Lowerer<'_> {
                         src: Src::V(v),
                     });
                 }
+                // The key's element usually exists (a thread or node whose span ended before):
+                // rewrite it in place; only a new key costs a hash update.
+                let v = self.b.lookup(*state, key_off);
+                let (insert, done) = (self.b.label(), self.b.label());
+                self.b.push(Op::Br {
+                    op: JmpOp::Eq,
+                    a: v,
+                    b: Src::Imm(0),
+                    target: insert,
+                });
+                for i in 0..words as i16 {
+                    let w = self.b.v();
+                    self.b.push(Op::LoadStack {
+                        dst: w,
+                        off: val + 8 * i,
+                        size: crate::bpf::insn::Size::DW,
+                    });
+                    self.b.push(Op::Store {
+                        base: v,
+                        off: 8 * i,
+                        size: crate::bpf::insn::Size::DW,
+                        src: Src::V(w),
+                    });
+                }
+                self.b.push(Op::Jmp(done));
+                self.b.place(insert);
                 let m = self.b.map(*state);
                 let kp = self.b.stack_addr(key_off);
                 let vp = self.b.stack_addr(val);
@@ -319,15 +351,14 @@ impl Lowerer<'_> {
                     helper::MAP_UPDATE_ELEM,
                     vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(0)],
                 );
-                let ok = self.b.label();
                 self.b.push(Op::Br {
                     op: JmpOp::Sge,
                     a: r,
                     b: Src::Imm(0),
-                    target: ok,
+                    target: done,
                 });
                 self.count(layout::counter::SPAN_FULL);
-                self.b.place(ok);
+                self.b.place(done);
             }
             ProbeRole::SpanEnd { state, key, .. } => {
                 let words = match self.p.maps[*state].value {
@@ -338,17 +369,8 @@ impl Lowerer<'_> {
                 self.span_state = Some(copy);
                 let key_off = self.span_key(key, false);
                 let v = self.b.lookup(*state, key_off);
-                let have = self.b.label();
-                self.b.push(Op::Br {
-                    op: JmpOp::Ne,
-                    a: v,
-                    b: Src::Imm(0),
-                    target: have,
-                });
-                self.count(layout::counter::SPAN_UNMATCHED);
-                self.b.push(Op::Jmp(exit));
-                self.b.place(have);
-                // Copy before deleting: the element may be reused once deleted.
+                self.unless_unmatched(v, exit);
+                // Copy first: the element is rewritten by the key's next begin.
                 for i in 0..words {
                     let w = self.b.v();
                     self.b.push(Op::Load {
@@ -357,18 +379,23 @@ impl Lowerer<'_> {
                         off: 8 * i as i16,
                         size: crate::bpf::insn::Size::DW,
                     });
+                    if i == 0 {
+                        // A start time of 0 marks a span already ended (consumed below).
+                        self.unless_unmatched(w, exit);
+                    }
                     self.b.push(Op::StoreStack {
                         off: copy + 8 * i as i16,
                         size: crate::bpf::insn::Size::DW,
                         src: Src::V(w),
                     });
                 }
-                let m2 = self.b.map(*state);
-                let kp2 = self.b.stack_addr(key_off);
-                self.b.push(Op::Call {
-                    helper: helper::MAP_DELETE_ELEM,
-                    args: vec![Src::V(m2), Src::V(kp2)],
-                    ret: None,
+                // Consumed, not deleted: the next begin of this key finds it and skips the
+                // hash update.
+                self.b.push(Op::Store {
+                    base: v,
+                    off: 0,
+                    size: crate::bpf::insn::Size::DW,
+                    src: Src::Imm(0),
                 });
                 if let Some(f) = &k.filter {
                     self.cond(f, exit);
@@ -376,6 +403,21 @@ impl Lowerer<'_> {
                 self.stmts(&k.body);
             }
         }
+    }
+
+    /// A span end without its begin (no element, or one already ended) is counted and the
+    /// probe exits; it goes on when `v` is non-zero.
+    fn unless_unmatched(&mut self, v: ir::V, exit: Label) {
+        let open = self.b.label();
+        self.b.push(Op::Br {
+            op: JmpOp::Ne,
+            a: v,
+            b: Src::Imm(0),
+            target: open,
+        });
+        self.count(layout::counter::SPAN_UNMATCHED);
+        self.b.push(Op::Jmp(exit));
+        self.b.place(open);
     }
 
     /// Puts the span key (thread id, or a field of the begin or end record) on the stack.

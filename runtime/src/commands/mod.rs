@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod explain;
 pub mod list;
+pub mod measure;
 pub mod recipes;
 pub mod shell;
 
@@ -29,14 +30,21 @@ pub enum Failure {
     Reported,
     /// One sentence for stderr.
     Message(String),
+    /// The run itself completed (and said why it ends this way); exit with this status. Used
+    /// for a `-c` command that failed: mmql passes its status on, as `time` and `timeout` do.
+    Status(u8),
 }
 
 impl Failure {
     pub fn report(self) -> ExitCode {
-        if let Failure::Message(m) = self {
-            eprintln!("mmql: error: {m}");
+        match self {
+            Failure::Reported => ExitCode::from(1),
+            Failure::Message(m) => {
+                eprintln!("mmql: error: {m}");
+                ExitCode::from(1)
+            }
+            Failure::Status(code) => ExitCode::from(code),
         }
-        ExitCode::from(1)
     }
 }
 
@@ -146,12 +154,26 @@ impl Context {
     }
 }
 
+/// Why a script file cannot be read; when the "file" is program text (bpftrace habit:
+/// `bpftrace 'kprobe:... { }'` needs no `-e`... but mmql does), says to put `-e` before it.
+fn unreadable_script(path: &std::path::Path, e: &std::io::Error) -> String {
+    let given = path.display().to_string();
+    if e.kind() == std::io::ErrorKind::NotFound && given.contains('{') {
+        let short: String = given.chars().take(40).collect();
+        let more = if short.len() < given.len() { "…" } else { "" };
+        return format!(
+            "`{short}{more}` is program text, not a file: put -e before it (`mmql -e '...'`)"
+        );
+    }
+    format!("cannot read `{given}`: {e}")
+}
+
 pub fn read_script(s: &ScriptArg) -> Result<Source, Failure> {
     match (&s.program, &s.file) {
         (Some(p), _) => Ok(Source::new("-e", p.clone())),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|t| Source::new(path.display().to_string(), t))
-            .map_err(|e| Failure::Message(format!("cannot read `{}`: {e}", path.display()))),
+            .map_err(|e| Failure::Message(unreadable_script(path, &e))),
         (None, None) => Err(Failure::Message("give a script file or -e PROGRAM".into())),
     }
 }

@@ -15,7 +15,7 @@
 //!   plural noun such as `"events"`).
 //! - `{"type":"warning","msg":"..."}` and `{"type":"error","msg":"..."}` — runtime notices.
 //! - `{"type":"map","name":"@orders","kind":"count","keys":["comm","order"],"data":...}` — one
-//!   map. `kind` is one of `count sum avg min max stats hist lhist value` and fixes the shape
+//!   map. `kind` is one of `count sum avg min max stats hist lhist heatmap value` and fixes the shape
 //!   of each value below (`null` for an empty map). `keys` names the key components (`[]` for
 //!   a scalar map).
 //!   - Scalar map: `data` is the value itself (`null` if the map is empty).
@@ -30,6 +30,9 @@
 //!     (`hist`) or values below the range (`lhist`) has no `"min"`; the `lhist` bucket of
 //!     values at or above the range has no `"max"`. Bounds may exceed 2^63 (log2 bucket of
 //!     values near `u64::MAX`).
+//!   - `heatmap`: `{"slice_ns":N,"buckets":[{"min":1024,"max":2047},...],"slices":[{"start_ns":T,
+//!     "counts":[3,0,...]},...]}`: a matrix, one `counts` entry per bucket for each slice that
+//!     counted something, oldest first; `start_ns` on the `nsecs` clock.
 //!
 //! Unlike bpftrace, whose JSON keys maps by joined key text (`{"@c":{"x,1":1}}`), keys here
 //! stay typed arrays so scripts need not re-split strings that may contain commas.
@@ -37,7 +40,7 @@
 use std::io::{self, Write};
 
 use super::hist::{self, BucketRange};
-use super::value::{AggValue, MapDump, Scalar};
+use super::value::{AggValue, Heatmap, MapDump, Scalar};
 
 /// Writes one map line with all rows.
 pub fn write_map(w: &mut dyn Write, map: &MapDump) -> io::Result<()> {
@@ -107,11 +110,6 @@ pub fn write_warning(w: &mut dyn Write, msg: &str) -> io::Result<()> {
     write_msg(w, "warning", msg)
 }
 
-/// `{"type":"error","msg":...}`.
-pub fn write_error(w: &mut dyn Write, msg: &str) -> io::Result<()> {
-    write_msg(w, "error", msg)
-}
-
 /// `{"type":"lost","what":"events","count":12}`.
 pub fn write_lost(w: &mut dyn Write, what: &str, count: u64) -> io::Result<()> {
     let mut out = String::from(r#"{"type":"lost","what":"#);
@@ -137,17 +135,7 @@ fn write_msg(w: &mut dyn Write, ty: &str, msg: &str) -> io::Result<()> {
 /// The `kind` field: taken from the first row, since every row of one map holds the same
 /// aggregation; `None` for an empty map, whose aggregation the dump cannot tell.
 fn kind_of(map: &MapDump) -> Option<&'static str> {
-    Some(match &map.rows.first()?.1 {
-        AggValue::Count(_) => "count",
-        AggValue::Sum(_) => "sum",
-        AggValue::Avg { .. } => "avg",
-        AggValue::Min(_) => "min",
-        AggValue::Max(_) => "max",
-        AggValue::Stats { .. } => "stats",
-        AggValue::Hist(_) => "hist",
-        AggValue::Lhist { .. } => "lhist",
-        AggValue::Last(_) => "value",
-    })
+    Some(map.rows.first()?.1.kind_name())
 }
 
 /// Appends `s` as a JSON string literal; serde_json does the escaping so control characters
@@ -189,8 +177,54 @@ fn push_value(out: &mut String, v: &AggValue) {
             step,
             buckets,
         } => push_buckets(out, &hist::linear_ranges(*lo, *hi, *step, buckets)),
+        AggValue::Heatmap(h) => push_heatmap(out, h),
         AggValue::Last(s) => push_scalar(out, s),
     }
+}
+
+/// A heatmap as a matrix: the log2 buckets from the lowest to the highest any slice counted
+/// (`buckets`, bounds inclusive as in `hist`), and per slice its start and one count per
+/// bucket (`counts[i]` is `buckets[i]`'s).
+fn push_heatmap(out: &mut String, h: &Heatmap) {
+    let n = h.slices.iter().map(|s| s.buckets.len()).max().unwrap_or(0);
+    let used = |b: usize| {
+        h.slices
+            .iter()
+            .any(|s| s.buckets.get(b).is_some_and(|&c| c != 0))
+    };
+    let span = (0..n).find(|&b| used(b)).zip((0..n).rfind(|&b| used(b)));
+    let rows = span.map_or(0..0, |(lo, hi)| lo..hi + 1);
+    out.push_str(&format!(r#"{{"slice_ns":{},"buckets":["#, h.slice_ns));
+    for (i, b) in rows.clone().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (min, max) = hist::log2_bounds(b);
+        out.push('{');
+        let mut fields = Vec::new();
+        if let Some(min) = min {
+            fields.push(format!("\"min\":{min}"));
+        }
+        if let Some(max) = max {
+            fields.push(format!("\"max\":{max}"));
+        }
+        out.push_str(&fields.join(","));
+        out.push('}');
+    }
+    out.push_str(r#"],"slices":["#);
+    for (i, s) in h.slices.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!(r#"{{"start_ns":{},"counts":["#, s.start_ns));
+        let counts: Vec<String> = rows
+            .clone()
+            .map(|b| s.buckets.get(b).copied().unwrap_or(0).to_string())
+            .collect();
+        out.push_str(&counts.join(","));
+        out.push_str("]}");
+    }
+    out.push_str("]}");
 }
 
 fn push_buckets(out: &mut String, ranges: &[BucketRange]) {
@@ -439,10 +473,10 @@ mod tests {
         assert_eq!(parse(out), json!({"type": "time", "msg": "09:05:26\n"}));
 
         let mut out = Vec::new();
-        write_lost(&mut out, "events", 12).unwrap();
+        write_lost(&mut out, "events (ring buffer full)", 12).unwrap();
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            "{\"type\":\"lost\",\"what\":\"events\",\"count\":12}\n"
+            "{\"type\":\"lost\",\"what\":\"events (ring buffer full)\",\"count\":12}\n"
         );
         assert_eq!(parse(out)["count"], 12);
 
@@ -456,9 +490,5 @@ mod tests {
             parse(out),
             json!({"type": "warning", "msg": "map @x is full"})
         );
-
-        let mut out = Vec::new();
-        write_error(&mut out, "boom").unwrap();
-        assert_eq!(parse(out), json!({"type": "error", "msg": "boom"}));
     }
 }

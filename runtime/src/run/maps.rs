@@ -1,10 +1,11 @@
 //! Reading script maps back: raw per-CPU bytes → merged `MapDump` rows with typed keys
 //! (enum and flag names, symbols, stacks), plus `clear`, `zero` and the loss counters.
+//! Nothing here prints: the printers in `output` take the dumps.
 //! Layouts come from the compiler, so reading can never disagree with writing.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
 use mmql_compiler::lower::roles::ObjectMap;
@@ -17,7 +18,6 @@ use super::load::Loaded;
 use super::merge::Acc;
 use super::store::Store;
 use crate::output::value::{MapDump, Scalar};
-use crate::output::Format;
 
 pub struct Maps<'a> {
     pub compiled: &'a Compiled,
@@ -131,9 +131,11 @@ impl<'a> Maps<'a> {
         let info = &self.compiled.program.maps[id];
         let layout = &self.compiled.layouts[id];
         let buckets = layout.buckets as usize;
+        let timed = info.value.agg().is_some_and(|a| a.row().timed);
         // A hash element exists only once written, so a sum that came to 0 is a real row
-        // (bpftrace prints it too); an array slot at 0 may never have been touched.
-        let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        // (bpftrace prints it too); an array slot is written when its marker word says so.
+        let hash = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        let marker = layout.written_word(&info.value).map(|w| w as usize);
         let mut dump = MapDump {
             name: info.name.clone(),
             key_names: info.key_names.clone(),
@@ -142,6 +144,7 @@ impl<'a> Maps<'a> {
         let mut sums = Vec::new();
         let mut push = |key: &[u8], acc: Acc<'_>| {
             let sum = acc.hist_sum;
+            let written = hash || acc.marked;
             let Some(value) = acc.finish(self, written) else {
                 return;
             };
@@ -163,7 +166,7 @@ impl<'a> Maps<'a> {
         let mut grouped: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
         self.store
             .each(ObjectMap::script(id), &mut |key, value, slot| {
-                let (key_bytes, bucket) = match layout.kind {
+                let (key_bytes, bucket, slice) = match layout.kind {
                     MapKind::PerCpuArray { .. } => {
                         let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
                         let (k, b) = if buckets > 0 {
@@ -176,25 +179,31 @@ impl<'a> Maps<'a> {
                         } else {
                             (k as u64).to_le_bytes().to_vec()
                         };
-                        (kb, b)
+                        (kb, b, 0)
+                    }
+                    // [keys, slice, bucket]
+                    _ if timed && key.len() >= 16 => {
+                        let split = key.len() - 16;
+                        let (slice, bucket) = (word(&key[split..], 0), word(&key[split..], 1));
+                        (key[..split].to_vec(), bucket as usize, slice)
                     }
                     _ if buckets > 0 => {
                         let split = key.len() - 8;
-                        (key[..split].to_vec(), word(&key[split..], 0) as usize)
+                        (key[..split].to_vec(), word(&key[split..], 0) as usize, 0)
                     }
-                    _ => (key.to_vec(), 0),
+                    _ => (key.to_vec(), 0, 0),
                 };
                 if buckets > 0 {
                     let acc = grouped
                         .entry(key_bytes)
-                        .or_insert_with(|| Acc::new(&info.value, buckets));
+                        .or_insert_with(|| Acc::new(&info.value, buckets, marker));
                     for cpu in value.chunks_exact(slot) {
-                        acc.merge(cpu, bucket);
+                        acc.merge(cpu, bucket, slice);
                     }
                 } else {
-                    let mut acc = Acc::new(&info.value, 0);
+                    let mut acc = Acc::new(&info.value, 0, marker);
                     for cpu in value.chunks_exact(slot) {
-                        acc.merge(cpu, 0);
+                        acc.merge(cpu, 0, 0);
                     }
                     push(&key_bytes, acc);
                 }
@@ -205,20 +214,13 @@ impl<'a> Maps<'a> {
         Ok((dump, sums))
     }
 
-    /// The dump printed when tracing ends: every script map with rows, by name. Each map is
-    /// read just before it is printed and dropped after, so only the largest is ever held.
-    pub fn write_exit_dump(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    /// What the exit dump prints: every script map by name, each read only when the
+    /// iterator reaches it, so a printer that drops each after printing holds one at a time.
+    pub fn exit_dumps(&self) -> impl Iterator<Item = io::Result<MapDump>> + '_ {
         let maps = &self.compiled.program.maps;
         let mut ids: Vec<MapId> = (0..maps.len()).filter(|&i| !maps[i].internal).collect();
         ids.sort_by(|&a, &b| maps[a].name.cmp(&maps[b].name));
-        format.write_exit_start(out)?;
-        for id in ids {
-            let d = self.dump(id)?;
-            if !d.rows.is_empty() {
-                format.write_exit_map(out, &d)?;
-            }
-        }
-        Ok(())
+        ids.into_iter().map(|id| self.dump(id))
     }
 
     /// `clear(@m)`: removes every element (arrays: zeroes them).

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use mmql_compiler::agg::Agg;
-use mmql_compiler::lower::losses::LOSSES;
+use mmql_compiler::lower::losses::{Counted, Loss, RuntimeCounts, LOSSES};
 use mmql_compiler::program::{MapId, MapInfo, ValueKind};
 use mmql_compiler::types::Type;
 
@@ -70,10 +70,15 @@ const STATS_NAMES: &[&str] = &[
 
 /// Every name of the exporter's own metrics; a script map may not produce any of them.
 pub fn runtime_names() -> impl Iterator<Item = &'static str> {
-    LOSSES
-        .iter()
+    exported_losses()
         .map(|l| l.metric)
         .chain(STATS_NAMES.iter().copied())
+}
+
+/// The losses the exporter reports: all but the records left unprinted after a stop, which
+/// only a run that prints its ring buffer at exit can have.
+fn exported_losses() -> impl Iterator<Item = &'static Loss> {
+    LOSSES.iter().filter(|l| l.counted != Counted::Unprinted)
 }
 
 fn valid_metric_name(s: &str) -> bool {
@@ -150,6 +155,11 @@ pub fn plan(
             ValueKind::Last(_) => {
                 plan.skipped
                     .push((info.name.clone(), "its values are not numbers"));
+                continue;
+            }
+            ValueKind::Agg(Agg::Heatmap { .. }) => {
+                plan.skipped
+                    .push((info.name.clone(), "heatmaps have no Prometheus form"));
                 continue;
             }
             ValueKind::SpanState { .. } => continue,
@@ -437,14 +447,13 @@ pub struct RuntimeStats {
 
 /// Appends the exporter's own metrics (names in [`runtime_names`]).
 pub fn encode_runtime(out: &mut String, s: &RuntimeStats) {
-    for loss in &LOSSES {
+    let runtime = RuntimeCounts {
+        unreadable: s.garbled,
+        unprinted: 0,
+    };
+    for loss in exported_losses() {
         header(out, loss.metric, loss.help, "counter");
-        let _ = writeln!(
-            out,
-            "{} {}",
-            loss.metric,
-            loss.count(&s.counters, s.garbled)
-        );
+        let _ = writeln!(out, "{} {}", loss.metric, loss.count(&s.counters, runtime));
     }
     header(
         out,

@@ -19,10 +19,11 @@ use mmql_lang::doc::Comments;
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
+use crate::cli::{RecipeOpts, ServeArgs};
 use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
+use crate::run::child::TracedPid;
 use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
@@ -86,11 +87,18 @@ fn serve(
             args.listen
         ))
     })?;
+    // `--pid`: the process must exist; serving ends when it exits, as a run does.
+    let traced = args
+        .pid
+        .map(TracedPid::open)
+        .transpose()
+        .map_err(Failure::Message)?;
     let (compiled, _) = ctx.compile(
         src,
         &LowerOptions {
             pid: args.pid,
             max_keys: args.max_keys,
+            timeline: false,
         },
     )?;
     let comments = Comments::of(&src.text);
@@ -133,10 +141,7 @@ fn serve(
         stats,
         requests: 0,
     };
-    let format = match args.format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(args.format);
     let maps = Maps::new(&compiled, &loaded);
     let mut stdout = io::BufWriter::new(io::stdout());
     let mut session = Session::new(&maps, format, &mut stdout, None);
@@ -145,12 +150,18 @@ fn serve(
         session.exec(&program.begin)?;
         session.out.flush()?;
         let mut schedule = Schedule::new(&program.timers, Instant::now());
+        // Records the last slice left in the ring buffer: look at requests without waiting.
+        let mut pending = false;
         while !session.exit {
             let now = Instant::now();
-            let wait = schedule
-                .next_wake()
-                .map_or(TICK, |at| at.saturating_duration_since(now))
-                .min(TICK);
+            let wait = if pending {
+                Duration::ZERO
+            } else {
+                schedule
+                    .next_wake()
+                    .map_or(TICK, |at| at.saturating_duration_since(now))
+                    .min(TICK)
+            };
             if let Some(req) = server.recv_timeout(wait)? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
@@ -158,8 +169,8 @@ fn serve(
             while let Some(req) = server.try_recv()? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
-            session.take_events(ring.as_mut())?;
-            if signals.take().is_some() {
+            pending = session.take_events(ring.as_mut())?;
+            if signals.take().is_some() || traced.as_ref().is_some_and(TracedPid::has_exited) {
                 break;
             }
             for i in schedule.due(Instant::now()) {
@@ -172,14 +183,18 @@ fn serve(
         drop(server);
         maps.detach();
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
         session.finish()
     })();
     drop(maps);
     drop(ring);
     drop(loaded);
-    result.map_err(|e| Failure::Message(format!("{e}; probes detached")))
+    match result {
+        // Whoever read stdout went away: the probes are detached above; end quietly.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::Message(format!("{e}; probes detached"))),
+    }
 }
 
 impl Exporter {

@@ -113,6 +113,11 @@ pub fn run(
             "--record keeps a live run's output; a run on a recording needs no second one".into(),
         ));
     }
+    if opts.html.is_some() || opts.perfetto.is_some() {
+        return Err(Failure::Message(
+            "--html and --perfetto are written by live runs and replays only, not yet by --trace runs".into(),
+        ));
+    }
     let duration = match &opts.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
             Failure::Message(format!(
@@ -126,6 +131,7 @@ pub fn run(
         &LowerOptions {
             pid: opts.pid,
             max_keys: opts.max_keys,
+            timeline: false,
         },
     )?;
     lacks(ctx, src, &compiled, source.as_ref())?;
