@@ -156,3 +156,47 @@ fn wrong_uses_are_explained() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ok"), "{out}");
 }
+
+/// trace-cmd's files (tracedat/tests/fixtures: versions 6 and 7, zstd and not) run through the
+/// same interpreter: per-event counts equal `trace-cmd report`'s lines for the same file, and
+/// what trace.dat cannot hold (process ids) is refused where the script asks for it.
+#[test]
+fn trace_dat_files_run_like_recordings() {
+    let fixtures = workspace_root().join("tracedat/tests/fixtures");
+    let report = std::fs::read_to_string(fixtures.join("alloc.report")).expect("report");
+    let want = |event: &str| {
+        report
+            .lines()
+            .filter(|l| l.contains(&format!(" {event}:")))
+            .count()
+    };
+    for f in ["alloc-v6.dat", "alloc-v7-none.dat", "alloc-v7-zstd.dat"] {
+        let path = fixtures.join(f).to_string_lossy().to_string();
+        let (code, out, err) = run(&[
+            "--trace",
+            &path,
+            "-q",
+            "-e",
+            "on kmem:mm_page_alloc { @alloc = count() } on kmem:mm_page_free { @free = count() }",
+        ]);
+        assert_eq!(code, Some(0), "{f}: {err}");
+        assert!(
+            out.contains(&format!("@alloc: {}\n", want("mm_page_alloc"))),
+            "{f}: {out}"
+        );
+        assert!(
+            out.contains(&format!("@free: {}\n", want("mm_page_free"))),
+            "{f}: {out}"
+        );
+        let (code, _, err) = run(&[
+            "--trace",
+            &path,
+            "--color",
+            "never",
+            "-e",
+            "on kmem:mm_page_alloc { @[pid] = count() }",
+        ]);
+        assert_eq!(code, Some(1), "{f}");
+        assert!(err.contains("[E0401]") && err.contains("tid"), "{f}: {err}");
+    }
+}

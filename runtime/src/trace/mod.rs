@@ -4,6 +4,7 @@
 
 pub mod offline;
 pub mod record;
+mod tracedat;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -21,7 +22,7 @@ use mmql_trace::{file, TraceSource};
 /// What `--trace sample:NAME` starts with.
 pub const SAMPLE: &str = "sample:";
 
-/// Opens `--trace ARG`: a recording file, or a bundled sample.
+/// Opens `--trace ARG`: an mmql recording, a trace-cmd trace.dat, or a bundled sample.
 pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
     let path = Path::new(arg);
     let data: Cow<'static, [u8]> = match arg.strip_prefix(SAMPLE) {
@@ -46,8 +47,13 @@ pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
         let f = file::TraceFile::parse(path, &data).map_err(|e| Failure::Message(e.to_string()))?;
         return Ok(Box::new(f));
     }
+    if ::tracedat::is_trace_dat(&data) {
+        let t = tracedat::TraceDatSource::new(arg, data.into_owned())
+            .map_err(|e| Failure::Message(e.to_string()))?;
+        return Ok(Box::new(t));
+    }
     Err(Failure::Message(format!(
-        "{arg}: at offset 0: not a recording mmql reads (it writes them with `mmql record -o FILE`)"
+        "{arg}: at offset 0: not a recording mmql reads (`mmql record -o FILE` writes them; trace-cmd's trace.dat works too)"
     )))
 }
 

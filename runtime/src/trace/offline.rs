@@ -135,6 +135,12 @@ pub fn run(
         },
     )?;
     lacks(ctx, src, &compiled, source.as_ref())?;
+    if opts.pid.is_some() && !source.info().has_tgid {
+        return Err(Failure::Message(format!(
+            "-p filters by process id, and this {} recording has thread ids only; filter with `where tid == N` instead",
+            source.info().how_recorded
+        )));
+    }
     let info = source.info().clone();
     let missing: Vec<String> = compiled
         .programs
