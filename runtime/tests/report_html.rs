@@ -128,6 +128,34 @@ fn replayed_run_report_renders() {
     let _ = std::fs::remove_file(&page);
 }
 
+/// direct-reclaim-latency on the bundled recording of `dd` in a 64 MiB cgroup (`--trace`, no
+/// kernel needed): same counts as its JSON, and the report says it ran on a recording.
+#[test]
+fn trace_run_report_renders() {
+    skip_unless!(require_chromium());
+    let page = tmp("trace.html");
+    let out = support::mmql_output(&[
+        "--trace",
+        "sample:memcg-reclaim",
+        "run",
+        "direct-reclaim-latency",
+        "-f",
+        "json",
+        "--html",
+        page.to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let json = json_lines(&support::text(&out.stdout));
+    let (charts, rows, lines) = expected(&json);
+    assert!(charts > 0 && rows > 0 && lines > 5, "the sample has stalls");
+    let dom = check_page(&page, &json);
+    assert!(
+        dom.contains("recorded events (--trace)"),
+        "says where it ran"
+    );
+    let _ = std::fs::remove_file(&page);
+}
+
 /// A live direct-reclaim-latency run while `dd` fills a 64 MiB cgroup with page cache: the
 /// report shows the stalls, and its top becomes docs/img/html-report.png when
 /// `MMQL_DOCS_SHOTS=1`.
