@@ -122,9 +122,9 @@ pub fn render(r: &RunReport) -> String {
     }
     printf_lines(&mut s, r);
     // Last and folded: the charts are what a reader of a bug report looks at first.
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<h2>Script</h2><details><summary class=\"note\">{} ({} lines)</summary><pre class=\"script\">{}</pre></details>\n",
+        "<h2>Script</h2><details><summary class=\"note\">{} ({} lines)</summary><pre class=\"script\">{}</pre></details>",
         escape(&m.script_name),
         m.script.trim_end().lines().count(),
         escape(m.script.trim_end())
