@@ -52,6 +52,15 @@ fn expected(json: &[Value]) -> (usize, usize, usize) {
     (charts, rows, lines)
 }
 
+/// `mmql ARGS… -f json --html PAGE`, which must succeed: its JSON lines.
+fn json_and_html(args: &[&str], page: &Path) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.extend(["-f", "json", "--html", page.to_str().expect("utf-8 path")]);
+    let out = support::mmql_output(&all);
+    assert!(out.status.success(), "{out:?}");
+    json_lines(&support::text(&out.stdout))
+}
+
 /// Loads `page` in Chromium and checks it against what the run printed.
 fn check_page(page: &Path, json: &[Value]) -> String {
     let html = std::fs::read_to_string(page).expect("report written");
@@ -103,17 +112,14 @@ fn replayed_run_report_renders() {
     let root = support::workspace_root();
     let case = root.join("tests/golden/replay/direct-reclaim-latency");
     let page = tmp("replay.html");
-    let out = support::mmql_output(&[
-        "replay",
-        case.with_extension("rec").to_str().expect("utf-8 path"),
-        "recipe:direct-reclaim-latency",
-        "-f",
-        "json",
-        "--html",
-        page.to_str().expect("utf-8 path"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let json = json_lines(&support::text(&out.stdout));
+    let json = json_and_html(
+        &[
+            "replay",
+            case.with_extension("rec").to_str().expect("utf-8 path"),
+            "recipe:direct-reclaim-latency",
+        ],
+        &page,
+    );
     let (charts, _, lines) = expected(&json);
     assert!(
         charts > 0 && lines > 0,
@@ -130,18 +136,15 @@ fn replayed_run_report_renders() {
 fn trace_run_report_renders() {
     skip_unless!(require_chromium());
     let page = tmp("trace.html");
-    let out = support::mmql_output(&[
-        "--trace",
-        "sample:memcg-reclaim",
-        "run",
-        "direct-reclaim-latency",
-        "-f",
-        "json",
-        "--html",
-        page.to_str().expect("utf-8 path"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let json = json_lines(&support::text(&out.stdout));
+    let json = json_and_html(
+        &[
+            "--trace",
+            "sample:memcg-reclaim",
+            "run",
+            "direct-reclaim-latency",
+        ],
+        &page,
+    );
     let (charts, rows, lines) = expected(&json);
     assert!(charts > 0 && rows > 0 && lines > 5, "the sample has stalls");
     let dom = check_page(&page, &json);
@@ -159,19 +162,16 @@ fn trace_run_report_renders() {
 fn heatmap_report_renders() {
     skip_unless!(require_chromium());
     let page = tmp("heatmap.html");
-    let out = support::mmql_output(&[
-        "--trace",
-        "sample:memcg-reclaim",
-        "-f",
-        "json",
-        "--html",
-        page.to_str().expect("utf-8 path"),
-        "-e",
-        "on vmscan:memcg_reclaim { @stall_us[comm] = heatmap(duration / 1000, 20ms) } \
-         on kmem:mm_page_alloc { @order = heatmap(order, 20ms) }",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let json = json_lines(&support::text(&out.stdout));
+    let json = json_and_html(
+        &[
+            "--trace",
+            "sample:memcg-reclaim",
+            "-e",
+            "on vmscan:memcg_reclaim { @stall_us[comm] = heatmap(duration / 1000, 20ms) } \
+             on kmem:mm_page_alloc { @order = heatmap(order, 20ms) }",
+        ],
+        &page,
+    );
     let dom = check_page(&page, &json);
     let heat = dom.matches("<svg class=\"chart heat\"").count();
     assert_eq!(heat, 2, "@order and @stall_us[dd]");

@@ -51,13 +51,10 @@ on vmscan:memcg_reclaim {
 every 300ms { print(@n); print(@pages) }
 "#;
 
-#[test]
-fn memcg_reclaim_timeline_matches_the_run() {
-    skip_unless_root_bpf!();
-    skip_unless!(require_memcg());
-    skip_unless!(require_perfetto_py());
-    let trace = std::env::temp_dir().join(format!("mmql-perfetto-{}.pftrace", std::process::id()));
-    let p = start_mmql(&[
+/// `FIRST… -f json --perfetto TRACE -e SCRIPT`.
+fn script_args<'a>(first: &[&'a str], trace: &'a std::path::Path) -> Vec<&'a str> {
+    let mut args = first.to_vec();
+    args.extend([
         "-f",
         "json",
         "--perfetto",
@@ -65,6 +62,16 @@ fn memcg_reclaim_timeline_matches_the_run() {
         "-e",
         SCRIPT,
     ]);
+    args
+}
+
+#[test]
+fn memcg_reclaim_timeline_matches_the_run() {
+    skip_unless_root_bpf!();
+    skip_unless!(require_memcg());
+    skip_unless!(require_perfetto_py());
+    let trace = std::env::temp_dir().join(format!("mmql-perfetto-{}.pftrace", std::process::id()));
+    let p = start_mmql(&script_args(&[], &trace));
     let cg = MemCgroup::create(64 << 20).expect("memory cgroup");
     let (dd_pid, ok) = cg.fill_page_cache(150).expect("dd runs");
     drop(cg);
@@ -88,16 +95,7 @@ fn recorded_memcg_reclaim_timeline_matches_the_run() {
         "mmql-perfetto-trace-{}.pftrace",
         std::process::id()
     ));
-    let out = support::mmql_output(&[
-        "--trace",
-        "sample:memcg-reclaim",
-        "-f",
-        "json",
-        "--perfetto",
-        trace.to_str().expect("utf-8 path"),
-        "-e",
-        SCRIPT,
-    ]);
+    let out = support::mmql_output(&script_args(&["--trace", "sample:memcg-reclaim"], &trace));
     let stdout = support::text(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let s = summary(&trace);

@@ -8,7 +8,11 @@ use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mmql_lang::Source;
+
 use super::maps::Maps;
+use crate::cli::RunOpts;
+use crate::commands::Failure;
 use crate::output::html;
 use crate::output::perfetto::{monotonic_now, SpanEvent, Stamp, Trace};
 use crate::output::report::{Meta, RunReport};
@@ -62,6 +66,18 @@ impl Reports {
             started: None,
             event_ns: None,
         })
+    }
+
+    /// What a script run asked for (`--html`, `--perfetto`), live or on recorded events.
+    pub(crate) fn for_run(opts: &RunOpts, src: &Source) -> Result<Reports, Failure> {
+        let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
+            .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
+        if let Some(path) = &opts.perfetto {
+            reports
+                .perfetto(path)
+                .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
+        }
+        Ok(reports)
     }
 
     /// `--perfetto FILE`: the trace starts now (the program must be compiled with the

@@ -160,13 +160,7 @@ pub fn run(
         .map(|p| Program::new(&p.def))
         .collect();
     let table = dispatch(&compiled, source.as_ref());
-    let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
-        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
-    if let Some(path) = &opts.perfetto {
-        reports
-            .perfetto(path)
-            .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
-    }
+    let mut reports = Reports::for_run(opts, src)?;
     reports.replay_of(&format!(
         "recorded events (--trace){}",
         info.kernel_release
