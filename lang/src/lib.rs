@@ -4,6 +4,7 @@
 
 pub mod ast;
 pub mod diag;
+pub mod doc;
 pub mod lexer;
 mod parse;
 pub mod span;

@@ -5,7 +5,8 @@
 //! finishes; errors go to stderr with exit status 1, usage errors with status 2.
 
 mod commands;
-mod mem;
+
+use mmql_workload::mem;
 
 use std::collections::HashMap;
 use std::process::ExitCode;

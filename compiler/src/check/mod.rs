@@ -24,8 +24,6 @@ use crate::program::*;
 use crate::resolve::{resolve, Resolved};
 use crate::types::{Symtab, SymtabId, Type};
 
-pub use printf::{parse_conversions, Conversion};
-
 /// The result of a successful check: the program and any warnings or notes.
 pub struct Checked {
     pub program: Program,
@@ -171,12 +169,12 @@ impl<'c> Checker<'c> {
         &mut self,
         index: usize,
         probe: &mmql_lang::ast::Probe,
-        patterns: &[mmql_lang::Spanned<String>],
+        patterns: &[mmql_lang::ast::EventPattern],
     ) {
         let mut plain: Vec<(String, String)> = Vec::new();
         let mut spans = Vec::new();
         for p in patterns {
-            match resolve(&p.node, p.span, self.catalog) {
+            match resolve(p, self.catalog) {
                 Ok(res) => {
                     for n in res.notes {
                         self.report(n);

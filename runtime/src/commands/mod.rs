@@ -77,28 +77,10 @@ impl Context {
         }
     }
 
-    /// The catalog a script needs: only the categories its probes name, because reading
-    /// every format file in tracefs costs ~40 ms and a one-liner should attach in a few.
-    /// None when the script names categories by glob (or does not parse): load everything.
-    fn categories_of(src: &Source) -> Option<Vec<String>> {
-        let script = mmql_lang::parse(src).ok()?;
-        let mut cats = Vec::new();
-        for p in &script.probes {
-            if let mmql_lang::ast::ProbeKind::Events(pats) = &p.kind {
-                for pat in pats {
-                    let (cat, _) = pat.node.split_once(':')?;
-                    if cat.contains(['*', '?']) || cat == "tracepoint" || cat == "t" {
-                        return None;
-                    }
-                    cats.push(cat.to_string());
-                }
-            }
-        }
-        Some(cats)
-    }
-
+    /// The catalog a script needs: only the categories its probes name (the compiler says
+    /// which), because a one-liner should attach in a few milliseconds.
     fn catalog_for(&self, src: &Source) -> Result<LoadedCatalog, Failure> {
-        match Self::categories_of(src) {
+        match pipeline::categories(src) {
             Some(cats) => {
                 // A category that does not exist leaves nothing to load: the full catalog then
                 // gives the diagnostic its "did you mean".

@@ -4,14 +4,17 @@
 //! losses.
 
 pub(crate) mod child;
-mod ksyms;
+pub(crate) mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+mod merge;
+pub(crate) mod progress;
 pub(crate) mod record;
 pub(crate) mod records;
 pub(crate) mod replay;
+mod reports;
 pub(crate) mod signals;
 pub(crate) mod store;
 pub(crate) mod timers;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
 use mmql_compiler::lower::layout::{counter, MapKind};
+use mmql_compiler::lower::losses::{RuntimeCounts, LOSSES};
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
@@ -34,8 +38,10 @@ use crate::output::{printf, timefmt, Format};
 use child::{GatedChild, TracedPid};
 use load::LoadFailure;
 use maps::Maps;
+use progress::Progress;
 use record::Recorder;
 use records::Record;
+pub(crate) use reports::Reports;
 use signals::SignalPipe;
 use timers::Schedule;
 
@@ -60,10 +66,7 @@ pub(crate) fn open_output(
     format: OutputFormat,
     output: Option<&std::path::Path>,
 ) -> Result<(Format, Box<dyn Write>), Failure> {
-    let format = match format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(format);
     let out: Box<dyn Write> = match output {
         Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
             Failure::Message(format!("cannot write `{}`: {e}", path.display()))
@@ -78,10 +81,10 @@ pub(crate) fn open_ring(
     loaded: &mut load::Loaded,
     compiled: &Compiled,
 ) -> Result<Option<RingBuf<aya::maps::MapData>>, Failure> {
-    let Some(name) = &compiled.events_map else {
+    let Some(events) = compiled.roles.events else {
         return Ok(None);
     };
-    match loaded.take_ring(name) {
+    match loaded.take_ring(events) {
         Some(Ok(rb)) => Ok(Some(rb)),
         Some(Err(e)) => Err(Failure::Message(format!(
             "cannot open the event ring buffer: {e}"
@@ -143,6 +146,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         &LowerOptions {
             pid,
             max_keys: opts.max_keys,
+            timeline: opts.perfetto.is_some(),
         },
     )?;
     // Created before anything is loaded, so a path that cannot be written stops the run
@@ -158,6 +162,13 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
+    let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
+        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
+    if let Some(path) = &opts.perfetto {
+        reports
+            .perfetto(path)
+            .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
+    }
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -169,16 +180,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let mut ring = open_ring(&mut ebpf, &compiled)?;
     let maps = Maps::new(&compiled, &ebpf);
     let mut session = Session::new(&maps, format, &mut *out, recorder);
+    session.reports = reports;
     // Ok(Some(status)): the run completed, ended by a `-c` command that failed.
     let result = (|| -> io::Result<Option<u8>> {
         if !opts.quiet {
-            match format {
-                Format::Text => eprintln!(
-                    "Attached {attached} probe{}",
-                    if attached == 1 { "" } else { "s" }
-                ),
-                Format::Json => format.write_attached(session.out, attached)?,
-            }
+            format.write_attached(session.out, attached)?;
         }
         if let Some(c) = child.as_mut() {
             c.release()?;
@@ -187,6 +193,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         session.exec(&program.begin)?;
         session.out.flush()?;
         let start = Instant::now();
+        session.reports.start();
+        let mut progress = Progress::new(
+            !opts.quiet && format == Format::Text && Progress::stderr_is_tty(),
+            start,
+        );
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
         // Records the last slice left in the ring buffer: poll without waiting.
@@ -196,7 +207,12 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 break Stop::ExitCalled;
             }
             let now = Instant::now();
-            let wake = schedule.next_wake().into_iter().chain(deadline).min();
+            let wake = schedule
+                .next_wake()
+                .into_iter()
+                .chain(deadline)
+                .chain(progress.next_wake())
+                .min();
             let timeout = if pending {
                 0
             } else {
@@ -237,6 +253,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
             }
+            progress.hide();
             pending = session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break Stop::Signal;
@@ -255,7 +272,9 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if deadline.is_some_and(|d| d <= now) {
                 break Stop::Duration;
             }
+            progress.tick(&maps, session.records, session.garbled);
         };
+        progress.hide();
         // Probes stop before `on end` and the final dump, so what is printed is one
         // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
         maps.detach();
@@ -317,10 +336,14 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) out: &'a mut dyn Write,
     pub(crate) exit: bool,
     pub(crate) garbled: u64,
+    /// Ring-buffer records read so far, for the status line.
+    pub(crate) records: u64,
     /// Records still in the ring buffer when the final drain ran out of time.
     pub(crate) unprinted: u64,
     /// `--record`: ring records are written as they arrive, maps when tracing stops.
     pub(crate) recorder: Option<Recorder>,
+    /// `--html`: what the run printed, kept for the files written at its end.
+    pub(crate) reports: Reports,
 }
 
 impl<'a, 'm> Session<'a, 'm> {
@@ -336,8 +359,10 @@ impl<'a, 'm> Session<'a, 'm> {
             out,
             exit: false,
             garbled: 0,
+            records: 0,
             unprinted: 0,
             recorder,
+            reports: Reports::default(),
         }
     }
 
@@ -400,15 +425,32 @@ impl<'a, 'm> Session<'a, 'm> {
         }
         self.exit = false;
         self.exec(&compiled.program.end)?;
-        self.maps.write_exit_dump(self.format, self.out)?;
-        self.report_losses()?;
-        self.out.flush()
+        let reports = &mut self.reports;
+        let wants_maps = reports.wants_maps();
+        // Reports see each map as the printer does, so only one map is held at a time.
+        let mut dumps = self.maps.exit_dumps().inspect(|d| match d {
+            Ok(d) if wants_maps && !d.rows.is_empty() => reports.exit_map(d),
+            _ => {}
+        });
+        self.format.write_exit_dump(self.out, &mut dumps)?;
+        let losses = self.report_losses()?;
+        self.out.flush()?;
+        self.reports.finish(&losses)
     }
 
     /// One ring-buffer record: printed, or an exit request, or counted as unreadable.
     pub(crate) fn record(&mut self, item: &[u8]) -> io::Result<()> {
+        self.records += 1;
         match records::decode(self.maps, item) {
-            Record::Printf(text) => self.format.write_printf(self.out, &text)?,
+            Record::Printf(text, stamp) => {
+                self.format.write_printf(self.out, &text)?;
+                self.reports.printf_from(&text, stamp.as_ref())?;
+            }
+            Record::Span {
+                index,
+                stamp,
+                slots,
+            } => self.reports.span(self.maps, index, stamp, &slots)?,
             Record::Exit => self.exit = true,
             Record::Garbled => self.garbled += 1,
         }
@@ -422,6 +464,7 @@ impl<'a, 'm> Session<'a, 'm> {
                     let d = self.maps.dump(*map)?;
                     self.format
                         .write_map(self.out, &d, top.map(|n| n as usize))?;
+                    self.reports.printed(&d)?;
                 }
                 UStmt::Clear(m) => self.maps.clear(*m)?,
                 UStmt::Zero(m) => self.maps.zero(*m)?,
@@ -434,8 +477,9 @@ impl<'a, 'm> Session<'a, 'm> {
                             UArg::MapValue(m) => self.maps.value(*m)?,
                         });
                     }
-                    self.format
-                        .write_printf(self.out, &printf::format(format, &vals))?;
+                    let text = printf::format(format, &vals);
+                    self.format.write_printf(self.out, &text)?;
+                    self.reports.printf_from(&text, None)?;
                 }
                 UStmt::Time(f) => self.format.write_time(self.out, &timefmt::format_now(f))?,
                 UStmt::Exit => self.exit = true,
@@ -444,33 +488,14 @@ impl<'a, 'm> Session<'a, 'm> {
         Ok(())
     }
 
-    /// Everything mmql counted instead of dropping silently.
-    pub(crate) fn report_losses(&mut self) -> io::Result<()> {
-        let c = self.maps.counters()?;
-        let items = [
-            (
-                c[counter::LOST_EVENTS as usize],
-                "events (ring buffer full)",
-            ),
-            (c[counter::MAP_FULL as usize], "map updates (map full)"),
-            (
-                c[counter::SPAN_FULL as usize],
-                "span begins (span table full)",
-            ),
-            (
-                c[counter::OUT_OF_DOMAIN as usize],
-                "map updates (key outside its fixed range)",
-            ),
-            (
-                c[counter::STACK_FAILED as usize],
-                "kernel stacks (stack map full)",
-            ),
-            (self.garbled, "ring buffer records (unreadable)"),
-            (
-                self.unprinted,
-                "ring buffer records (not printed: output too slow after the stop)",
-            ),
-        ];
+    /// Everything mmql counted instead of dropping silently (`losses::LOSSES`); returned as
+    /// reported, for the reports written after.
+    pub(crate) fn report_losses(&mut self) -> io::Result<Vec<(u64, String)>> {
+        let counters = self.maps.counters()?;
+        let runtime = RuntimeCounts {
+            unreadable: self.garbled,
+            unprinted: self.unprinted,
+        };
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;
         let cap = compiled
@@ -481,22 +506,15 @@ impl<'a, 'm> Session<'a, 'm> {
             .map(|(l, _)| l.max_entries)
             .max()
             .unwrap_or(0);
-        for (i, (n, what)) in items.into_iter().enumerate() {
+        let mut reported = Vec::new();
+        for loss in &LOSSES {
+            let n = loss.count(&counters, runtime);
             if n > 0 {
-                match self.format {
-                    Format::Text => {
-                        self.out.flush()?;
-                        if i == 1 {
-                            eprintln!("mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys");
-                        } else {
-                            eprintln!("mmql: lost {n} {what}");
-                        }
-                    }
-                    Format::Json => self.format.write_lost(self.out, what, n)?,
-                }
+                reported.push((n, loss.text.to_string()));
+                self.format.write_lost(self.out, loss, n, cap)?;
             }
         }
-        Ok(())
+        Ok(reported)
     }
 }
 

@@ -15,10 +15,11 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use mmql_compiler::lower::{Compiled, LowerOptions};
+use mmql_lang::doc::Comments;
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
+use crate::cli::{RecipeOpts, ServeArgs};
 use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
@@ -97,10 +98,14 @@ fn serve(
         &LowerOptions {
             pid: args.pid,
             max_keys: args.max_keys,
+            timeline: false,
         },
     )?;
+    let comments = Comments::of(&src.text);
     let help = |_: usize, info: &mmql_compiler::program::MapInfo| {
-        comment_for(&src.text, info.span.start as usize).or_else(|| description.map(str::to_string))
+        comments
+            .doc_at(info.span.start as usize)
+            .or_else(|| description.map(str::to_string))
     };
     let plan =
         metrics::plan(&compiled.program.maps, &args.prefix, &help).map_err(Failure::Message)?;
@@ -136,10 +141,7 @@ fn serve(
         stats,
         requests: 0,
     };
-    let format = match args.format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(args.format);
     let maps = Maps::new(&compiled, &loaded);
     let mut stdout = io::BufWriter::new(io::stdout());
     let mut session = Session::new(&maps, format, &mut stdout, None);
@@ -244,8 +246,8 @@ impl Exporter {
             }
         }
         if self.stats.is_some() {
-            for p in &compiled.programs {
-                if let Some((run_count, run_time_ns)) = loaded.prog_stats(&p.def.name) {
+            for (i, p) in compiled.programs.iter().enumerate() {
+                if let Some((run_count, run_time_ns)) = loaded.prog_stats(i) {
                     stats.programs.push((
                         p.def.name.clone(),
                         format!("{}:{}", p.category, p.event),
@@ -263,84 +265,4 @@ impl Exporter {
 fn header(content_type: &'static str) -> Header {
     // Both halves are ASCII constants, the only thing from_bytes checks.
     Header::from_bytes("Content-Type", content_type).expect("ASCII header")
-}
-
-/// A map's HELP text from the script: the comment ending the line where the map first
-/// appears, else the comment lines right above it. `None` if neither exists.
-pub fn comment_for(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    if let Some(c) = trailing_comment(&text[line_start..line_end]) {
-        return Some(c);
-    }
-    let mut above: Vec<&str> = Vec::new();
-    for line in text[..line_start].lines().rev() {
-        let t = line.trim();
-        match t.strip_prefix('#').or_else(|| t.strip_prefix("//")) {
-            Some(c) => above.push(c.trim()),
-            None => break,
-        }
-    }
-    above.reverse();
-    let joined = above.join(" ");
-    (!joined.trim().is_empty()).then(|| joined.trim().to_string())
-}
-
-/// The text of a `#` or `//` comment on this line, outside string literals.
-fn trailing_comment(line: &str) -> Option<String> {
-    let bytes = line.as_bytes();
-    let mut in_str = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_str => i += 1,
-            b'"' => in_str = !in_str,
-            b'#' if !in_str => return non_empty(&line[i + 1..]),
-            b'/' if !in_str && bytes.get(i + 1) == Some(&b'/') => return non_empty(&line[i + 2..]),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-fn non_empty(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(text: &str, needle: &str) -> Option<String> {
-        comment_for(text, text.find(needle).unwrap())
-    }
-
-    #[test]
-    fn trailing_comment_wins() {
-        let s = "# probe comment\non kmem:mm_page_alloc {\n    @n = count() # pages allocated\n}\n";
-        assert_eq!(at(s, "@n").as_deref(), Some("pages allocated"));
-        let s = "on x { @n = count() // slashes too\n}";
-        assert_eq!(at(s, "@n").as_deref(), Some("slashes too"));
-    }
-
-    #[test]
-    fn comment_lines_above_are_joined() {
-        let s = "on kmem:mm_page_alloc {\n    # Allocations by order,\n    # all CPUs.\n    @orders[order] = count()\n}\n";
-        assert_eq!(
-            at(s, "@orders").as_deref(),
-            Some("Allocations by order, all CPUs.")
-        );
-    }
-
-    #[test]
-    fn hashes_in_strings_and_missing_comments() {
-        let s = "on begin { printf(\"#%d\\\"#\\n\", 1) }\non x {\n    @n = count()\n}\n";
-        assert_eq!(trailing_comment("printf(\"#%d\\\"#\\n\", 1)"), None);
-        // The line above `@n` is code, so there is no help text.
-        assert_eq!(at(s, "@n"), None);
-        assert_eq!(comment_for("", 0), None);
-    }
 }

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod bpf;
+pub mod browser;
 pub mod cgroup;
 pub mod mmql_run;
 pub mod perf;
