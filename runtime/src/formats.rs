@@ -138,8 +138,6 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
                 return LoadedCatalog {
                     catalog: Catalog::default(),
                     warnings: Vec::new(),
-                    origin: FormatSource::Live,
-                    description: format!("{events} on Linux {}", kernel_release()),
                 };
             }
             (Ok(_), _) => why.push(format!("{events}: no format files")),

@@ -228,14 +228,13 @@ impl Checker<'_> {
             }
         }
         // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
-        if AGGREGATIONS
-            .iter()
-            .chain(USER_FUNCTIONS)
-            .chain(STATEMENT_FUNCTIONS)
-            .chain(VALUE_FUNCTIONS)
-            .any(|f| *f == n)
+        if crate::agg::names()
+            .chain(USER_FUNCTIONS.iter().copied())
+            .chain(STATEMENT_FUNCTIONS.iter().copied())
+            .chain(VALUE_FUNCTIONS.iter().copied())
+            .any(|f| f == n)
         {
-            let kind = if AGGREGATIONS.contains(&n) {
+            let kind = if crate::agg::lookup(n).is_some() {
                 "an aggregation"
             } else {
                 "a function"

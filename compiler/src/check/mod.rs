@@ -241,7 +241,7 @@ impl<'c> Checker<'c> {
                 .into_iter()
                 .zip(reported_by)
                 .collect();
-            let written: Vec<&str> = patterns.iter().map(|p| p.node.as_str()).collect();
+            let written: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
             self.diags
                 .extend(per_event::merge(found, &names, &written.join(", ")));
         }
