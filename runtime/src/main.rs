@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod formats;
+mod lab;
 mod output;
 mod run;
 mod serve;
@@ -17,6 +18,10 @@ use std::process::ExitCode;
 use cli::Command;
 
 fn main() -> ExitCode {
+    // `mmql lab` runs its workloads from this binary, so an installed mmql needs no other file.
+    if let Some(code) = lab::internal_entry() {
+        return code;
+    }
     // clap exits here on a usage error (status 2), honouring --color and NO_COLOR.
     let cli = commands::shell::parse();
     let ctx = commands::Context::new(&cli.common);
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
             _,
         ) => commands::recipes::run(&ctx, recipe, recipe_opts, run),
         (Some(Command::Recipes), _) => commands::recipes::list(),
+        (Some(Command::Lab(args)), _) => lab::run(&ctx, args),
         (
             Some(Command::Replay {
                 recording,

@@ -115,7 +115,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
+    let pid = child
+        .as_ref()
+        .filter(|_| !opts.host_wide)
+        .map(GatedChild::pid)
+        .or(opts.pid);
     // Signals are caught from before compiling: one arriving while the probes load or attach
     // then stops the run at the first poll, with the usual cleanup and exit 0, instead of
     // killing mmql at an arbitrary point.
