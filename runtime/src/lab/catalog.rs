@@ -176,10 +176,12 @@ fn host_fill(h: &Host, until: (&str, u64, u64), raise: bool) -> Plan {
     }
 }
 
-/// Fill to the watermarks, then ask the hugetlb pool for 256 MiB more than is free: the
-/// request compacts and reclaims in the workload's own context.
-fn fill_then_hugetlb(h: &Host) -> Plan {
-    let mut p = host_fill(h, ("pageoutrun", 1, 0), false);
+const ALLOCSTALLS: &str = "allocstall_dma+allocstall_dma32+allocstall_normal+allocstall_movable";
+
+/// Fill until `until`, then ask the hugetlb pool for 256 MiB more than is free: the request
+/// compacts (and, when kswapd falls behind, reclaims) in the workload's own context.
+fn fill_then_hugetlb(h: &Host, until: (&str, u64, u64)) -> Plan {
+    let mut p = host_fill(h, until, false);
     p.changes.push(Change::Knob {
         path: "/proc/sys/vm/nr_hugepages",
         value: "0".into(),
@@ -262,15 +264,17 @@ static LABS: &[Lab] = &[
     },
     Lab {
         name: "direct-reclaim",
-        reproduces: "global direct reclaim: an allocation that finds free memory at the min watermark reclaims page cache itself",
+        reproduces: "global direct reclaim: allocations that outrun kswapd find free memory at the min watermark and reclaim page cache themselves",
         recipe: "direct-reclaim-latency",
         also: &["zone-reclaim", "shrink-inactive", "lru-isolate", "compaction-health"],
         time: "15-60 s",
         memory: "page cache down to the low watermark; 256 MiB of hugetlb pages for a moment",
         needs: Needs { hugetlb: true, ..HOST },
         counters: &["allocstall_dma32", "allocstall_normal", "allocstall_movable", "pgscan_direct", "pgsteal_direct", "compact_stall"],
-        look_for: "`direct` lines from mmql-workload: each is one stall of the hugetlb request (order 9) in reclaim, with its latency and the pages it freed. Their number is the kernel's allocstall_* count.",
-        build: fill_then_hugetlb,
+        look_for: "`direct` lines from mmql-workload: each is one stall in reclaim of the reader (its order-9 readahead folios, once it outruns kswapd) or of the hugetlb request, with its latency and the pages it freed. Their number is the kernel's allocstall_* count.",
+        // The watermarks stay where they are: the nearer min is to low, the sooner a reader
+        // outruns kswapd (its order-9 readahead folios then reclaim directly).
+        build: |h| fill_then_hugetlb(h, (ALLOCSTALLS, 1, 256)),
     },
     Lab {
         name: "memcg-reclaim",
@@ -298,10 +302,10 @@ static LABS: &[Lab] = &[
         time: "15-60 s",
         memory: "page cache down to the low watermark; 256 MiB of hugetlb pages for a moment",
         needs: Needs { hugetlb: true, ..HOST },
-        counters: &["compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned", "compact_free_scanned", "compact_isolated"],
+        counters: &["compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "allocstall_normal", "allocstall_movable"],
         look_for: "outcomes of each zone compaction (`success`, `partial_skipped`, `complete`, ...) next to the extfrag steals; compact_stall counts the direct compactions the hugetlb request ran, compact_success those that made its page.",
         build: |h| {
-            let mut p = fill_then_hugetlb(h);
+            let mut p = fill_then_hugetlb(h, ("pageoutrun", 1, 0));
             p.steps.push(Step { cgroup: None, args: args(&["compact"]) });
             p
         },
@@ -338,7 +342,7 @@ static LABS: &[Lab] = &[
         memory: "64 MiB in a cgroup",
         needs: Needs { oom: true, ..SANDBOX },
         counters: &["oom_kill"],
-        look_for: "one OOM KILL line for mmql-workload (the hog), its rss near the 64 MiB limit and adj=500 (the score the workload set itself first, which oom-score-adj shows).",
+        look_for: "one OOM KILL line for mmql-workload (the hog, step 1), its rss near the 64 MiB limit; oom_kill counts the same kill. Step 0 set its own oom_score_adj to 500 first (`-r oom-score-adj` shows that write).",
         build: |h| Plan {
             changes: vec![memcg(h, 64, 0)],
             steps: vec![

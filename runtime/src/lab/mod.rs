@@ -245,7 +245,7 @@ fn summary(
     let facts: Vec<(&str, &str)> = report.lines().filter_map(|l| l.split_once('=')).collect();
     let steps: Vec<String> = facts
         .iter()
-        .filter(|(k, _)| k.starts_with("step") && !k.ends_with(".pid"))
+        .filter(|(k, _)| k.starts_with("step"))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let _ = writeln!(

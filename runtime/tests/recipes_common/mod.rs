@@ -91,6 +91,13 @@ pub fn start_cmd(name: &str, mut cmd: Command, secs: u64) -> Running {
 }
 
 impl Running {
+    /// Stops the recipe now (SIGINT, as Ctrl-C) and collects what it printed.
+    pub fn interrupt(self) -> Finished {
+        // SAFETY: signalling the child this helper started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.finish()
+    }
+
     /// Waits for the recipe to stop by itself (its `-d` or `-c`), killing it past the deadline.
     pub fn finish(mut self) -> Finished {
         let mut out = self.child.stdout.take().expect("stdout is piped");

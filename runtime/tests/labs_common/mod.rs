@@ -1,0 +1,180 @@
+//! Helpers of the lab tests: run `mmql lab NAME` to its end, parse what it printed (the
+//! recipe's output, the workload's facts, the kernel counters over the workload's run and over
+//! the whole traced run), and snapshot the host before and after to prove the lab left it as
+//! it found it. Labs take a host-wide lock, so the tests of one binary run one at a time.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::support;
+
+/// One lab at a time within a test binary (the lab's own lock would refuse the second).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the host looks like, in the parts a lab may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostState {
+    pub sysctls: Vec<(String, String)>,
+    pub swaps: Vec<String>,
+    pub lab_cgroups: Vec<String>,
+    pub lab_files: Vec<String>,
+    pub hugepages: String,
+}
+
+const KNOBS: &[&str] = &[
+    "/proc/sys/vm/zone_reclaim_mode",
+    "/proc/sys/vm/watermark_scale_factor",
+    "/proc/sys/vm/min_free_kbytes",
+    "/proc/sys/vm/nr_hugepages",
+    "/proc/sys/vm/panic_on_oom",
+    "/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs",
+];
+
+fn names_in(dir: &str, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl HostState {
+    pub fn read() -> HostState {
+        HostState {
+            sysctls: KNOBS
+                .iter()
+                .map(|k| {
+                    (
+                        k.to_string(),
+                        std::fs::read_to_string(k).unwrap_or_default().trim().to_string(),
+                    )
+                })
+                .collect(),
+            swaps: std::fs::read_to_string("/proc/swaps")
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect(),
+            lab_cgroups: names_in("/sys/fs/cgroup/memory", "mmql-lab-"),
+            lab_files: names_in("/var/tmp", "mmql-lab-")
+                .into_iter()
+                .chain(names_in("/run/mmql", "lab-"))
+                .chain(names_in("/run/mmql", "lab.journal"))
+                .collect(),
+            hugepages: meminfo("HugePages_Total").to_string(),
+        }
+    }
+}
+
+/// A /proc/meminfo value (kB, or a count).
+pub fn meminfo(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Asserts the host is as `before` said, and that the lab's page cache is gone: MemFree is
+/// back within `margin_mb` of where it was (other tests on the machine move it a little).
+pub fn assert_restored(before: &HostState, free_before_kb: u64, margin_mb: u64) {
+    let after = HostState::read();
+    assert_eq!(&after, before, "the lab left the host changed");
+    // Free memory comes back once the file is gone; give the kernel a moment to settle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let free = meminfo("MemFree");
+        if free + margin_mb * 1024 >= free_before_kb {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MemFree {free} kB after the lab, {free_before_kb} kB before (margin {margin_mb} MiB)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What one `mmql lab` run printed.
+pub struct LabRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl LabRun {
+    /// `(while the workload ran, while tracing)` for a counter of the lab's table.
+    pub fn counter(&self, name: &str) -> (u64, u64) {
+        self.stderr
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next()? == name).then_some(())?;
+                let inner = w.next()?.parse().ok()?;
+                (w.next()? == "|").then_some(())?;
+                Some((inner, w.next()?.parse().ok()?))
+            })
+            .unwrap_or_else(|| panic!("no counter {name}:\n{}", self.stderr))
+    }
+
+    /// The workload's facts (`step0.read_mb` → `5728`).
+    pub fn facts(&self) -> BTreeMap<String, String> {
+        self.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("workload: "))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn describe(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// `mmql lab ARGS...`, started.
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(support::mmql())
+        .arg("lab")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mmql lab starts")
+}
+
+/// `mmql lab ARGS...` to its end. A refusal because another test of the machine has swap on
+/// (host-wide labs refuse then) is waited out for up to two minutes.
+pub fn run(args: &[&str]) -> LabRun {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = spawn(args).wait_with_output().expect("mmql lab ends");
+        let r = LabRun {
+            ok: out.status.success(),
+            stdout: support::text(&out.stdout),
+            stderr: support::text(&out.stderr),
+        };
+        let busy = r.stderr.contains("swap is on") || r.stderr.contains("another lab is running");
+        if r.ok || !busy || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
