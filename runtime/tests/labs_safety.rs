@@ -122,7 +122,7 @@ fn sigterm_mid_run_restores_the_host() {
     let _one = serial();
     let before = HostState::read();
     let free = meminfo("MemFree");
-    let mut lab = labs_common::spawn(&["zone-reclaim"]);
+    let lab = labs_common::spawn(&["zone-reclaim"]);
     // Mid-run: the driver has set zone_reclaim_mode and the reader is filling.
     wait_for("the lab to start its fill", 60, || zone_reclaim_mode() == "1");
     std::thread::sleep(Duration::from_secs(2));

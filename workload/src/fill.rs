@@ -49,13 +49,17 @@ pub fn fill(o: &Opts) -> Result<(), Failure> {
     let before = until.map(vmstat_sum);
     let start = Instant::now();
     let read = AtomicU64::new(0);
+    let tids = std::sync::Mutex::new(Vec::new());
     // MiB read when the counters reached the goal (u64::MAX: not yet).
     let reached = AtomicU64::new(u64::MAX);
     let failed = std::thread::scope(|s| {
         let workers: Vec<_> = (0..readers)
             .map(|i| {
-                let (read, reached) = (&read, &reached);
+                let (read, reached, tids) = (&read, &reached, &tids);
                 s.spawn(move || -> std::io::Result<()> {
+                    // SAFETY: gettid cannot fail.
+                    let tid = unsafe { libc::gettid() };
+                    tids.lock().map(|mut t| t.push(tid)).ok();
                     let mut f = File::open(path)?;
                     f.seek(SeekFrom::Start(i * slice))?;
                     let mut buf = vec![0u8; MIB as usize];
@@ -96,6 +100,13 @@ pub fn fill(o: &Opts) -> Result<(), Failure> {
         return Err(os(&format!("read {path}"), e));
     }
     fact("readers", readers);
+    let tids: Vec<String> = tids
+        .into_inner()
+        .unwrap_or_default()
+        .iter()
+        .map(i32::to_string)
+        .collect();
+    fact("reader_tids", tids.join(","));
     fact("read_mb", read.load(Ordering::Relaxed) / MIB);
     fact("fill_ms", start.elapsed().as_millis());
     if let (Some(names), Some(b)) = (until, before) {

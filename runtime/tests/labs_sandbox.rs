@@ -1,0 +1,265 @@
+//! The labs that stay inside a memory cgroup of their own (or take no memory at all), on real
+//! events, each recipe held against the kernel: /proc/vmstat over the workload's run and over
+//! the traced run where the kernel counts the same thing (oom_kill, nr_vmscan_write,
+//! thp_collapse_alloc, pgalloc_*/pgfree), and bpftrace on the same run where it does not
+//! (memory-cgroup reclaim is not in this kernel's pgscan_*; extfrag steals have no counter).
+
+mod labs_common;
+mod recipes_common;
+mod support;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use labs_common::{assert_restored, meminfo, serial, HostState, LabRun};
+use recipes_common::start;
+
+fn within(what: &str, seen: u64, (inner, outer): (u64, u64), r: &LabRun) {
+    assert!(
+        inner <= seen && seen <= outer,
+        "{what}: the recipe counted {seen}, the kernel {inner} while the workload ran and {outer} while tracing\n{}",
+        r.describe()
+    );
+}
+
+fn fact(r: &LabRun, key: &str) -> u64 {
+    r.facts()
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no fact {key}\n{}", r.describe()))
+}
+
+/// bpftrace running `prog` until [`Bpftrace::stop`]; returns once it attached.
+struct Bpftrace(Child);
+
+impl Bpftrace {
+    fn start(prog: &str) -> Bpftrace {
+        let mut child = Command::new("bpftrace")
+            .args(["-e", prog])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bpftrace starts");
+        let mut out = child.stdout.take().expect("piped");
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut b = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("Attaching") {
+            assert!(Instant::now() < deadline, "bpftrace did not attach");
+            if out.read(&mut b).unwrap_or(0) == 0 {
+                break;
+            }
+            seen.push(b[0]);
+        }
+        child.stdout = Some(out);
+        Bpftrace(child)
+    }
+
+    /// SIGINT, then the `@name[key]: value` rows it printed.
+    fn stop(self) -> Vec<(Vec<String>, i64)> {
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let out = self.0.wait_with_output().expect("bpftrace ends");
+        let text = support::text(&out.stdout);
+        let mut rows = Vec::new();
+        for name in ["@n", "@pages", "@steals"] {
+            rows.extend(
+                recipes_common::rows(&text, name)
+                    .into_iter()
+                    .map(|(mut k, v)| {
+                        k.insert(0, name.to_string());
+                        (k, v)
+                    }),
+            );
+        }
+        rows
+    }
+}
+
+fn bt(rows: &[(Vec<String>, i64)], name: &str, key: &str) -> i64 {
+    rows.iter()
+        .filter(|(k, _)| k[0] == name && (key.is_empty() || k.get(1).map(String::as_str) == Some(key)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[test]
+fn memcg_reclaim_lab_matches_bpftrace() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    skip_unless!(support::require_tool("bpftrace"));
+    let _one = serial();
+    let before = HostState::read();
+    let free = meminfo("MemFree");
+    // The kernel keeps no global count of memory-cgroup reclaim calls here, so bpftrace counts
+    // them, per pid, over a window that encloses the lab's.
+    let bpf = Bpftrace::start(
+        "tracepoint:vmscan:mm_vmscan_memcg_reclaim_end { @n[tid] = count(); @pages[tid] = sum(args->nr_reclaimed); }",
+    );
+    let r = labs_common::run(&["memcg-reclaim"]);
+    let rows = bpf.stop();
+    assert!(r.ok, "{}", r.describe());
+    // The reader's threads (it reports their ids): the recipe's lines for them, one per
+    // reclaim call with the pages it freed, against bpftrace's count and sum per thread.
+    let tids: Vec<String> = r
+        .facts()
+        .get("step0.reader_tids")
+        .map(|t| t.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    assert!(!tids.is_empty(), "{}", r.describe());
+    let ours: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() >= 7 && w[0] == "memcg" && tids.iter().any(|t| t == w[2]))
+        .collect();
+    let pages: i64 = ours.iter().map(|w| w[5].parse::<i64>().expect("PAGES")).sum();
+    assert!(!ours.is_empty(), "{}", r.describe());
+    let (n, p) = tids.iter().fold((0, 0), |a, t| {
+        (a.0 + bt(&rows, "@n", t), a.1 + bt(&rows, "@pages", t))
+    });
+    assert_eq!(ours.len() as i64, n, "{}", r.describe());
+    assert_eq!(pages, p, "{}", r.describe());
+    // No global direct reclaim from the reader: only its cgroup is short of memory.
+    assert!(
+        !r.stdout
+            .lines()
+            .any(|l| l.starts_with("direct ") && tids.iter().any(|t| l.split_whitespace().nth(2) == Some(t))),
+        "{}",
+        r.describe()
+    );
+    assert_restored(&before, free, 1024);
+}
+
+#[test]
+fn oom_lab_matches_oom_kill() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    let _one = serial();
+    let before = HostState::read();
+    let free = meminfo("MemFree");
+    let adj = start("oom-score-adj", &[], 600);
+    let r = labs_common::run(&["oom"]);
+    let adj = adj.interrupt();
+    assert!(r.ok, "{}", r.describe());
+    let kills = r.stdout.lines().filter(|l| l.contains(" OOM KILL pid=")).count() as u64;
+    within("OOM kills", kills, r.counter("oom_kill"), &r);
+    let hog = fact(&r, "step1.pid");
+    assert!(
+        r.stdout.contains(&format!("OOM KILL pid={hog} comm=mmql-workload ")),
+        "{}",
+        r.describe()
+    );
+    assert!(r.facts().get("step1.status").is_some_and(|s| s == "killed by signal 9"));
+    adj.assert_clean(1);
+    let setter = fact(&r, "step0.pid");
+    assert!(
+        adj.stdout
+            .lines()
+            .any(|l| l.contains(&format!(" pid {setter} ")) && l.contains("oom_score_adj   500")),
+        "{}",
+        adj.describe()
+    );
+    assert_restored(&before, free, 1024);
+}
+
+#[test]
+fn write_folio_lab_matches_nr_vmscan_write() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    let _one = serial();
+    let before = HostState::read();
+    let free = meminfo("MemFree");
+    let r = labs_common::run(&["write-folio"]);
+    assert!(r.ok, "{}", r.describe());
+    let written: i64 = recipes_common::rows(&r.stdout, "@by_flags").iter().map(|(_, v)| v).sum();
+    within("folios written by reclaim", written as u64, r.counter("nr_vmscan_write"), &r);
+    assert!(written > 0, "{}", r.describe());
+    let hog = fact(&r, "step0.total_mb");
+    assert_eq!(hog, 160, "the hog got all it asked for, swapped\n{}", r.describe());
+    assert_restored(&before, free, 1024);
+}
+
+#[test]
+fn thp_collapse_lab_matches_thp_collapse_alloc() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    let _one = serial();
+    let before = HostState::read();
+    let free = meminfo("MemFree");
+    let scan = start("khugepaged-scan", &[], 600);
+    let r = labs_common::run(&["thp-collapse"]);
+    let scan = scan.interrupt();
+    if r.stderr.contains("transparent huge pages are off") {
+        support::report_skip("thp_collapse_lab_matches_thp_collapse_alloc::__mmql_here", &support::SkipReason::new("THP is off"));
+        return;
+    }
+    assert!(r.ok, "{}", r.describe());
+    let collapsed = recipes_common::rows(&r.stdout, "@collapse")
+        .iter()
+        .filter(|(k, _)| k == &["succeeded"])
+        .map(|(_, v)| *v)
+        .sum::<i64>();
+    within("collapses", collapsed as u64, r.counter("thp_collapse_alloc"), &r);
+    assert!(collapsed >= 1, "{}", r.describe());
+    scan.assert_clean(1);
+    let candidates = scan.total_where("@scans", |k| k == ["succeeded"]);
+    assert!(candidates >= collapsed, "{}", scan.describe());
+    assert_restored(&before, free, 1024);
+}
+
+#[test]
+fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
+    skip_unless_root_bpf!();
+    let _one = serial();
+    let before = HostState::read();
+    let free = meminfo("MemFree");
+    let r = labs_common::run(&["pcp", "-r", "alloc-free-balance"]);
+    assert!(r.ok, "{}", r.describe());
+    let per_line = |word: &str| -> u64 {
+        r.stdout
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let at = w.iter().position(|x| *x == word)?;
+                w.get(at + 1)?.trim_end_matches(',').parse::<u64>().ok()
+            })
+            .sum()
+    };
+    // Every second prints and zeroes the counts; the exit dump holds the rest.
+    let dump = |m: &str| recipes_common::rows(&r.stdout, m).iter().map(|(_, v)| *v as u64).sum::<u64>();
+    let allocated = per_line("allocated") + dump("@alloc_pages");
+    let freed = per_line("freed") + dump("@free_pages");
+    let pgalloc = ["pgalloc_normal", "pgalloc_dma32"]
+        .iter()
+        .map(|c| r.counter(c))
+        .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
+    within("pages allocated", allocated, pgalloc, &r);
+    within("pages freed", freed, r.counter("pgfree"), &r);
+    assert!(allocated >= 60_000, "the churn touched 60,000 pages\n{}", r.describe());
+    assert_restored(&before, free, 1024);
+}
+
+#[test]
+fn extfrag_lab_matches_bpftrace() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    skip_unless!(support::require_tool("bpftrace"));
+    let _one = serial();
+    let before = HostState::read();
+    let free = meminfo("MemFree");
+    // The kernel keeps no extfrag counter: bpftrace counts the same events, per pid.
+    let bpf = Bpftrace::start("tracepoint:kmem:mm_page_alloc_extfrag { @steals[pid] = count(); }");
+    let r = labs_common::run(&["extfrag"]);
+    let rows = bpf.stop();
+    assert!(r.ok, "{}", r.describe());
+    let steals: i64 = recipes_common::rows(&r.stdout, "@steals").iter().map(|(_, v)| v).sum();
+    let ours = bt(&rows, "@steals", &fact(&r, "step0.pid").to_string());
+    // The recipe traces the whole host over a window inside bpftrace's: at least the
+    // workload's steals, at most all that bpftrace saw.
+    assert!(ours >= 1, "{}", r.describe());
+    assert!(steals >= ours && steals <= bt(&rows, "@steals", ""), "recipe {steals}, bpftrace {rows:?}\n{}", r.describe());
+    assert!(r.stdout.contains("@ownership_changes["), "{}", r.describe());
+    assert_restored(&before, free, 1024);
+}
