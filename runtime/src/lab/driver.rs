@@ -129,12 +129,12 @@ fn drive(plan: &Path, report: &Path) -> io::Result<()> {
     fs::write(report, out)
 }
 
-/// `exited 0`, `exited 1`, `killed by signal 9`.
+/// `exit:0`, `exit:1`, `signal:9` (one word, as every fact value).
 fn describe(st: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exited {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
+        (Some(c), _) => format!("exit:{c}"),
+        (None, Some(s)) => format!("signal:{s}"),
         _ => "ended".into(),
     }
 }

@@ -48,6 +48,12 @@ pub fn run(ctx: &Context, args: &LabArgs) -> Result<(), Failure> {
             "a lab runs its own workload and traces the whole host: -c and -p do not apply".into(),
         ));
     }
+    // SAFETY: geteuid cannot fail.
+    if !args.dry_run && unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::Message(
+            "mmql lab needs root: it changes sysctls, cgroups and swap, and loads BPF programs (try sudo)".into(),
+        ));
+    }
     let recipe = args.recipe.as_deref().unwrap_or(lab.recipe);
     let src = recipes::load(ctx, recipe, &RecipeOpts::default())?;
     let pid = std::process::id();
@@ -61,12 +67,6 @@ pub fn run(ctx: &Context, args: &LabArgs) -> Result<(), Failure> {
     if args.dry_run {
         dry_run(lab, recipe, &plan_host(), &args.dir);
         return Ok(());
-    }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Failure::Message(
-            "mmql lab needs root: it changes sysctls, cgroups and swap, and loads BPF programs (try sudo)".into(),
-        ));
     }
     let lock = Lock::take().map_err(Failure::Message)?;
     match journal::repair(&lock) {
