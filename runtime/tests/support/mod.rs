@@ -16,7 +16,6 @@ pub mod bpf;
 pub mod cgroup;
 pub mod mmql_run;
 pub mod perf;
-pub mod swap;
 
 use std::fmt;
 use std::io::Write;
