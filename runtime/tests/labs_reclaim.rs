@@ -125,7 +125,7 @@ fn kswapd_lab_counts_wakes_like_pageoutrun() {
     let wakes: i64 = recipes_common::rows(&r.stdout, "@wakes").iter().map(|(_, v)| v).sum();
     let pageoutrun = r.counter("pageoutrun");
     within("kswapd wakes", wakes as u64, pageoutrun, &r);
-    assert!(pageoutrun.0 >= 3, "the fill stops after 3 wakes\n{}", r.describe());
+    assert!(pageoutrun.0 >= 1, "the fill reads until kswapd woke\n{}", r.describe());
     let by_order: i64 = recipes_common::rows(&r.stdout, "@wakes_by_order").iter().map(|(_, v)| v).sum();
     assert_eq!(by_order, wakes, "{}", r.describe());
     assert!(
@@ -205,7 +205,7 @@ fn compaction_lab_matches_the_compaction_counters() {
             .unwrap_or_else(|| panic!("no `{line}` line\n{}", eff.describe()))
     };
     let (m_scanned, m_taken) = (num("migrate scanner:", 2), num("migrate scanner:", 5));
-    let (f_scanned, f_taken) = (num("free scanner:", 3), num("free scanner:", 6));
+    let (f_scanned, f_taken) = (num("free scanner:", 2), num("free scanner:", 5));
     // The recipe's window encloses the workload's and lies inside the lab's whole run.
     let inner_outer = |c: &str| r.counter(c);
     let (mi, _) = inner_outer("compact_migrate_scanned");

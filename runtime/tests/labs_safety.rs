@@ -178,3 +178,25 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
     );
     assert_restored(&before, free, 2048);
 }
+
+#[test]
+fn an_installed_binary_runs_labs_alone() {
+    skip_unless_root_bpf!();
+    let _one = serial();
+    // The binary alone, in a directory of its own, run from `/`: the workloads are inside it.
+    let dir = std::env::temp_dir().join(format!("mmql-lab-installed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bin = dir.join("mmql");
+    std::fs::copy(support::mmql(), &bin).expect("copy mmql");
+    let out = Command::new(&bin)
+        .args(["lab", "pcp", "-r", "alloc-order-hist"])
+        .current_dir("/")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .expect("installed mmql runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = support::text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("step0.pages_touched=60000"), "{err}");
+    assert!(support::text(&out.stdout).contains("@order_hist"), "{err}");
+}

@@ -99,7 +99,8 @@ pub fn driver(args: &[String]) -> ExitCode {
 
 fn drive(plan: &Path, report: &Path) -> io::Result<()> {
     let steps = read_plan(plan)?;
-    let exe = std::env::current_exe()?;
+    // The running binary itself, even if a newer mmql replaced the file meanwhile.
+    let exe = Path::new("/proc/self/exe");
     let mut out = String::new();
     let before = host::vmstat();
     let mut i = 0;
@@ -110,7 +111,7 @@ fn drive(plan: &Path, report: &Path) -> io::Result<()> {
                 continue;
             }
         }
-        let output = spawn_step(&exe, step)?.wait_with_output()?;
+        let output = spawn_step(exe, step)?.wait_with_output()?;
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             if line.contains('=') {
                 let _ = writeln!(out, "step{i}.{line}");

@@ -213,14 +213,13 @@ fn run_recipe(
             "interrupted before the lab started".into(),
         ));
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::Message(format!("cannot find the mmql binary: {e}")))?;
+    // The driver is this very binary (`/proc/PID/exe` stays valid while the lab runs, even if
+    // the file is replaced), so an installed mmql needs nothing next to it.
+    let pid = std::process::id();
     let mut opts = args.run.clone();
     opts.cmd = Some(format!(
-        "'{}' {} {} '{}' '{}'",
-        exe.display(),
+        "/proc/{pid}/exe {} {pid} '{}' '{}'",
         driver::DRIVER,
-        std::process::id(),
         files.plan.display(),
         files.report.display()
     ));
