@@ -3,6 +3,7 @@
 //! at a time, and the host put back after SIGTERM and after SIGKILL (by the next run).
 
 mod labs_common;
+mod recipes_common;
 mod support;
 
 use std::os::unix::process::CommandExt;

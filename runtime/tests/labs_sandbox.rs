@@ -8,11 +8,8 @@ mod labs_common;
 mod recipes_common;
 mod support;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use labs_common::{assert_restored, meminfo, serial, HostState, LabRun};
+use labs_common::{assert_restored, bt, meminfo, serial, Bpftrace, HostState, LabRun};
 use recipes_common::start;
 
 fn within(what: &str, seen: u64, (inner, outer): (u64, u64), r: &LabRun) {
@@ -28,60 +25,6 @@ fn fact(r: &LabRun, key: &str) -> u64 {
         .get(key)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no fact {key}\n{}", r.describe()))
-}
-
-/// bpftrace running `prog` until [`Bpftrace::stop`]; returns once it attached.
-struct Bpftrace(Child);
-
-impl Bpftrace {
-    fn start(prog: &str) -> Bpftrace {
-        let mut child = Command::new("bpftrace")
-            .args(["-e", prog])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bpftrace starts");
-        let mut out = child.stdout.take().expect("piped");
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut b = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("Attaching") {
-            assert!(Instant::now() < deadline, "bpftrace did not attach");
-            if out.read(&mut b).unwrap_or(0) == 0 {
-                break;
-            }
-            seen.push(b[0]);
-        }
-        child.stdout = Some(out);
-        Bpftrace(child)
-    }
-
-    /// SIGINT, then the `@name[key]: value` rows it printed.
-    fn stop(self) -> Vec<(Vec<String>, i64)> {
-        // SAFETY: signalling the child this test started.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let out = self.0.wait_with_output().expect("bpftrace ends");
-        let text = support::text(&out.stdout);
-        let mut rows = Vec::new();
-        for name in ["@n", "@pages", "@steals"] {
-            rows.extend(
-                recipes_common::rows(&text, name)
-                    .into_iter()
-                    .map(|(mut k, v)| {
-                        k.insert(0, name.to_string());
-                        (k, v)
-                    }),
-            );
-        }
-        rows
-    }
-}
-
-fn bt(rows: &[(Vec<String>, i64)], name: &str, key: &str) -> i64 {
-    rows.iter()
-        .filter(|(k, _)| k[0] == name && (key.is_empty() || k.get(1).map(String::as_str) == Some(key)))
-        .map(|(_, v)| v)
-        .sum()
 }
 
 #[test]
