@@ -63,6 +63,14 @@ impl Loaded {
         prog::prog_stats(fd.as_fd()).ok()
     }
 
+    /// Events the kernel did not run a probe for (summed `recursion_misses`).
+    pub fn skipped(&self) -> u64 {
+        self.progs
+            .iter()
+            .filter_map(|(_, fd)| prog::prog_misses(fd.as_fd()).ok())
+            .sum()
+    }
+
     pub fn attached(&self) -> usize {
         self.events.borrow().len()
     }

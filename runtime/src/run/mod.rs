@@ -399,6 +399,10 @@ impl<'a, 'm> Session<'a, 'm> {
                 "kernel stacks (stack map full)",
             ),
             (self.garbled, "ring buffer records (unreadable)"),
+            (
+                self.maps.store.skipped(),
+                "events (the kernel skipped a probe while another BPF program or a BPF system call held that CPU)",
+            ),
         ];
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;

@@ -132,6 +132,16 @@ impl LabRun {
             .unwrap_or_else(|| panic!("no counter {name}:\n{}", self.stderr))
     }
 
+    /// Events the kernel skipped the recipe's probes for (`mmql: lost N events (the kernel
+    /// skipped a probe ...)`): the recipe may fall short of the kernel's count by that many.
+    pub fn skipped(&self) -> u64 {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains("the kernel skipped a probe"))
+            .filter_map(|l| l.strip_prefix("mmql: lost ")?.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// The workload's facts (`step0.read_mb` → `5728`).
     pub fn facts(&self) -> BTreeMap<String, String> {
         self.stderr

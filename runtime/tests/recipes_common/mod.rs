@@ -159,8 +159,15 @@ impl Finished {
             "{}: attached programs\n{}",
             self.name, self.stderr
         );
+        // Probes the kernel skipped (another BPF program or a BPF system call held the CPU)
+        // are reported too, but they hit every probe on a busy machine, most of them for
+        // events the recipe filters out; each test's own comparison with the kernel or
+        // bpftrace says whether any event it counts went missing.
         assert!(
-            !self.stderr.contains("mmql: lost"),
+            !self
+                .stderr
+                .lines()
+                .any(|l| l.starts_with("mmql: lost") && !l.contains("the kernel skipped a probe")),
             "{} lost data:\n{}",
             self.name,
             self.stderr
