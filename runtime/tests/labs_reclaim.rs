@@ -13,7 +13,7 @@ mod labs_common;
 mod recipes_common;
 mod support;
 
-use labs_common::{assert_restored, bt, meminfo, serial, Bpftrace, HostState, LabRun};
+use labs_common::{bt, Bpftrace, LabRun, Watch};
 use recipes_common::{start, Finished};
 
 /// Reclaim lines (`KIND COMM TID LATENCY ms PAGES ORDER [PRIO] [OVER]`) of `kind`.
@@ -21,7 +21,7 @@ fn lines<'a>(stdout: &'a str, kind: &str) -> Vec<Vec<&'a str>> {
     stdout
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.first() == Some(&kind) && w.iter().any(|x| *x == "ms"))
+        .filter(|w| w.first() == Some(&kind) && w.contains(&"ms"))
         .collect()
 }
 
@@ -45,7 +45,10 @@ fn within(what: &str, seen: u64, (inner, outer): (u64, u64), r: &LabRun) {
 }
 
 fn sum(r: &LabRun, names: &[&str]) -> (u64, u64) {
-    names.iter().map(|n| r.counter(n)).fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
+    names
+        .iter()
+        .map(|n| r.counter(n))
+        .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
 }
 
 /// LRU recipes started beside a lab, checked against the pages the kernel scanned.
@@ -61,18 +64,28 @@ fn check_lru(done: Vec<Finished>, scanned_inner: u64) {
         d.assert_clean(1);
     }
     let scanned = done[0].total("@scanned") as u64;
-    assert!(scanned >= scanned_inner, "shrink-inactive scanned {scanned} < pgscan {scanned_inner}\n{}", done[0].describe());
-    assert!(done[0].total("@reclaimed") as u64 <= scanned, "{}", done[0].describe());
+    assert!(
+        scanned >= scanned_inner,
+        "shrink-inactive scanned {scanned} < pgscan {scanned_inner}\n{}",
+        done[0].describe()
+    );
+    assert!(
+        done[0].total("@reclaimed") as u64 <= scanned,
+        "{}",
+        done[0].describe()
+    );
     let taken = done[1].total_where("@taken", |k| k[0].starts_with("inactive_")) as u64;
-    assert!(taken > 0 && taken <= done[1].total("@scanned") as u64, "{}", done[1].describe());
+    assert!(
+        taken > 0 && taken <= done[1].total("@scanned") as u64,
+        "{}",
+        done[1].describe()
+    );
 }
 
 #[test]
 fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
     skip_unless_root_bpf!();
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let lru = lru_recipes();
     let r = labs_common::run(&["zone-reclaim"]);
     let done: Vec<Finished> = lru.into_iter().map(|x| x.interrupt()).collect();
@@ -85,7 +98,11 @@ fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
         &r,
     );
     // The reader's own calls (its threads report their ids), each with its page count.
-    let tids = r.facts().get("step0.reader_tids").cloned().unwrap_or_default();
+    let tids = r
+        .facts()
+        .get("step0.reader_tids")
+        .cloned()
+        .unwrap_or_default();
     let ours: Vec<_> = node
         .iter()
         .filter(|w| w[1] == "mmql-workload" && tids.split(',').any(|t| t == w[2]))
@@ -97,7 +114,11 @@ fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
         assert_eq!(over, pages > 32.max(1 << order), "{w:?}");
     }
     // Somebody's call reclaimed more than it asked for: the report's symptom.
-    assert!(node.iter().any(|w| w.last() == Some(&"OVER")), "{}", r.describe());
+    assert!(
+        node.iter().any(|w| w.last() == Some(&"OVER")),
+        "{}",
+        r.describe()
+    );
     let overshoot = support_rows(&r.stdout, "@overshoot[node]");
     assert_eq!(
         overshoot as usize,
@@ -106,34 +127,48 @@ fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
         r.describe()
     );
     check_lru(done, r.counter("pgscan_direct").0);
-    assert_restored(&before, free, 2048);
+    watch.assert_restored(2048);
 }
 
 /// The value of a `@map[key]: N` line (0 when absent).
 fn support_rows(stdout: &str, head: &str) -> i64 {
     stdout
         .lines()
-        .find_map(|l| l.strip_prefix(head)?.strip_prefix(": ")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(head)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
 #[test]
 fn kswapd_lab_counts_wakes_like_pageoutrun() {
     skip_unless_root_bpf!();
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let cycle = start("kswapd-cycle", &[], 600);
     let r = labs_common::run(&["kswapd"]);
     let cycle = cycle.interrupt();
     assert!(r.ok, "{}", r.describe());
     // Every wake runs balance_pgdat() once, which counts pageoutrun. The recipe prints and
     // clears @wakes every second; the rows of all prints (and the exit dump) add up.
-    let wakes: i64 = recipes_common::rows(&r.stdout, "@wakes").iter().map(|(_, v)| v).sum();
+    let wakes: i64 = recipes_common::rows(&r.stdout, "@wakes")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
     let pageoutrun = r.counter("pageoutrun");
     within("kswapd wakes", wakes as u64, pageoutrun, &r);
-    assert!(pageoutrun.0 >= 1, "the fill reads until kswapd woke\n{}", r.describe());
-    let by_order: i64 = recipes_common::rows(&r.stdout, "@wakes_by_order").iter().map(|(_, v)| v).sum();
+    assert!(
+        pageoutrun.0 >= 1,
+        "the fill reads until kswapd woke\n{}",
+        r.describe()
+    );
+    let by_order: i64 = recipes_common::rows(&r.stdout, "@wakes_by_order")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(by_order, wakes, "{}", r.describe());
     assert!(
         recipes_common::rows(&r.stdout, "@requested_by")
@@ -145,17 +180,24 @@ fn kswapd_lab_counts_wakes_like_pageoutrun() {
     // kswapd-cycle: a cycle is a wake followed by a sleep of the same node, so there are no
     // more cycles than wakes over its (longer) window.
     cycle.assert_clean(2);
-    let cycles = cycle.stdout.lines().filter(|l| l.starts_with("kswapd0 awake ")).count() as u64;
-    assert!(cycles >= 1 && cycles <= pageoutrun.1, "{}\n{}", cycle.describe(), r.describe());
-    assert_restored(&before, free, 2048);
+    let cycles = cycle
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("kswapd0 awake "))
+        .count() as u64;
+    assert!(
+        cycles >= 1 && cycles <= pageoutrun.1,
+        "{}\n{}",
+        cycle.describe(),
+        r.describe()
+    );
+    watch.assert_restored(2048);
 }
 
 #[test]
 fn direct_reclaim_lab_counts_stalls_like_allocstall() {
     skip_unless_root_bpf!();
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let zr = start("zone-reclaim", &[], 600);
     let r = labs_common::run(&["direct-reclaim"]);
     let zr = zr.interrupt();
@@ -176,16 +218,14 @@ fn direct_reclaim_lab_counts_stalls_like_allocstall() {
     zr.assert_clean(7);
     let zr_direct = lines(&zr.stdout, "direct");
     assert!(zr_direct.len() >= direct.len(), "{}", zr.describe());
-    assert_restored(&before, free, 2048);
+    watch.assert_restored(2048);
 }
 
 #[test]
 fn compaction_lab_matches_the_compaction_counters() {
     skip_unless_root_bpf!();
     skip_unless!(support::require_tool("bpftrace"));
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     // The kernel's compact_*_scanned also count the scanners' fast paths, which carry no
     // tracepoint, so they only bound the recipe from above; bpftrace sums the same
     // tracepoints per pid over a window around the lab's, for a bound from below too.
@@ -201,12 +241,19 @@ fn compaction_lab_matches_the_compaction_counters() {
     assert!(r.ok, "{}", r.describe());
     let facts = r.facts();
     assert!(
-        facts.get("step1.got_hugepages").and_then(|v| v.parse::<u64>().ok()) > Some(0),
+        facts
+            .get("step1.got_hugepages")
+            .and_then(|v| v.parse::<u64>().ok())
+            > Some(0),
         "{}",
         r.describe()
     );
     let stall = r.counter("compact_stall");
-    assert!(stall.0 >= 1, "the hugetlb request compacted directly\n{}", r.describe());
+    assert!(
+        stall.0 >= 1,
+        "the hugetlb request compacted directly\n{}",
+        r.describe()
+    );
     let num = |line: &str, at: usize| -> u64 {
         r.stdout
             .lines()
@@ -218,7 +265,11 @@ fn compaction_lab_matches_the_compaction_counters() {
     let f = (num("free scanner:", 2), num("free scanner:", 5));
     let below = |what: &str, seen: u64, counter: &str| {
         let outer = r.counter(counter).1;
-        assert!(seen <= outer, "{what}: recipe {seen} > {counter} {outer}\n{}", r.describe());
+        assert!(
+            seen <= outer,
+            "{what}: recipe {seen} > {counter} {outer}\n{}",
+            r.describe()
+        );
     };
     below("migrate scanned", m.0, "compact_migrate_scanned");
     below("free scanned", f.0, "compact_free_scanned");
@@ -248,7 +299,7 @@ fn compaction_lab_matches_the_compaction_counters() {
     let outcomes: i64 = health.rows("@outcome").iter().map(|(_, v)| v).sum();
     assert!(outcomes as u64 >= stall.0, "{}", health.describe());
     direct.assert_clean(4);
-    assert_restored(&before, free, 2048);
+    watch.assert_restored(2048);
 }
 
 /// A fact of the workload as a number.

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use labs_common::{assert_restored, meminfo, serial, HostState};
+use labs_common::{serial, HostState, Watch};
 
 #[test]
 fn listing_names_every_lab_with_recipe_time_memory_and_changes() {
@@ -47,11 +47,17 @@ fn dry_run_prints_changes_and_changes_nothing() {
     let out = support::mmql_output(&["lab", "zone-reclaim", "--dry-run"]);
     assert!(out.status.success(), "{}", support::text(&out.stderr));
     let text = support::text(&out.stdout);
-    assert!(text.contains("set vm.zone_reclaim_mode from 0 to 1"), "{text}");
+    assert!(
+        text.contains("set vm.zone_reclaim_mode from 0 to 1"),
+        "{text}"
+    );
     assert!(text.contains("sparse file"), "{text}");
     assert!(text.contains("mmql-workload fill --file"), "{text}");
     let wf = support::text(&support::mmql_output(&["lab", "write-folio", "--dry-run"]).stdout);
-    assert!(wf.contains("swap file") && wf.contains("memory cgroup"), "{wf}");
+    assert!(
+        wf.contains("swap file") && wf.contains("memory cgroup"),
+        "{wf}"
+    );
     assert_eq!(HostState::read(), before);
 }
 
@@ -120,38 +126,45 @@ fn zone_reclaim_mode() -> String {
 fn sigterm_mid_run_restores_the_host() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let lab = labs_common::spawn(&["zone-reclaim"]);
     // Mid-run: the driver has set zone_reclaim_mode and the reader is filling.
-    wait_for("the lab to start its fill", 60, || zone_reclaim_mode() == "1");
+    wait_for("the lab to start its fill", 60, || {
+        zone_reclaim_mode() == "1"
+    });
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(lab.id() as i32, libc::SIGTERM) };
     let out = lab.wait_with_output().expect("lab ends");
     let err = support::text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("restored:") && err.contains("vm.zone_reclaim_mode back to 0"), "{err}");
+    assert!(
+        err.contains("restored:") && err.contains("vm.zone_reclaim_mode back to 0"),
+        "{err}"
+    );
     assert!(!journal_exists());
-    assert_restored(&before, free, 2048);
+    watch.assert_restored(2048);
 }
 
 #[test]
 fn sigkill_mid_run_is_repaired_by_the_next_lab() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     // zone-reclaim: two sysctls and a sparse file being read.
     let mut lab = labs_common::spawn(&["zone-reclaim"]);
-    wait_for("the lab to start its fill", 60, || zone_reclaim_mode() == "1");
+    wait_for("the lab to start its fill", 60, || {
+        zone_reclaim_mode() == "1"
+    });
     std::thread::sleep(Duration::from_secs(2));
     lab.kill().expect("SIGKILL the lab");
     let _ = lab.wait();
     assert!(journal_exists(), "a killed lab leaves its journal");
-    assert_ne!(HostState::read(), before, "the killed lab left changes to repair");
+    assert_ne!(
+        HostState::read(),
+        watch.before,
+        "the killed lab left changes to repair"
+    );
     // write-folio: a swap file and a cgroup with a workload in it.
     let next = labs_common::run(&["pcp", "-d", "30s"]);
     assert!(next.ok, "{}", next.describe());
@@ -161,7 +174,7 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
         "{}",
         next.describe()
     );
-    assert_restored(&before, free, 2048);
+    watch.assert_restored(2048);
 
     let mut lab = labs_common::spawn(&["write-folio"]);
     wait_for("the lab's swap file and cgroup", 60, || {
@@ -177,7 +190,7 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
         "{}",
         next.describe()
     );
-    assert_restored(&before, free, 2048);
+    watch.assert_restored(2048);
 }
 
 #[test]

@@ -8,8 +8,7 @@ mod labs_common;
 mod recipes_common;
 mod support;
 
-
-use labs_common::{assert_restored, bt, meminfo, serial, Bpftrace, HostState, LabRun};
+use labs_common::{bt, Bpftrace, LabRun, Watch};
 use recipes_common::start;
 
 /// The recipe's count lies between the kernel's count over the workload's run and over the
@@ -34,9 +33,7 @@ fn memcg_reclaim_lab_matches_bpftrace() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
     skip_unless!(support::require_tool("bpftrace"));
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     // The kernel keeps no global count of memory-cgroup reclaim calls here, so bpftrace counts
     // them, per pid, over a window that encloses the lab's.
     let bpf = Bpftrace::start(
@@ -59,7 +56,10 @@ fn memcg_reclaim_lab_matches_bpftrace() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .filter(|w| w.len() >= 7 && w[0] == "memcg" && tids.iter().any(|t| t == w[2]))
         .collect();
-    let pages: i64 = ours.iter().map(|w| w[5].parse::<i64>().expect("PAGES")).sum();
+    let pages: i64 = ours
+        .iter()
+        .map(|w| w[5].parse::<i64>().expect("PAGES"))
+        .sum();
     assert!(!ours.is_empty(), "{}", r.describe());
     let (n, p) = tids.iter().fold((0, 0), |a, t| {
         (a.0 + bt(&rows, "@n", t), a.1 + bt(&rows, "@pages", t))
@@ -68,35 +68,40 @@ fn memcg_reclaim_lab_matches_bpftrace() {
     assert_eq!(pages, p, "{}", r.describe());
     // No global direct reclaim from the reader: only its cgroup is short of memory.
     assert!(
-        !r.stdout
-            .lines()
-            .any(|l| l.starts_with("direct ") && tids.iter().any(|t| l.split_whitespace().nth(2) == Some(t))),
+        !r.stdout.lines().any(|l| l.starts_with("direct ")
+            && tids.iter().any(|t| l.split_whitespace().nth(2) == Some(t))),
         "{}",
         r.describe()
     );
-    assert_restored(&before, free, 1024);
+    watch.assert_restored(1024);
 }
 
 #[test]
 fn oom_lab_matches_oom_kill() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let adj = start("oom-score-adj", &[], 600);
     let r = labs_common::run(&["oom"]);
     let adj = adj.interrupt();
     assert!(r.ok, "{}", r.describe());
-    let kills = r.stdout.lines().filter(|l| l.contains(" OOM KILL pid=")).count() as u64;
+    let kills = r
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" OOM KILL pid="))
+        .count() as u64;
     within("OOM kills", kills, r.counter("oom_kill"), &r);
     let hog = fact(&r, "step1.pid");
     assert!(
-        r.stdout.contains(&format!("OOM KILL pid={hog} comm=mmql-workload ")),
+        r.stdout
+            .contains(&format!("OOM KILL pid={hog} comm=mmql-workload ")),
         "{}",
         r.describe()
     );
-    assert!(r.facts().get("step1.status").is_some_and(|s| s == "signal:9"));
+    assert!(r
+        .facts()
+        .get("step1.status")
+        .is_some_and(|s| s == "signal:9"));
     adj.assert_clean(1);
     let setter = fact(&r, "step0.pid");
     assert!(
@@ -106,38 +111,50 @@ fn oom_lab_matches_oom_kill() {
         "{}",
         adj.describe()
     );
-    assert_restored(&before, free, 1024);
+    watch.assert_restored(1024);
 }
 
 #[test]
 fn write_folio_lab_matches_nr_vmscan_write() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let r = labs_common::run(&["write-folio"]);
     assert!(r.ok, "{}", r.describe());
-    let written: i64 = recipes_common::rows(&r.stdout, "@by_flags").iter().map(|(_, v)| v).sum();
-    within("folios written by reclaim", written as u64, r.counter("nr_vmscan_write"), &r);
+    let written: i64 = recipes_common::rows(&r.stdout, "@by_flags")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    within(
+        "folios written by reclaim",
+        written as u64,
+        r.counter("nr_vmscan_write"),
+        &r,
+    );
     assert!(written > 0, "{}", r.describe());
     let hog = fact(&r, "step0.total_mb");
-    assert_eq!(hog, 160, "the hog got all it asked for, swapped\n{}", r.describe());
-    assert_restored(&before, free, 1024);
+    assert_eq!(
+        hog,
+        160,
+        "the hog got all it asked for, swapped\n{}",
+        r.describe()
+    );
+    watch.assert_restored(1024);
 }
 
 #[test]
 fn thp_collapse_lab_matches_thp_collapse_alloc() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let scan = start("khugepaged-scan", &[], 600);
     let r = labs_common::run(&["thp-collapse"]);
     let scan = scan.interrupt();
     if r.stderr.contains("transparent huge pages are off") {
-        support::report_skip("thp_collapse_lab_matches_thp_collapse_alloc::__mmql_here", &support::SkipReason::new("THP is off"));
+        support::report_skip(
+            "thp_collapse_lab_matches_thp_collapse_alloc::__mmql_here",
+            &support::SkipReason::new("THP is off"),
+        );
         return;
     }
     assert!(r.ok, "{}", r.describe());
@@ -146,20 +163,23 @@ fn thp_collapse_lab_matches_thp_collapse_alloc() {
         .filter(|(k, _)| k == &["succeeded"])
         .map(|(_, v)| *v)
         .sum::<i64>();
-    within("collapses", collapsed as u64, r.counter("thp_collapse_alloc"), &r);
+    within(
+        "collapses",
+        collapsed as u64,
+        r.counter("thp_collapse_alloc"),
+        &r,
+    );
     assert!(collapsed >= 1, "{}", r.describe());
     scan.assert_clean(1);
     let candidates = scan.total_where("@scans", |k| k == ["succeeded"]);
     assert!(candidates >= collapsed, "{}", scan.describe());
-    assert_restored(&before, free, 1024);
+    watch.assert_restored(1024);
 }
 
 #[test]
 fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
     skip_unless_root_bpf!();
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     let r = labs_common::run(&["pcp", "-r", "alloc-free-balance"]);
     assert!(r.ok, "{}", r.describe());
     let per_line = |word: &str| -> u64 {
@@ -173,7 +193,12 @@ fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
             .sum()
     };
     // Every second prints and zeroes the counts; the exit dump holds the rest.
-    let dump = |m: &str| recipes_common::rows(&r.stdout, m).iter().map(|(_, v)| *v as u64).sum::<u64>();
+    let dump = |m: &str| {
+        recipes_common::rows(&r.stdout, m)
+            .iter()
+            .map(|(_, v)| *v as u64)
+            .sum::<u64>()
+    };
     let allocated = per_line("allocated") + dump("@alloc_pages");
     let freed = per_line("freed") + dump("@free_pages");
     let pgalloc = ["pgalloc_normal", "pgalloc_dma32"]
@@ -182,8 +207,12 @@ fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
         .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
     within("pages allocated", allocated, pgalloc, &r);
     within("pages freed", freed, r.counter("pgfree"), &r);
-    assert!(allocated >= 60_000, "the churn touched 60,000 pages\n{}", r.describe());
-    assert_restored(&before, free, 1024);
+    assert!(
+        allocated >= 60_000,
+        "the churn touched 60,000 pages\n{}",
+        r.describe()
+    );
+    watch.assert_restored(1024);
 }
 
 #[test]
@@ -191,20 +220,25 @@ fn extfrag_lab_matches_bpftrace() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
     skip_unless!(support::require_tool("bpftrace"));
-    let _one = serial();
-    let before = HostState::read();
-    let free = meminfo("MemFree");
+    let watch = Watch::start();
     // The kernel keeps no extfrag counter: bpftrace counts the same events, per pid.
     let bpf = Bpftrace::start("tracepoint:kmem:mm_page_alloc_extfrag { @steals[pid] = count(); }");
     let r = labs_common::run(&["extfrag"]);
     let rows = bpf.stop();
     assert!(r.ok, "{}", r.describe());
-    let steals: i64 = recipes_common::rows(&r.stdout, "@steals").iter().map(|(_, v)| v).sum();
+    let steals: i64 = recipes_common::rows(&r.stdout, "@steals")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
     let ours = bt(&rows, "@steals", &fact(&r, "step0.pid").to_string());
     // The recipe traces the whole host over a window inside bpftrace's: at least the
     // workload's steals, at most all that bpftrace saw.
     assert!(ours >= 1, "{}", r.describe());
-    assert!(steals >= ours && steals <= bt(&rows, "@steals", ""), "recipe {steals}, bpftrace {rows:?}\n{}", r.describe());
+    assert!(
+        steals >= ours && steals <= bt(&rows, "@steals", ""),
+        "recipe {steals}, bpftrace {rows:?}\n{}",
+        r.describe()
+    );
     assert!(r.stdout.contains("@ownership_changes["), "{}", r.describe());
-    assert_restored(&before, free, 1024);
+    watch.assert_restored(1024);
 }

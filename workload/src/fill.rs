@@ -113,7 +113,10 @@ pub fn fill(o: &Opts) -> Result<(), Failure> {
         let r = reached.load(Ordering::Relaxed);
         fact("until", names);
         fact("until_delta", vmstat_sum(names).saturating_sub(b));
-        fact("reached_at_mb", if r == u64::MAX { -1 } else { (r / MIB) as i64 });
+        fact(
+            "reached_at_mb",
+            if r == u64::MAX { -1 } else { (r / MIB) as i64 },
+        );
     }
     Ok(())
 }

@@ -27,7 +27,10 @@ fn die_with_parent(expected: Option<i32>) -> bool {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // SAFETY: getppid cannot fail.
-    expected.map_or(true, |p| unsafe { libc::getppid() } == p)
+    match expected {
+        Some(p) => unsafe { libc::getppid() } == p,
+        None => true,
+    }
 }
 
 fn set_comm(name: &str) {

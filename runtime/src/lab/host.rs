@@ -90,7 +90,7 @@ pub fn filesystem(dir: &Path) -> Option<(i64, u64)> {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    let free = st.f_bavail as u64 * st.f_bsize as u64 >> 20;
+    let free = (st.f_bavail as u64 * st.f_bsize as u64) >> 20;
     Some((st.f_type as i64, free))
 }
 

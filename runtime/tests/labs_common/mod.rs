@@ -59,7 +59,10 @@ impl HostState {
                 .map(|k| {
                     (
                         k.to_string(),
-                        std::fs::read_to_string(k).unwrap_or_default().trim().to_string(),
+                        std::fs::read_to_string(k)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
                     )
                 })
                 .collect(),
@@ -110,6 +113,30 @@ pub fn assert_restored(before: &HostState, free_before_kb: u64, margin_mb: u64) 
     }
 }
 
+/// A lab test's hold on the host: the lab lock of this binary, and the host as it was, to
+/// compare with once the lab is done.
+pub struct Watch {
+    _one: MutexGuard<'static, ()>,
+    pub before: HostState,
+    free_kb: u64,
+}
+
+impl Watch {
+    pub fn start() -> Watch {
+        let one = serial();
+        Watch {
+            _one: one,
+            before: HostState::read(),
+            free_kb: meminfo("MemFree"),
+        }
+    }
+
+    /// The host is back as it was, MemFree within `margin_mb`.
+    pub fn assert_restored(&self, margin_mb: u64) {
+        assert_restored(&self.before, self.free_kb, margin_mb);
+    }
+}
+
 /// What one `mmql lab` run printed.
 pub struct LabRun {
     pub ok: bool,
@@ -138,7 +165,13 @@ impl LabRun {
         self.stderr
             .lines()
             .filter(|l| l.contains("the kernel skipped a probe"))
-            .filter_map(|l| l.strip_prefix("mmql: lost ")?.split_whitespace().next()?.parse::<u64>().ok())
+            .filter_map(|l| {
+                l.strip_prefix("mmql: lost ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .sum()
     }
 
@@ -191,7 +224,9 @@ pub fn run(args: &[&str]) -> LabRun {
 }
 
 /// The maps a test's bpftrace program may fill (`@name[key]: value`).
-const MAPS: &[&str] = &["@n", "@pages", "@steals", "@mscan", "@mtake", "@fscan", "@ftake"];
+const MAPS: &[&str] = &[
+    "@n", "@pages", "@steals", "@mscan", "@mtake", "@fscan", "@ftake",
+];
 
 /// bpftrace running `prog` until [`Bpftrace::stop`]; returns once it attached.
 pub struct Bpftrace(Child);
@@ -242,8 +277,9 @@ impl Bpftrace {
 
 pub fn bt(rows: &[(Vec<String>, i64)], name: &str, key: &str) -> i64 {
     rows.iter()
-        .filter(|(k, _)| k[0] == name && (key.is_empty() || k.get(1).map(String::as_str) == Some(key)))
+        .filter(|(k, _)| {
+            k[0] == name && (key.is_empty() || k.get(1).map(String::as_str) == Some(key))
+        })
         .map(|(_, v)| v)
         .sum()
 }
-
