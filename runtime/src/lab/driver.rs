@@ -28,7 +28,7 @@ fn die_with_parent(expected: Option<i32>) -> bool {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // SAFETY: getppid cannot fail.
     match expected {
-        Some(p) => unsafe { libc::getppid() } == p,
+        Some(p) => (unsafe { libc::getppid() }) == p,
         None => true,
     }
 }
