@@ -12,8 +12,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::ptr;
 use std::time::{Duration, Instant};
+
+pub use mmql_workload::mem::page_size;
+use mmql_workload::mem::Mapping;
 
 /// Parses `--name value` pairs; the workloads take nothing else.
 fn opt(args: &[String], name: &str) -> Option<String> {
@@ -36,16 +38,6 @@ fn fact(key: &str, value: impl std::fmt::Display) {
     // A closed stdout must not change what the workload does to memory.
     let _ = writeln!(out, "{key}={value}");
     let _ = out.flush();
-}
-
-pub fn page_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
 }
 
 /// `--cpu N` pins the workload to one CPU before it starts. On the benchmark's VM a traced
@@ -93,34 +85,10 @@ pub fn churn(args: &[String]) -> Result<(), String> {
     let start = Instant::now();
     let mut touched = 0u64;
     for _ in 0..rounds {
-        // SAFETY: a fresh private anonymous mapping at a kernel-chosen address aliases nothing.
-        let addr = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(format!("mmap: {}", io::Error::last_os_error()));
-        }
-        // SAFETY: the range is the mapping just made. madvise failing (THP compiled out) is
-        // harmless: then there are no huge pages to avoid.
-        unsafe { libc::madvise(addr, len, libc::MADV_NOHUGEPAGE) };
-        let base = addr as *mut u8;
-        for i in 0..pages {
-            // SAFETY: i * page < len, inside the writable mapping. The volatile write cannot be
-            // optimised away, so every page really faults.
-            unsafe { ptr::write_volatile(base.add(i * page), 1) };
-            touched += 1;
-        }
-        // SAFETY: unmapping exactly the mapping made above, which nothing references now.
-        if unsafe { libc::munmap(addr, len) } != 0 {
-            return Err(format!("munmap: {}", io::Error::last_os_error()));
-        }
+        let map = Mapping::anon_aligned(len, page).map_err(|e| format!("mmap: {e}"))?;
+        // Failing (THP compiled out) is harmless: then there are no huge pages to avoid.
+        let _ = map.madvise(libc::MADV_NOHUGEPAGE);
+        touched += map.touch_pages() as u64;
     }
     fact("pages_touched", touched);
     fact("elapsed_ns", start.elapsed().as_nanos());

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use mmql_lang::ast::BinOp;
 
+use crate::agg::Agg;
 use crate::program::*;
 use crate::types::{Type, TypeDisplay};
 
@@ -30,7 +31,7 @@ pub fn explain(p: &Program) -> String {
             .collect();
         let value = match &m.value {
             ValueKind::Last(t) => format!("value {}", TypeDisplay(t, &p.symtabs)),
-            ValueKind::Lhist { lo, hi, step } => format!("lhist {lo}..{hi} step {step}"),
+            ValueKind::Agg(Agg::Lhist { lo, hi, step }) => format!("lhist {lo}..{hi} step {step}"),
             ValueKind::SpanState { saved } => {
                 format!("span state: start time + {saved} saved field(s)")
             }
@@ -153,7 +154,7 @@ fn ustmts(w: &mut String, p: &Program, body: &[UStmt]) {
             UStmt::Exit => "exit()".to_string(),
             UStmt::Time(f) => format!("time({f:?})"),
             UStmt::Printf { format, args } => {
-                let mut s = format!("printf({format:?}");
+                let mut s = format!("printf({:?}", format.text);
                 for a in args {
                     s.push_str(", ");
                     match a {
@@ -186,19 +187,14 @@ impl Cx<'_> {
                 TStmt::Update { map, keys, op, .. } => {
                     let target = self.map_ref(*map, keys);
                     let rhs = match op {
-                        AggOp::Count => "count()".to_string(),
-                        AggOp::Sum(e) => format!("sum({})", self.expr(e)),
-                        AggOp::Min(e) => format!("min({})", self.expr(e)),
-                        AggOp::Max(e) => format!("max({})", self.expr(e)),
-                        AggOp::Avg(e) => format!("avg({})", self.expr(e)),
-                        AggOp::Stats(e) => format!("stats({})", self.expr(e)),
-                        AggOp::Hist(e) => format!("hist({})", self.expr(e)),
-                        AggOp::Lhist(e) => match &self.p.maps[*map].value {
-                            ValueKind::Lhist { lo, hi, step } => {
-                                format!("lhist({}, {lo}, {hi}, {step})", self.expr(e))
-                            }
-                            _ => format!("lhist({})", self.expr(e)),
-                        },
+                        AggOp::Agg(operand) => {
+                            let value = &self.p.maps[*map].value;
+                            let mut args: Vec<String> =
+                                operand.iter().map(|e| self.expr(e)).collect();
+                            let consts = value.agg().map(Agg::constants).unwrap_or_default();
+                            args.extend(consts.iter().map(i64::to_string));
+                            format!("{}({})", value.name(), args.join(", "))
+                        }
                         AggOp::Assign(e) => self.expr(e),
                     };
                     let _ = writeln!(w, "{pad}{target} = {rhs}");
@@ -217,7 +213,7 @@ impl Cx<'_> {
                 }
                 TStmt::Printf { id, args } => {
                     let spec = &self.p.printfs[*id];
-                    let mut s = format!("printf({:?}", spec.format);
+                    let mut s = format!("printf({:?}", spec.format.text);
                     for shown in &spec.shown {
                         s.push_str(", ");
                         s.push_str(&self.shown(shown, args));

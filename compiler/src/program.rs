@@ -4,6 +4,8 @@
 
 use mmql_lang::Span;
 
+use crate::agg::Agg;
+use crate::printf::Format;
 use crate::types::{Symtab, Type};
 
 pub type MapId = usize;
@@ -110,50 +112,38 @@ pub struct MapInfo {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValueKind {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-    Stats,
-    Hist,
-    Lhist {
-        lo: i64,
-        hi: i64,
-        step: i64,
-    },
+    /// An aggregation (`count()`, `hist(x)`, …): its row in `crate::agg` says the rest.
+    Agg(Agg),
     /// Plain assignment: the last value written.
     Last(Type),
     /// Span begin state: start time plus saved fields (8 bytes each).
-    SpanState {
-        saved: u32,
-    },
+    SpanState { saved: u32 },
 }
 
 impl ValueKind {
     pub fn name(&self) -> &'static str {
         match self {
-            ValueKind::Count => "count",
-            ValueKind::Sum => "sum",
-            ValueKind::Min => "min",
-            ValueKind::Max => "max",
-            ValueKind::Avg => "avg",
-            ValueKind::Stats => "stats",
-            ValueKind::Hist => "hist",
-            ValueKind::Lhist { .. } => "lhist",
+            ValueKind::Agg(a) => a.name(),
             ValueKind::Last(_) => "value",
             ValueKind::SpanState { .. } => "span state",
         }
     }
 
     pub fn is_aggregation(&self) -> bool {
-        !matches!(self, ValueKind::Last(_) | ValueKind::SpanState { .. })
+        matches!(self, ValueKind::Agg(_))
+    }
+
+    pub fn agg(&self) -> Option<&Agg> {
+        match self {
+            ValueKind::Agg(a) => Some(a),
+            _ => None,
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrintfSpec {
-    pub format: String,
+    pub format: Format,
     /// The record's slots, in order: what the kernel writes (the `TStmt::Printf` arguments).
     pub args: Vec<Type>,
     /// What each conversion shows, in order: a slot as is, or a function of slots evaluated
@@ -200,7 +190,7 @@ pub enum UStmt {
     Print { map: MapId, top: Option<u64> },
     Clear(MapId),
     Zero(MapId),
-    Printf { format: String, args: Vec<UArg> },
+    Printf { format: Format, args: Vec<UArg> },
     Time(String),
     Exit,
 }
@@ -317,33 +307,21 @@ pub enum TStmt {
     Exit,
 }
 
+/// What a map write does; which aggregation is the map's (`MapInfo::value`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AggOp {
-    Count,
-    /// `sum(e)`; also `++` (1), `--` (-1), `+= e`, `-= e`.
-    Sum(TExpr),
-    Min(TExpr),
-    Max(TExpr),
-    Avg(TExpr),
-    Stats(TExpr),
-    Hist(TExpr),
-    Lhist(TExpr),
+    /// An aggregation update, with its operand (`count()` has none). `++`, `--`, `+= e` and
+    /// `-= e` are `sum` updates.
+    Agg(Option<TExpr>),
     Assign(TExpr),
 }
 
 impl AggOp {
-    /// The expression the aggregation reads, if any (`count()` reads none).
+    /// The expression the write reads, if any (`count()` reads none).
     pub fn operand(&self) -> Option<&TExpr> {
         match self {
-            AggOp::Count => None,
-            AggOp::Sum(e)
-            | AggOp::Min(e)
-            | AggOp::Max(e)
-            | AggOp::Avg(e)
-            | AggOp::Stats(e)
-            | AggOp::Hist(e)
-            | AggOp::Lhist(e)
-            | AggOp::Assign(e) => Some(e),
+            AggOp::Agg(e) => e.as_ref(),
+            AggOp::Assign(e) => Some(e),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Event-name resolution: a probe header pattern (`kmem:mm_page_*`, `vmscan:direct_reclaim`,
 //! `vmscan:mm_vmscan_writepage`) → the tracepoints of the catalog it means, or a span.
 
+use mmql_lang::ast::{EventPattern, PatternForm};
 use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
 use mmql_lang::Span;
 use mmql_stdlib::knowledge::{self, SpanKey};
@@ -58,10 +59,6 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?'])
-}
-
 /// Names tried for `name` in `category`: as written, then with the redundant prefixes.
 fn candidates(category: &str, name: &str) -> Vec<String> {
     let mut v = vec![name.to_string()];
@@ -74,11 +71,18 @@ fn candidates(category: &str, name: &str) -> Vec<String> {
     v
 }
 
-pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolution, Diagnostic> {
-    let parts: Vec<&str> = pattern.split(':').collect();
-    let (category, name) = match parts.as_slice() {
-        [c, n] if !c.is_empty() && !n.is_empty() => (*c, *n),
-        [prefix, c, n] if matches!(*prefix, "tracepoint" | "t") => {
+pub fn resolve(p: &EventPattern, catalog: &Catalog) -> Result<Resolution, Diagnostic> {
+    let (pattern, span) = (p.text.as_str(), p.span);
+    let (category, name, glob) = match &p.form {
+        PatternForm::Event { category, event } => (
+            category.name.as_str(),
+            event.name.as_str(),
+            category.glob || event.glob,
+        ),
+        PatternForm::Bpftrace {
+            category: c,
+            event: n,
+        } => {
             return Err(Diagnostic::error(
                 Code::E0102,
                 format!("`{pattern}` is bpftrace's spelling"),
@@ -86,8 +90,8 @@ pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolutio
             .at(span, "drop the `tracepoint:` prefix")
             .with_help(format!("write `on {c}:{n}`")));
         }
-        [single] => return Err(missing_category(single, span, catalog)),
-        _ => {
+        PatternForm::NoCategory(single) => return Err(missing_category(single, span, catalog)),
+        PatternForm::Malformed => {
             return Err(Diagnostic::error(
                 Code::E0102,
                 format!("`{pattern}` is not an event name"),
@@ -104,9 +108,11 @@ pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolutio
         .filter(|c| glob_match(category, c))
         .collect();
     if matching_cats.is_empty() {
-        let help = did_you_mean(category, cats.iter().copied()).unwrap_or_else(|| {
-            "mm categories: kmem, vmscan, compaction, huge_memory, oom, migrate (`mmql list` shows all)".to_string()
-        });
+        let help = mmql_lang::foreign_probe_help(category)
+            .or_else(|| did_you_mean(category, cats.iter().copied()))
+            .unwrap_or_else(|| {
+                "mm categories: kmem, vmscan, compaction, huge_memory, oom, migrate (`mmql list` shows all)".to_string()
+            });
         return Err(
             Diagnostic::error(Code::E0101, format!("no tracepoint category `{category}`"))
                 .at(span, "unknown category")
@@ -114,7 +120,7 @@ pub fn resolve(pattern: &str, span: Span, catalog: &Catalog) -> Result<Resolutio
         );
     }
 
-    if is_glob(category) || is_glob(name) {
+    if glob {
         let mut found = Vec::new();
         for c in &matching_cats {
             for cand in candidates(c, name) {

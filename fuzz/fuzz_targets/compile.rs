@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = LowerOptions {
         pid: (data.len() % 2 == 1).then_some(4242),
         max_keys: (data.len() % 3 == 0).then_some(1 << 20),
+        timeline: data.len() % 5 == 0,
     };
     match pipeline::compile(&src, catalog(), &opts) {
         Ok((compiled, warnings)) => {

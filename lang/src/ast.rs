@@ -23,13 +23,78 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeKind {
     /// `on CAT:NAME, ...`; patterns may hold `*` and `?`.
-    Events(Vec<Spanned<String>>),
+    Events(Vec<EventPattern>),
     Begin,
     End,
     /// `every N`: nanoseconds.
     Every(Spanned<u64>),
     /// `after N`: nanoseconds.
     After(Spanned<u64>),
+}
+
+/// One pattern of a probe header, split where the parser reads it, so later stages never
+/// split text again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPattern {
+    /// As written, for messages.
+    pub text: String,
+    pub span: Span,
+    pub form: PatternForm,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatternForm {
+    /// `CATEGORY:EVENT`: `kmem:mm_page_alloc`, `vmscan:*`, `vmscan:direct_reclaim`.
+    Event {
+        category: PatternPart,
+        event: PatternPart,
+    },
+    /// bpftrace's `tracepoint:CATEGORY:EVENT` (or `t:`): the checker says how mmql spells it.
+    Bpftrace { category: String, event: String },
+    /// A name without a category: the checker suggests one.
+    NoCategory(String),
+    /// Any other arrangement of `:` (`a:b:c`, `:x`, `x:`).
+    Malformed,
+}
+
+/// One side of `CATEGORY:EVENT`: a name, or a glob when it holds `*` or `?`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternPart {
+    pub name: String,
+    pub glob: bool,
+}
+
+impl PatternPart {
+    fn new(name: &str) -> PatternPart {
+        PatternPart {
+            name: name.to_string(),
+            glob: name.contains(['*', '?']),
+        }
+    }
+}
+
+impl EventPattern {
+    /// Splits a probe-header pattern token.
+    pub fn new(text: &str, span: Span) -> EventPattern {
+        let parts: Vec<&str> = text.split(':').collect();
+        let form = match parts.as_slice() {
+            [c, e] if !c.is_empty() && !e.is_empty() => PatternForm::Event {
+                category: PatternPart::new(c),
+                event: PatternPart::new(e),
+            },
+            [prefix, c, e] if matches!(*prefix, "tracepoint" | "t") => PatternForm::Bpftrace {
+                category: c.to_string(),
+                event: e.to_string(),
+            },
+            [single] => PatternForm::NoCategory(single.to_string()),
+            _ => PatternForm::Malformed,
+        };
+        EventPattern {
+            text: text.to_string(),
+            span,
+            form,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +244,48 @@ impl UnOp {
             UnOp::Neg => "-",
             UnOp::Not => "!",
             UnOp::BitNot => "~",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(text: &str) -> PatternForm {
+        EventPattern::new(text, Span::new(0, text.len())).form
+    }
+
+    #[test]
+    fn patterns_are_split_once_by_the_parser() {
+        let part = |name: &str, glob| PatternPart {
+            name: name.into(),
+            glob,
+        };
+        assert_eq!(
+            form("kmem:mm_page_*"),
+            PatternForm::Event {
+                category: part("kmem", false),
+                event: part("mm_page_*", true)
+            }
+        );
+        assert_eq!(
+            form("vm?can:x"),
+            PatternForm::Event {
+                category: part("vm?can", true),
+                event: part("x", false)
+            }
+        );
+        assert_eq!(
+            form("t:kmem:kmalloc"),
+            PatternForm::Bpftrace {
+                category: "kmem".into(),
+                event: "kmalloc".into()
+            }
+        );
+        assert_eq!(form("kmalloc"), PatternForm::NoCategory("kmalloc".into()));
+        for bad in ["a:b:c", ":x", "x:", "kmem::x"] {
+            assert_eq!(form(bad), PatternForm::Malformed, "{bad}");
         }
     }
 }

@@ -92,9 +92,13 @@ fn unescape(lit: &str) -> Result<String, String> {
 #[derive(Logos, Debug, Clone, PartialEq)]
 #[logos(error = LexErrorKind)]
 #[logos(skip r"[ \t\r\n\f]+")]
-#[logos(skip(r"#[^\n]*", allow_greedy = true))]
-#[logos(skip(r"//[^\n]*", allow_greedy = true))]
 pub enum Tok<'s> {
+    /// `# ...` or `// ...` to the end of the line. Never handed to the parser: the lexer keeps
+    /// its span (`Lexer::comments`) and moves on.
+    #[regex(r"#[^\n]*", allow_greedy = true)]
+    #[regex(r"//[^\n]*", allow_greedy = true)]
+    Comment,
+
     #[token("on")]
     On,
     #[token("where")]
@@ -216,6 +220,7 @@ impl Tok<'_> {
             Tok::Int(n) => format!("number `{n}`"),
             Tok::Duration(_) => "duration".to_string(),
             Tok::Str(_) => "string".to_string(),
+            Tok::Comment => "comment".to_string(),
             Tok::Pattern(p) => format!("event name `{p}`"),
             other => format!("`{}`", other.punct()),
         }
@@ -274,6 +279,7 @@ impl Tok<'_> {
             | Tok::Int(_)
             | Tok::Duration(_)
             | Tok::Str(_)
+            | Tok::Comment
             | Tok::Pattern(_) => "",
         }
     }
@@ -284,6 +290,8 @@ pub struct Lexer<'s> {
     inner: logos::Lexer<'s, Tok<'s>>,
     /// Tokens scanned ahead by the probe-header mode.
     pending: std::collections::VecDeque<(usize, Tok<'s>, usize)>,
+    /// Every comment passed so far.
+    comments: Vec<Span>,
 }
 
 impl<'s> Lexer<'s> {
@@ -291,7 +299,13 @@ impl<'s> Lexer<'s> {
         Lexer {
             inner: Tok::lexer(text),
             pending: Default::default(),
+            comments: Vec::new(),
         }
+    }
+
+    /// The comments passed so far, in order.
+    pub fn comments(&self) -> &[Span] {
+        &self.comments
     }
 
     /// Scans `PATTERN (, PATTERN)*` after `on`, stopping before `where`, `{` or anything else.
@@ -301,20 +315,18 @@ impl<'s> Lexer<'s> {
         let bytes = rest.as_bytes();
         let mut i = 0;
         let is_pat = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'*' | b'?' | b':');
+        let mut comments = Vec::new();
         loop {
             // Whitespace and comments between patterns.
             while i < bytes.len() {
                 match bytes[i] {
                     b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-                    b'#' => {
+                    c @ (b'#' | b'/') if c == b'#' || bytes.get(i + 1) == Some(&b'/') => {
+                        let start = i;
                         while i < bytes.len() && bytes[i] != b'\n' {
                             i += 1
                         }
-                    }
-                    b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                        while i < bytes.len() && bytes[i] != b'\n' {
-                            i += 1
-                        }
+                        comments.push(Span::new(base + start, base + i));
                     }
                     _ => break,
                 }
@@ -344,6 +356,10 @@ impl<'s> Lexer<'s> {
         // Hand everything scanned so far (but not what stopped us) to the pending queue.
         let consumed = self.pending.back().map_or(0, |&(_, _, end)| end - base);
         self.inner.bump(consumed);
+        // Comments past the last pattern are lexed again from there: keep them once.
+        let done = base + consumed;
+        self.comments
+            .extend(comments.into_iter().filter(|c| c.range().end <= done));
     }
 }
 
@@ -354,7 +370,12 @@ impl<'s> Iterator for Lexer<'s> {
         if let Some(t) = self.pending.pop_front() {
             return Some(Ok(t));
         }
-        let tok = self.inner.next()?;
+        let mut tok = self.inner.next()?;
+        while tok == Ok(Tok::Comment) {
+            let s = self.inner.span();
+            self.comments.push(Span::new(s.start, s.end));
+            tok = self.inner.next()?;
+        }
         let span = self.inner.span();
         Some(match tok {
             Ok(t) => {
@@ -423,6 +444,15 @@ mod tests {
             toks("on # c\n kmem:x // d\n { }"),
             vec![Tok::On, Tok::Pattern("kmem:x"), Tok::LBrace, Tok::RBrace]
         );
+    }
+
+    #[test]
+    fn comments_are_kept_once_each() {
+        let text = "on # a\n kmem:x, # b\n kmem:y // c\n { @n = 1 # d\n }";
+        let mut lexer = Lexer::new(text);
+        for _ in lexer.by_ref() {}
+        let found: Vec<&str> = lexer.comments().iter().map(|s| &text[s.range()]).collect();
+        assert_eq!(found, ["# a", "# b", "// c", "# d"]);
     }
 
     #[test]

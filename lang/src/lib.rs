@@ -4,6 +4,7 @@
 
 pub mod ast;
 pub mod diag;
+pub mod doc;
 pub mod lexer;
 mod parse;
 pub mod span;
@@ -13,5 +14,5 @@ mod grammar {
     include!(concat!(env!("OUT_DIR"), "/grammar.rs"));
 }
 
-pub use parse::parse;
+pub use parse::{foreign_probe_help, parse};
 pub use span::{Source, Span, Spanned};

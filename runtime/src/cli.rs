@@ -35,6 +35,11 @@ pub struct Common {
     /// the running kernel.
     #[arg(long, global = true, value_name = "DIR")]
     pub formats: Option<PathBuf>,
+    /// Run on recorded events instead of the kernel (no root needed): a file `mmql record`
+    /// wrote, or `sample:NAME` (`mmql samples` lists the bundled ones). `check`, `explain`
+    /// and `list` then use the recording's formats.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trace: Option<String>,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -42,10 +47,12 @@ pub struct Common {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunOpts {
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Start CMD after attaching, trace only it, stop when it exits.
+    /// Start CMD after attaching, trace only it, stop when it exits (a failing CMD's exit
+    /// status becomes mmql's).
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after this long (`10s`, `500ms`, `2m`; a bare number means seconds).
@@ -64,6 +71,14 @@ pub struct RunOpts {
     /// stops) for `mmql replay`.
     #[arg(long = "record", value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Also write a self-contained HTML report of the run to FILE: metadata, every map as a
+    /// chart or table, the printed lines.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also write a Perfetto trace of the run to FILE: every span as a slice on its thread,
+    /// every printf line as an instant, every count/sum map printed by `every` as a counter.
+    #[arg(long = "perfetto", value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
     /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
@@ -145,7 +160,21 @@ pub enum Command {
         /// Write output to FILE instead of stdout.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write a self-contained HTML report of the replayed run to FILE.
+        #[arg(long = "html", value_name = "FILE")]
+        html: Option<PathBuf>,
     },
+    /// Record raw tracepoint events to a file that any script can run on later, without root
+    /// (`mmql --trace FILE ...`).
+    #[command(
+        after_help = "Examples:\n  mmql record -o churn.mmqltrace -c 'mmql-workload churn' 'kmem:mm_page_*'\n  mmql record -o reclaim.mmqltrace -d 30s --stacks vmscan:direct_reclaim\n  mmql record -o oom.mmqltrace recipe:oom-kills\n  mmql record -o mine.mmqltrace -e 'on kmem:mm_page_alloc { @n[order] = count() }'"
+    )]
+    Record(RecordArgs),
+    /// List the bundled sample recordings (`--trace sample:NAME`).
+    #[command(
+        after_help = "Example:\n  mmql samples\n  mmql --trace sample:churn -e 'on kmem:mm_page_alloc { @[order] = count() }'"
+    )]
+    Samples,
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]
     Recipes,
@@ -187,6 +216,35 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Where to write the recording.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// What to record: tracepoints, globs (`kmem:*`) or span names (their begin and end
+    /// events); or one script file, or `recipe:NAME`, to record the events it uses.
+    #[arg(value_name = "EVENT|SCRIPT", required_unless_present = "program")]
+    pub targets: Vec<String>,
+    /// Record the events this program uses.
+    #[arg(short = 'e', value_name = "PROGRAM")]
+    pub program: Option<String>,
+    /// Only record events of this process (its thread group).
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "cmd")]
+    pub pid: Option<u32>,
+    /// Start CMD after attaching, record only it, stop when it exits.
+    #[arg(short = 'c', long = "cmd", value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// Stop after this long (`10s`, `500ms`, `2m`).
+    #[arg(short = 'd', long = "duration", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Also record the kernel stack of every event (for `kstack`).
+    #[arg(long)]
+    pub stacks: bool,
+    /// Quiet: no banner and no summary.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct LabArgs {
     /// The lab to run (`mmql lab` lists them).
     pub name: Option<String>,
@@ -220,7 +278,8 @@ pub struct ServeArgs {
     /// Keys exported per map per scrape; the rest are counted in `mmql_series_dropped`.
     #[arg(long, value_name = "N", default_value_t = crate::serve::metrics::DEFAULT_MAX_SERIES)]
     pub max_series: usize,
-    /// Only trace events of this process (its thread group), filtered in the kernel.
+    /// Only trace events of this process (its thread group), filtered in the kernel; stop
+    /// serving when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
     /// Keys each keyed map may hold (default 10240); inserts past it are counted.

@@ -6,10 +6,6 @@
 //! files on read, so two threads each read and parse half of the categories while a third
 //! reads BTF; [`load_catalog_filtered`] reads only the categories a program names.
 
-// `load_catalog_filtered`, `origin` and `description` are for the CLI to adopt; nothing calls
-// them from the binary yet.
-#![allow(dead_code)]
-
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,7 +14,8 @@ use mmql_compiler::btf::{self, BtfEnums};
 use mmql_compiler::format::{parse_btf_enums, Catalog};
 use mmql_stdlib::btf_fields::is_wanted_enum;
 
-/// Where to read format files from.
+/// Where to read format files from. The snapshot embedded in the binary is what `Live`
+/// falls back to when tracefs cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatSource {
     /// The running kernel: tracefs events and `/sys/kernel/btf/vmlinux`.
@@ -26,8 +23,20 @@ pub enum FormatSource {
     /// A directory laid out like tracefs `events/` (`<category>/<name>/format`), with an
     /// optional `btf-enums.txt` in its parent (as `stdlib/snapshot/` has).
     Dir(PathBuf),
-    /// The snapshot embedded in the binary.
-    Snapshot,
+    /// The format files inside an event recording (`--trace FILE`).
+    Recorded(std::sync::Arc<RecordedFormats>),
+}
+
+/// What a recording holds of the kernel's formats.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordedFormats {
+    /// The recording, for messages.
+    pub name: String,
+    /// (category, name, format file text)
+    pub files: Vec<(String, String, String)>,
+    /// `btf-enums.txt` text.
+    pub btf_enums: Option<String>,
+    pub kernel_release: Option<String>,
 }
 
 #[derive(Debug)]
@@ -36,13 +45,9 @@ pub struct LoadedCatalog {
     /// Problems that did not stop loading: files that failed to parse, a missing BTF, a
     /// fallback to the snapshot. The CLI prints them as warnings.
     pub warnings: Vec<String>,
-    /// Where the catalog actually came from: `Snapshot` when `Live` fell back.
-    pub origin: FormatSource,
-    /// A one-line description for `--verbose` and `list`: the path or the snapshot kernel.
-    pub description: String,
 }
 
-const TRACEFS_EVENTS: &[&str] = &[
+pub const TRACEFS_EVENTS: &[&str] = &[
     "/sys/kernel/tracing/events",
     "/sys/kernel/debug/tracing/events",
 ];
@@ -62,10 +67,32 @@ pub fn load_catalog_filtered(
     want: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<LoadedCatalog, String> {
     match source {
-        FormatSource::Snapshot => Ok(snapshot(Vec::new())),
         FormatSource::Dir(dir) => load_dir(dir, want),
         FormatSource::Live => Ok(load_live(want)),
+        FormatSource::Recorded(r) => load_recorded(r, want),
     }
+}
+
+fn load_recorded(
+    r: &std::sync::Arc<RecordedFormats>,
+    want: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<LoadedCatalog, String> {
+    let (mut catalog, errors) = Catalog::from_texts(
+        r.files
+            .iter()
+            .filter(|(c, _, _)| want(c))
+            .map(|(c, n, t)| (c.as_str(), n.as_str(), t.as_str())),
+    );
+    let warnings = errors
+        .into_iter()
+        .map(|(c, n, e)| format!("{}: the format of {c}:{n}: {e}", r.name))
+        .collect();
+    if let Some(text) = &r.btf_enums {
+        catalog.btf_enums =
+            parse_btf_enums(text).map_err(|e| format!("{}: BTF enums: {e}", r.name))?;
+    }
+    catalog.apply_btf_enums();
+    Ok(LoadedCatalog { catalog, warnings })
 }
 
 fn snapshot(mut warnings: Vec<String>) -> LoadedCatalog {
@@ -75,15 +102,7 @@ fn snapshot(mut warnings: Vec<String>) -> LoadedCatalog {
             .into_iter()
             .map(|(c, n, e)| format!("snapshot {c}:{n}: {e}")),
     );
-    LoadedCatalog {
-        catalog,
-        warnings,
-        origin: FormatSource::Snapshot,
-        description: format!(
-            "embedded snapshot of Linux {}",
-            mmql_stdlib::snapshot::KERNEL
-        ),
-    }
+    LoadedCatalog { catalog, warnings }
 }
 
 fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
@@ -110,11 +129,15 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
                     }
                 }
                 catalog.apply_btf_enums();
+                return LoadedCatalog { catalog, warnings };
+            }
+            // tracefs is readable, but none of the script's categories exists: an empty
+            // catalog (no snapshot, no warning) makes the caller load every category, so
+            // the diagnostic says which category is unknown and names the nearest ones.
+            (Ok(_), _) if has_categories(Path::new(events)) => {
                 return LoadedCatalog {
-                    catalog,
-                    warnings,
-                    origin: FormatSource::Live,
-                    description: format!("{events} on Linux {}", kernel_release()),
+                    catalog: Catalog::default(),
+                    warnings: Vec::new(),
                 };
             }
             (Ok(_), _) => why.push(format!("{events}: no format files")),
@@ -126,6 +149,12 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
         why.join("; "),
         mmql_stdlib::snapshot::KERNEL
     )])
+}
+
+/// Whether a tracefs events directory holds any category at all.
+fn has_categories(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()))))
 }
 
 fn read_btf() -> Result<BtfEnums, String> {
@@ -206,12 +235,7 @@ fn load_dir(dir: &Path, want: &(dyn Fn(&str) -> bool + Sync)) -> Result<LoadedCa
         }
     }
     catalog.apply_btf_enums();
-    Ok(LoadedCatalog {
-        catalog,
-        warnings,
-        origin: FormatSource::Dir(dir.to_path_buf()),
-        description: dir.display().to_string(),
-    })
+    Ok(LoadedCatalog { catalog, warnings })
 }
 
 /// Reads and parses every `<dir>/<category>/<name>/format` of the wanted categories, on two
@@ -293,7 +317,7 @@ fn read_format<'b>(f: &mut fs::File, buf: &'b mut Vec<u8>) -> Option<&'b str> {
     std::str::from_utf8(buf).ok()
 }
 
-fn kernel_release() -> String {
+pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())
@@ -337,9 +361,8 @@ mod tests {
 
     #[test]
     fn snapshot_source() {
-        let loaded = load_catalog(&FormatSource::Snapshot).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = snapshot(Vec::new());
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-        assert_eq!(loaded.origin, FormatSource::Snapshot);
         assert!(loaded.catalog.get("kmem", "mm_page_alloc").is_some());
     }
 
@@ -386,7 +409,7 @@ mod tests {
             loaded.catalog.events.len(),
             t.elapsed()
         );
-        assert_eq!(loaded.origin, FormatSource::Live);
+        // A fallback to the snapshot would be a warning too.
         assert!(
             loaded.warnings.is_empty(),
             "every live format parses: {:?}",

@@ -33,6 +33,11 @@ impl PrintTime {
         }
     }
 
+    /// Wall clock = `nsecs` + `offset`: a recording's, taken when it was made.
+    pub fn set_wall_offset(&mut self, offset: i128) {
+        self.wall_offset = Some(offset);
+    }
+
     pub fn eval(&mut self, func: &UserFn, slots: &[Scalar]) -> Scalar {
         let int = |i: usize| match slots.get(i) {
             Some(Scalar::Int(v)) => Some(*v),
@@ -114,7 +119,8 @@ fn with_micros(fmt: &str, micros: u32) -> String {
     out
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
+/// A clock's time in ns (`CLOCK_MONOTONIC` is what the probes' `bpf_ktime_get_ns` reads).
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -124,7 +130,7 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
-fn wall_minus_monotonic() -> i128 {
+pub fn wall_minus_monotonic() -> i128 {
     clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
 }
 

@@ -7,9 +7,6 @@
 //! `processed N insns ...` summary. Checks done before the walk (CFG: back-edges, unreachable
 //! code, jumps out of range) print no walk, only a message that names `insn N`.
 
-// Until the CLI reports load failures through this, the binary would warn about it.
-#![allow(dead_code)]
-
 /// What the verifier rejected, boiled down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierReport {

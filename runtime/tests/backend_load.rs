@@ -4,12 +4,8 @@
 //! its maps read back through `sys::RawMap` with the numbers this process caused.
 //! Every test prints `SKIP: reason` and returns where the machine cannot run it.
 
-#[path = "../src/sys/mod.rs"]
-mod sys;
-#[path = "../src/verifier.rs"]
-mod verifier;
-
 use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -17,12 +13,13 @@ use std::sync::Mutex;
 use aya::maps::RingBuf;
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
+use mmql::sys::{self, RawMap};
+use mmql::verifier;
 use mmql_compiler::bpf::insn::{helper, AluOp, Insn, JmpOp, Size, R0, R1, R2, R3, R4, R6, R7};
 use mmql_compiler::bpf::{
     program_listing, write_object, write_object_with, MapDef, MapSection, ProgramDef,
     BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF,
 };
-use sys::RawMap;
 
 const R10: u8 = mmql_compiler::bpf::insn::R10;
 
@@ -307,14 +304,18 @@ fn loads_runs_and_reads_maps() {
 
     // (a) per-CPU array: order 0 summed over every possible CPU covers at least our faults.
     let orders = ebpf.map("mqa_orders").expect("orders map");
-    let orders = RawMap::new(sys::map_fd(orders)).expect("orders info");
-    assert_eq!(orders.info().key_size, 4);
+    let orders = RawMap::new(map_fd(orders)).expect("orders info");
+    assert_eq!(orders.key_size(), 4);
     assert_eq!(orders.slot_size(), 8);
     let cpus = sys::possible_cpus().expect("possible cpus");
-    let slots = orders
-        .lookup_per_cpu(&0u32.to_le_bytes())
-        .expect("lookup")
-        .expect("order 0 present");
+    let mut value = vec![0u8; orders.value_buf_size()];
+    assert!(
+        orders
+            .lookup(&0u32.to_le_bytes(), &mut value)
+            .expect("lookup"),
+        "order 0 present"
+    );
+    let slots: Vec<&[u8]> = value.chunks_exact(orders.slot_size()).collect();
     assert_eq!(slots.len(), cpus);
     let order0: u64 = slots
         .iter()
@@ -330,7 +331,7 @@ fn loads_runs_and_reads_maps() {
     );
 
     // (b) hash keyed by tgid: our own entry counts at least the pages we touched.
-    let tgids = RawMap::new(sys::map_fd(ebpf.map("mqa_tgids").expect("tgids"))).expect("info");
+    let tgids = RawMap::new(map_fd(ebpf.map("mqa_tgids").expect("tgids"))).expect("info");
     let mut value = vec![0u8; tgids.value_buf_size()];
     assert!(tgids
         .lookup(&tgid.to_le_bytes(), &mut value)
@@ -400,7 +401,7 @@ fn legacy_map_section_loads_in_aya() {
     let links = attach_all(&mut ebpf, &["mql_order", "mql_tgid"]);
     touch_pages(64);
     detach_all(&mut ebpf, links);
-    let tgids = RawMap::new(sys::map_fd(ebpf.map("mql_tgids").expect("tgids"))).expect("info");
+    let tgids = RawMap::new(map_fd(ebpf.map("mql_tgids").expect("tgids"))).expect("info");
     let mut value = [0u8; 8];
     assert!(tgids
         .lookup(&std::process::id().to_le_bytes(), &mut value)
@@ -517,6 +518,45 @@ fn verifier_rejection_names_the_instruction() {
 }
 
 /// Every (key, value) of a map through `for_each_entry` (the batched read the runtime uses).
+/// The file descriptor of a map aya loaded (the binary never holds aya maps; this test does). aya 0.14 has no accessor on `Map` itself, only on
+/// the `MapData` each variant wraps.
+fn map_fd(map: &aya::maps::Map) -> BorrowedFd<'_> {
+    use aya::maps::Map as M;
+    let data = match map {
+        M::Array(d)
+        | M::ArrayOfMaps(d)
+        | M::BloomFilter(d)
+        | M::CgroupArray(d)
+        | M::CgroupStorage(d)
+        | M::CgrpStorage(d)
+        | M::CpuMap(d)
+        | M::DevMap(d)
+        | M::DevMapHash(d)
+        | M::HashMap(d)
+        | M::HashOfMaps(d)
+        | M::InodeStorage(d)
+        | M::LpmTrie(d)
+        | M::LruHashMap(d)
+        | M::PerCpuArray(d)
+        | M::PerCpuCgroupStorage(d)
+        | M::PerCpuHashMap(d)
+        | M::PerCpuLruHashMap(d)
+        | M::PerfEventArray(d)
+        | M::ProgramArray(d)
+        | M::Queue(d)
+        | M::ReusePortSockArray(d)
+        | M::RingBuf(d)
+        | M::SockHash(d)
+        | M::SockMap(d)
+        | M::SkStorage(d)
+        | M::Stack(d)
+        | M::StackTraceMap(d)
+        | M::Unsupported(d)
+        | M::XskMap(d) => d,
+    };
+    data.fd().as_fd()
+}
+
 fn entries(m: &RawMap) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     m.for_each_entry(&mut |k, v| out.push((k.to_vec(), v.to_vec())))

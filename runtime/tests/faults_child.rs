@@ -1,7 +1,9 @@
-//! Fault tests, the `-c` command (root + BPF; skipped with a reason elsewhere). Input: a
-//! command that crashes, fails, never exits, or ignores SIGTERM. Output: mmql stops when it
-//! should (child gone, or `-d`/a signal), exits 0 with the exit dump, says in one line when the
-//! command failed, leaves no process of the command and no BPF object behind.
+//! Fault tests, the `-c` command and the `-p` process (root + BPF; skipped with a reason
+//! elsewhere). Input: a command that crashes, fails, is not found, never exits, or ignores
+//! SIGTERM; a `-p` process that exits, or does not exist. Output: mmql stops when it should
+//! (child or process gone, or `-d`/a signal) with the exit dump, says in one line when the
+//! command failed and exits with the command's status then (docs/exit-codes.md), refuses a pid
+//! that names no process, leaves no process of the command and no BPF object behind.
 
 #[path = "faults/harness.rs"]
 mod harness;
@@ -41,7 +43,8 @@ fn child_crashes() {
     skip_unless_root_bpf!();
     let cmd = format!("{} crash", workload());
     let e = Watched::spawn(&mut mmql(&["-c", &cmd, "-e", COUNT])).finish(Duration::from_secs(60));
-    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    // As a shell reports it: 128 + SIGABRT.
+    assert_eq!(e.code(), Some(134), "{}", e.dump());
     let lines = e.mmql_lines();
     assert_eq!(
         lines,
@@ -63,14 +66,98 @@ fn child_exits_with_failure() {
     skip_unless_root_bpf!();
     let e = Watched::spawn(&mut mmql(&["-c", "sh -c 'exit 3'", "-e", COUNT]))
         .finish(Duration::from_secs(60));
-    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert_eq!(e.code(), Some(3), "the command's status\n{}", e.dump());
     assert_eq!(
         e.mmql_lines(),
         ["mmql: the command exited with status 3"],
         "{}",
         e.dump()
     );
+    assert!(e.stdout.contains("@n: "), "no exit dump\n{}", e.dump());
     assert_clean(&e, "failing -c child");
+}
+
+/// A command that is not found: the shell says so, mmql exits 127 as the shell would.
+#[test]
+fn child_not_found() {
+    skip_unless_root_bpf!();
+    let e = Watched::spawn(&mut mmql(&["-c", "mmql-no-such-command-42", "-e", COUNT]))
+        .finish(Duration::from_secs(60));
+    assert_eq!(e.code(), Some(127), "{}", e.dump());
+    assert_eq!(
+        e.mmql_lines(),
+        ["mmql: the command exited with status 127"],
+        "{}",
+        e.dump()
+    );
+    assert!(e.stderr.contains("not found"), "{}", e.dump());
+    assert_clean(&e, "-c command not found");
+}
+
+/// `-p PID`: the run ends when that process exits, with the exit dump, as for `-c`. The target
+/// waits for a line on stdin before it execs the workload, so its pages come after the attach.
+#[test]
+fn dash_p_ends_when_the_process_exits() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    skip_unless_root_bpf!();
+    let mut target = Command::new("sh")
+        .args([
+            "-c",
+            &format!("read go; exec {} churn --pages 2000 >/dev/null", workload()),
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    let pid = target.id().to_string();
+    let mut w = Watched::spawn(&mut mmql(&["-p", &pid, "-e", COUNT]));
+    assert!(
+        w.wait_stderr("Attached", Duration::from_secs(60)),
+        "{}",
+        w.stderr_text()
+    );
+    target
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("release the workload");
+    let status = target.wait().expect("wait for the workload");
+    assert!(status.success(), "workload failed: {status}");
+    let gone = Instant::now();
+    // Without the pid watch mmql traces on until killed, and `finish` fails.
+    let e = w.finish(Duration::from_secs(30));
+    let took = gone.elapsed();
+    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    let n: u64 = e
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("@n: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no exit dump\n{}", e.dump()));
+    assert!(n >= 2000, "churn touched 2000 pages, counted {n}");
+    assert_clean(&e, "-p process exits");
+}
+
+/// `-p` with a pid that names no process (pid_max itself is never a pid): one error line,
+/// exit 1, nothing loaded. Needs no privilege: the pid is checked before anything is compiled.
+#[test]
+fn dash_p_refuses_a_missing_process() {
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("read pid_max")
+        .trim()
+        .to_string();
+    let e =
+        Watched::spawn(&mut mmql(&["-p", &pid_max, "-e", COUNT])).finish(Duration::from_secs(30));
+    assert_eq!(e.code(), Some(1), "{}", e.dump());
+    assert_eq!(
+        e.mmql_lines(),
+        [format!("mmql: error: `-p {pid_max}`: no such process")],
+        "{}",
+        e.dump()
+    );
+    assert!(e.held.is_empty(), "nothing may be loaded: {:?}", e.held);
 }
 
 /// With `-f json` the same notice is a `warning` line on stdout, before the exit dump, and
@@ -88,7 +175,7 @@ fn child_failure_is_a_json_warning() {
         COUNT,
     ]))
     .finish(Duration::from_secs(60));
-    assert_eq!(e.code(), Some(0), "{}", e.dump());
+    assert_eq!(e.code(), Some(3), "{}", e.dump());
     assert!(e.mmql_lines().is_empty(), "{}", e.dump());
     let types: Vec<String> = e
         .stdout

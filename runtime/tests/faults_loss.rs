@@ -113,7 +113,11 @@ fn ring_buffer_overrun_is_counted() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
     let lost_events = lost(&e.stderr, "events (ring buffer full)");
-    eprintln!("ring buffer: produced {produced}, printed {printed}, lost {lost_events}");
+    // Records still in the ring buffer when the final drain's time was up (a slow machine).
+    let unprinted = lost(&e.stderr, "(not printed: output too slow after the stop)");
+    eprintln!(
+        "ring buffer: produced {produced}, printed {printed}, lost {lost_events}, not printed {unprinted}"
+    );
     assert!(
         produced >= 100_000,
         "the workload made only {produced} page allocations"
@@ -129,7 +133,7 @@ fn ring_buffer_overrun_is_counted() {
         .take(5)
         .collect();
     assert_eq!(
-        lost_events,
+        lost_events + unprinted,
         produced - printed,
         "lost must equal produced minus printed\n{}\nother lines: {odd:?}",
         e.stderr
@@ -183,14 +187,15 @@ on oom:oom_score_adj_update where current.comm == "mmql-workload" { @exits = cou
         .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
     let printed = text.lines().filter(|l| *l == "alloc").count() as u64;
     let lost_events = lost(&e.stderr, "events (ring buffer full)");
-    eprintln!("exit on a full ring: produced {produced}, printed {printed}, lost {lost_events}");
+    let unprinted = lost(&e.stderr, "(not printed: output too slow after the stop)");
+    eprintln!("exit on a full ring: produced {produced}, printed {printed}, lost {lost_events}, not printed {unprinted}");
     assert!(
         lost_events > 0,
         "the ring buffer was full when exit() ran\n{}",
         e.stderr
     );
     // The exit request is not a lost event: the printf records alone account for the loss.
-    assert_eq!(lost_events, produced - printed, "{}", e.dump());
+    assert_eq!(lost_events + unprinted, produced - printed, "{}", e.dump());
     assert!(text.contains("@exits: 1"), "{text}");
     assert_clean(&e, "exit on a full ring buffer");
 }

@@ -1,14 +1,15 @@
 //! mmql-workload as a library: command line → one memory-management workload, reported as
 //! `key=value` lines on stdout so tests can compare what was done with what a tracer saw. The
 //! `mmql-workload` binary and `mmql lab` (which runs these workloads from inside the mmql
-//! binary) both call [`main_with`].
+//! binary) both call [`main_with`]; the benchmark uses the memory primitives (`mem`) so its
+//! workloads map and touch pages exactly as the traced ones do.
 //!
 //! Every command prints `pid=` first (flushed), so a test can find the process before it
 //! finishes; errors go to stderr with exit status 1, usage errors with status 2.
 
 mod commands;
 mod fill;
-mod mem;
+pub mod mem;
 
 use std::collections::HashMap;
 use std::process::ExitCode;

@@ -14,9 +14,6 @@ use crate::types::Type;
 /// Longest string mmql copies out of a `__data_loc` field.
 pub const DATA_LOC_CAP: u32 = 64;
 
-pub(crate) const AGGREGATIONS: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "stats", "hist", "lhist",
-];
 pub(crate) const USER_FUNCTIONS: &[&str] = &["print", "clear", "zero", "time"];
 pub(crate) const STATEMENT_FUNCTIONS: &[&str] = &["printf", "exit", "delete"];
 pub(crate) const VALUE_FUNCTIONS: &[&str] = &["ksym"];
@@ -30,12 +27,10 @@ pub(crate) fn poison(span: Span) -> TExpr {
 }
 
 fn all_functions() -> impl Iterator<Item = &'static str> {
-    AGGREGATIONS
-        .iter()
-        .chain(USER_FUNCTIONS)
-        .chain(STATEMENT_FUNCTIONS)
-        .chain(VALUE_FUNCTIONS)
-        .copied()
+    crate::agg::names()
+        .chain(USER_FUNCTIONS.iter().copied())
+        .chain(STATEMENT_FUNCTIONS.iter().copied())
+        .chain(VALUE_FUNCTIONS.iter().copied())
         .chain(super::userfn::names())
 }
 
@@ -231,6 +226,28 @@ impl Checker<'_> {
                 );
                 return poison(span);
             }
+        }
+        // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
+        if crate::agg::names()
+            .chain(USER_FUNCTIONS.iter().copied())
+            .chain(STATEMENT_FUNCTIONS.iter().copied())
+            .chain(VALUE_FUNCTIONS.iter().copied())
+            .any(|f| f == n)
+        {
+            let kind = if crate::agg::lookup(n).is_some() {
+                "an aggregation"
+            } else {
+                "a function"
+            };
+            self.report(
+                Diagnostic::error(
+                    Code::E0105,
+                    format!("`{n}` is {kind}, called with parentheses"),
+                )
+                .at(span, "not called")
+                .with_help(format!("write `{n}()`")),
+            );
+            return poison(span);
         }
         if self.missing_from_some(n, span, scope) {
             return poison(span);
@@ -677,7 +694,7 @@ impl Checker<'_> {
                 self.printf_time_misplaced(f, span);
                 poison(span)
             }
-            f if AGGREGATIONS.contains(&f) => {
+            f if crate::agg::lookup(f).is_some() => {
                 self.report(
                     Diagnostic::error(
                         Code::E0207,

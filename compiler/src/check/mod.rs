@@ -6,6 +6,7 @@
 //! second reports.
 
 mod expr;
+mod per_event;
 mod printf;
 mod stmt;
 mod user;
@@ -22,8 +23,6 @@ use crate::format::{Catalog, Event, Symbols};
 use crate::program::*;
 use crate::resolve::{resolve, Resolved};
 use crate::types::{Symtab, SymtabId, Type};
-
-pub use printf::{parse_conversions, Conversion};
 
 /// The result of a successful check: the program and any warnings or notes.
 pub struct Checked {
@@ -170,12 +169,12 @@ impl<'c> Checker<'c> {
         &mut self,
         index: usize,
         probe: &mmql_lang::ast::Probe,
-        patterns: &[mmql_lang::Spanned<String>],
+        patterns: &[mmql_lang::ast::EventPattern],
     ) {
         let mut plain: Vec<(String, String)> = Vec::new();
         let mut spans = Vec::new();
         for p in patterns {
-            match resolve(&p.node, p.span, self.catalog) {
+            match resolve(p, self.catalog) {
                 Ok(res) => {
                     for n in res.notes {
                         self.report(n);
@@ -206,11 +205,16 @@ impl<'c> Checker<'c> {
         }
         plain.dedup();
         let catalog = self.catalog;
+        plain.retain(|(c, n)| catalog.get(c, n).is_some());
         self.probe_events = plain
             .iter()
             .filter_map(|(c, n)| catalog.get(c, n))
             .collect();
-        for (category, name) in plain {
+        // Which event's check reported each new diagnostic, to merge repeats afterwards.
+        let before = self.diags.len();
+        let mut reported_by = Vec::new();
+        let names: Vec<String> = plain.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        for (i, (category, name)) in plain.into_iter().enumerate() {
             let Some(event) = catalog.get(&category, &name) else {
                 continue;
             };
@@ -227,8 +231,20 @@ impl<'c> Checker<'c> {
                 locals: scope.locals_out(),
                 span: probe.head_span,
             });
+            reported_by.resize(self.diags.len() - before, i);
         }
         self.probe_events.clear();
+        if names.len() > 1 {
+            let found = self
+                .diags
+                .split_off(before)
+                .into_iter()
+                .zip(reported_by)
+                .collect();
+            let written: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
+            self.diags
+                .extend(per_event::merge(found, &names, &written.join(", ")));
+        }
     }
 
     fn span_probe(

@@ -1,86 +1,39 @@
-//! printf formats: the conversions a format string holds, and whether the arguments fit.
-//! The runtime formats with the same parse, so what the checker accepts is what prints.
+//! printf checking: a format string and typed arguments → the parsed [`Format`], or a
+//! located error. The parse is `crate::printf`'s, the one the runtime formats from.
 
 use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
 
+use crate::printf::{parse, Format};
 use crate::types::{Symtab, Type};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conversion {
-    /// Byte offset of the `%` in the format.
-    pub offset: usize,
-    /// Everything between `%` and the conversion letter: flags, width, precision, length.
-    pub spec: String,
-    /// `d i u x X o c s`.
-    pub conv: char,
+/// Parses a format; a directive mmql does not print is an error located on it.
+pub(crate) fn parse_format(fmt: &str, fmt_span: Span) -> Result<Format, Diagnostic> {
+    parse(fmt).map_err(|e| {
+        Diagnostic::error(Code::E0208, e.message)
+            .at(directive_span(fmt, fmt_span, e.offset, e.len), "this directive")
+            .with_help("supported: %d %i %u %x %X %o %c %s, with flags, width, precision and length modifiers; %% for a percent sign")
+    })
 }
 
-impl Conversion {
-    pub fn wants_string(&self) -> bool {
-        self.conv == 's'
+/// The span of bytes `offset..offset+len` of a string literal's decoded text, or the whole
+/// literal when that cannot be known. Every escape makes the source longer than the text;
+/// `\n`, `\"` and `\\` cannot be written raw, so each after the directive accounts for one
+/// extra source byte. When they account for all of them, nothing before the directive was
+/// escaped and its source bytes are the text's.
+fn directive_span(fmt: &str, lit: Span, offset: usize, len: usize) -> Span {
+    let extra = lit.range().len().saturating_sub(fmt.len() + 2);
+    let after = fmt.get(offset + len..).unwrap_or("");
+    let forced = after
+        .chars()
+        .filter(|c| matches!(c, '\n' | '"' | '\\'))
+        .count();
+    if extra == forced {
+        let start = lit.start as usize + 1 + offset;
+        Span::new(start, start + len)
+    } else {
+        lit
     }
-}
-
-/// Splits a format into its conversions (`%%` is not one).
-pub fn parse_conversions(fmt: &str) -> Result<Vec<Conversion>, (usize, String)> {
-    let bytes = fmt.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'%' {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        i += 1;
-        if bytes.get(i) == Some(&b'%') {
-            i += 1;
-            continue;
-        }
-        let spec_start = i;
-        while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b' ' | b'0' | b'#') {
-            i += 1;
-        }
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if bytes.get(i) == Some(&b'.') {
-            i += 1;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-        }
-        while i < bytes.len() && matches!(bytes[i], b'h' | b'l' | b'z' | b'j' | b't') {
-            i += 1;
-        }
-        match bytes.get(i) {
-            Some(&c) if b"diuxXocs".contains(&c) => {
-                out.push(Conversion {
-                    offset: start,
-                    spec: fmt[spec_start..i].to_string(),
-                    conv: c as char,
-                });
-                i += 1;
-            }
-            Some(&c) if c.is_ascii() => {
-                return Err((
-                    start,
-                    format!(
-                        "`%{}` is not a conversion mmql supports",
-                        &fmt[spec_start..=i]
-                    ),
-                ));
-            }
-            _ => {
-                return Err((
-                    start,
-                    "the format ends in the middle of a conversion".to_string(),
-                ))
-            }
-        }
-    }
-    Ok(out)
 }
 
 pub(crate) fn check_printf(
@@ -88,12 +41,9 @@ pub(crate) fn check_printf(
     fmt_span: Span,
     args: &[(Type, Span)],
     symtabs: &[Symtab],
-) -> Result<(), Diagnostic> {
-    let convs = parse_conversions(fmt).map_err(|(_, msg)| {
-        Diagnostic::error(Code::E0208, msg)
-            .at(fmt_span, "in this format")
-            .with_help("supported: %d %i %u %x %X %o %c %s, with flags, width, precision; %% for a percent sign")
-    })?;
+) -> Result<Format, Diagnostic> {
+    let format = parse_format(fmt, fmt_span)?;
+    let convs: Vec<_> = format.conversions().collect();
     if convs.len() != args.len() {
         let mut d = Diagnostic::error(
             Code::E0208,
@@ -126,13 +76,13 @@ pub(crate) fn check_printf(
             };
             return Err(Diagnostic::error(
                 Code::E0208,
-                format!("`%{}{}` does not fit {ty}", c.spec, c.conv),
+                format!("`{}` does not fit {ty}", &fmt[c.offset..c.offset + c.len]),
             )
             .at(*aspan, format!("this is {ty}"))
             .with_help(help));
         }
     }
-    Ok(())
+    Ok(format)
 }
 
 #[cfg(test)]
@@ -140,12 +90,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conversions() {
-        let c = parse_conversions("a %d %-16s %% %lu %08x").unwrap_or_default();
-        let letters: Vec<char> = c.iter().map(|c| c.conv).collect();
-        assert_eq!(letters, vec!['d', 's', 'u', 'x']);
-        assert_eq!(c[1].spec, "-16");
-        assert!(parse_conversions("%.3f").is_err());
-        assert!(parse_conversions("100%").is_err());
+    fn errors_point_at_the_directive_when_they_can() {
+        // `printf("a %q", 1)` with the literal at byte 7: `%q` is bytes 10..12.
+        let d = parse_format("a %q", Span::new(7, 13)).err();
+        let labels = d.map(|d| d.primary.map(|(s, _)| s));
+        assert_eq!(labels, Some(Some(Span::new(10, 12))));
+        // Escapes after it do not move it: `"a %q\n"` is 8 bytes of source.
+        let d = parse_format("a %q\n", Span::new(7, 15)).err();
+        let labels = d.map(|d| d.primary.map(|(s, _)| s));
+        assert_eq!(labels, Some(Some(Span::new(10, 12))));
+        // With an escape before it the offsets differ: the whole literal (`"\n%q"`).
+        let d = parse_format("\n%q", Span::new(7, 13)).err();
+        let labels = d.map(|d| d.primary.map(|(s, _)| s));
+        assert_eq!(labels, Some(Some(Span::new(7, 13))));
     }
 }

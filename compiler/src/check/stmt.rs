@@ -6,9 +6,11 @@ use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
 use mmql_lang::Span;
 use mmql_stdlib::knowledge;
 
-use super::expr::{poison, AGGREGATIONS, USER_FUNCTIONS};
+use super::expr::{poison, USER_FUNCTIONS};
 use super::printf::check_printf;
 use super::{Checker, MapSlot, Scope};
+use crate::agg::{self, Agg, Param};
+use crate::printf::Format;
 use crate::program::*;
 use crate::types::{Type, TypeDisplay};
 
@@ -97,11 +99,11 @@ impl Checker<'_> {
                     }
                     (_, None) => return None,
                 };
-                let map = self.define_map(target, &keys, ValueKind::Sum, span)?;
+                let map = self.define_map(target, &keys, ValueKind::Agg(Agg::Sum), span)?;
                 Some(TStmt::Update {
                     map,
                     keys,
-                    op: AggOp::Sum(v),
+                    op: AggOp::Agg(Some(v)),
                     span,
                 })
             }
@@ -147,71 +149,46 @@ impl Checker<'_> {
             return Some((AggOp::Assign(v), ValueKind::Last(ty)));
         };
         let f = func.node.as_str();
-        if !AGGREGATIONS.contains(&f) {
+        let Some(row) = agg::lookup(f) else {
             let v = self.expr(value, scope, None);
             let ty = v.ty.clone();
             return Some((AggOp::Assign(v), ValueKind::Last(ty)));
-        }
-        let want = match f {
-            "count" => 0,
-            "lhist" => 4,
-            _ => 1,
         };
-        if args.len() != want {
-            let shape = match f {
-                "count" => "`count()` takes no arguments".to_string(),
-                "lhist" => "`lhist(value, min, max, step)` takes four arguments".to_string(),
-                _ => format!("`{f}(value)` takes one argument"),
-            };
+        if args.len() > row.params.len() || args.len() + row.optional < row.params.len() {
             self.report(
                 Diagnostic::error(
                     Code::E0203,
                     format!("`{f}` called with {} argument(s)", args.len()),
                 )
-                .at(value.span, shape),
+                .at(value.span, row.usage),
             );
             return None;
         }
-        if f == "count" {
-            return Some((AggOp::Count, ValueKind::Count));
-        }
-        let v = self.number(&args[0], scope, f);
-        Some(match f {
-            "sum" => (AggOp::Sum(v), ValueKind::Sum),
-            "min" => (AggOp::Min(v), ValueKind::Min),
-            "max" => (AggOp::Max(v), ValueKind::Max),
-            "avg" => (AggOp::Avg(v), ValueKind::Avg),
-            "stats" => (AggOp::Stats(v), ValueKind::Stats),
-            "hist" => (AggOp::Hist(v), ValueKind::Hist),
-            _ => {
-                let mut consts = Vec::new();
-                for a in &args[1..] {
-                    match constant(a) {
-                        Some(c) => consts.push(c),
-                        None => {
-                            self.report(
-                                Diagnostic::error(Code::E0213, "`lhist` bounds must be constants")
-                                    .at(a.span, "not a constant")
-                                    .with_help("e.g. `lhist(order, 0, 11, 1)`"),
-                            );
-                            return None;
-                        }
+        let mut operand = None;
+        let mut consts = Vec::new();
+        for (param, a) in row.params.iter().zip(args) {
+            match param {
+                Param::Value => operand = Some(self.number(a, scope, f)),
+                Param::Const { error, example } => match constant(a) {
+                    Some(c) => consts.push(c),
+                    None => {
+                        self.report(
+                            Diagnostic::error(Code::E0213, *error)
+                                .at(a.span, "not a constant")
+                                .with_help(*example),
+                        );
+                        return None;
                     }
-                }
-                let (lo, hi, step) = (consts[0], consts[1], consts[2]);
-                if step <= 0 || hi <= lo || (hi - lo) / step > 1000 {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0213,
-                            "`lhist` needs min < max, step > 0 and at most 1000 buckets",
-                        )
-                        .at(value.span, format!("min {lo}, max {hi}, step {step}")),
-                    );
-                    return None;
-                }
-                (AggOp::Lhist(v), ValueKind::Lhist { lo, hi, step })
+                },
             }
-        })
+        }
+        match (row.build)(&consts) {
+            Ok(a) => Some((AggOp::Agg(operand), ValueKind::Agg(a))),
+            Err((message, label)) => {
+                self.report(Diagnostic::error(Code::E0213, message).at(value.span, label));
+                None
+            }
+        }
     }
 
     fn map_keys(&mut self, m: &MapRef, scope: &mut Scope) -> Vec<TExpr> {
@@ -444,10 +421,19 @@ impl Checker<'_> {
                 Some(TStmt::Delete { map, keys })
             }
             f if USER_FUNCTIONS.contains(&f) => {
+                let help = if f == "time" {
+                    // bpftrace habit: a timestamp per event. That is a printf of `nsecs`.
+                    "to stamp each event, print its time: `printf(\"%s ...\\n\", strftime(\"%H:%M:%S\", nsecs))` (or `nsecs`, ns since boot); to print the time now and then, call `time()` from `every 5s { ... }`".to_string()
+                } else {
+                    format!("call it from `every 5s {{ {f}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")
+                };
                 self.report(
-                    Diagnostic::error(Code::E0209, format!("`{f}()` runs in userspace, not in an event probe"))
-                        .at(e.span, "inside an event probe")
-                        .with_help(format!("call it from `every 5s {{ {f}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")),
+                    Diagnostic::error(
+                        Code::E0209,
+                        format!("`{f}()` runs in userspace, not in an event probe"),
+                    )
+                    .at(e.span, "inside an event probe")
+                    .with_help(help),
                 );
                 None
             }
@@ -470,7 +456,7 @@ impl Checker<'_> {
         args: &[Expr],
         span: Span,
         scope: &mut Scope,
-    ) -> Option<(String, Vec<TExpr>, Vec<Shown>)> {
+    ) -> Option<(Format, Vec<TExpr>, Vec<Shown>)> {
         let Some(Expr {
             node: ExprKind::Str(format),
             span: fmt_span,
@@ -516,11 +502,13 @@ impl Checker<'_> {
         if failed {
             return None;
         }
-        if let Err(d) = check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
-            self.report(d);
-            return None;
+        match check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
+            Ok(format) => Some((format, targs, shown)),
+            Err(d) => {
+                self.report(d);
+                None
+            }
         }
-        Some((format.clone(), targs, shown))
     }
 }
 

@@ -4,7 +4,7 @@
 use mmql_lang::ast::{Block, Expr, ExprKind, StmtKind};
 use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
 
-use super::printf::parse_conversions;
+use super::printf::parse_format;
 use super::stmt::constant;
 use super::Checker;
 use crate::program::*;
@@ -111,22 +111,21 @@ impl Checker<'_> {
                     span: fspan,
                 }, rest @ ..],
             ) => {
-                let convs = match parse_conversions(fmt) {
-                    Ok(c) => c,
-                    Err((_, msg)) => {
-                        self.report(
-                            Diagnostic::error(Code::E0208, msg).at(*fspan, "in this format"),
-                        );
+                let format = match parse_format(fmt, *fspan) {
+                    Ok(f) => f,
+                    Err(d) => {
+                        self.report(d);
                         return None;
                     }
                 };
-                if convs.len() != rest.len() {
+                let n = format.conversions().count();
+                if n != rest.len() {
                     self.report(
                         Diagnostic::error(
                             Code::E0208,
                             format!(
                                 "the format has {} conversion(s) but {} argument(s) follow",
-                                convs.len(),
+                                n,
                                 rest.len()
                             ),
                         )
@@ -159,7 +158,7 @@ impl Checker<'_> {
                     });
                 }
                 Some(UStmt::Printf {
-                    format: fmt.clone(),
+                    format,
                     args: uargs,
                 })
             }
@@ -182,7 +181,7 @@ impl Checker<'_> {
             }
             _ => {
                 let help = did_you_mean(f, ["print", "clear", "zero", "printf", "time", "exit"]);
-                let code = if super::expr::AGGREGATIONS.contains(&f) {
+                let code = if crate::agg::lookup(f).is_some() {
                     Code::E0210
                 } else {
                     Code::E0106

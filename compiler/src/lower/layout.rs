@@ -2,17 +2,15 @@
 //! value word sits. Lowering writes by these layouts; the runtime reads by them.
 //!
 //! Fixed-domain keys (no key, an enum, an order, a bool) index per-CPU arrays, whose lookups
-//! the verifier inlines; everything else is a hash. `hist`/`lhist` buckets are one more key
-//! dimension whose value is [count, sum of the values in the bucket] (the sums give exporters
-//! a histogram `_sum` for one more add), so every aggregation value fits in 32 bytes and a new
-//! entry can be zeroed on the 512-byte stack.
+//! the verifier inlines; everything else is a hash. Each aggregation's row (`crate::agg`)
+//! gives its value words and buckets; buckets are one more key dimension, so every
+//! aggregation value fits in 32 bytes and a new entry can be zeroed on the 512-byte stack.
 
+use crate::agg::Agg;
 use crate::bpf::{self, MapDef};
 use crate::program::{MapInfo, Program, ValueKind};
 use crate::types::Type;
 
-/// Log2 histogram buckets: [negative], [0], then [2^k, 2^(k+1)) for k in 0..64.
-pub const HIST_BUCKETS: u32 = 66;
 /// Keys a script's hash map holds unless `--max-keys` says otherwise.
 pub const HASH_ENTRIES: u32 = 10_240;
 /// The largest `--max-keys`: 4 Mi keys. Maps are preallocated, so each key costs kernel
@@ -24,19 +22,8 @@ pub const RINGBUF_BYTES: u32 = 1 << 20;
 pub const STACK_ENTRIES: u32 = 4_096;
 pub const STACK_DEPTH: u32 = 127;
 
-/// Slots of the per-CPU counters map: what mmql counts instead of losing silently.
-pub mod counter {
-    pub const LOST_EVENTS: u32 = 0;
-    pub const MAP_FULL: u32 = 1;
-    pub const SPAN_FULL: u32 = 2;
-    pub const OUT_OF_DOMAIN: u32 = 3;
-    pub const STACK_FAILED: u32 = 4;
-    pub const SPAN_UNMATCHED: u32 = 5;
-    /// `exit()` calls whose record found the ring buffer full; not a loss: the runtime polls
-    /// this slot and stops as the record would have made it.
-    pub const EXIT_DROPPED: u32 = 6;
-    pub const COUNT: u32 = 8;
-}
+/// Slots of the per-CPU counters map (the table of losses is `super::losses`).
+pub use super::losses::counter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapKind {
@@ -71,6 +58,15 @@ impl MapLayout {
         !matches!(self.kind, MapKind::Hash)
     }
 
+    /// The value word (index) that marks an array slot as written, if it needs one. A hash
+    /// element exists only once written; an array slot always exists, and every aggregation
+    /// but `sum` leaves a non-zero word behind once written (a count, a set flag, a bucket
+    /// count). A sum can come to 0, so sum arrays store 1 in a word after the sum on every
+    /// update: one store, and `@zz = sum(0)` prints `@zz: 0` like a hash would.
+    pub fn written_word(&self, v: &ValueKind) -> Option<u32> {
+        array_marked(&self.kind, v).then(|| value_words(v))
+    }
+
     pub fn def(&self) -> MapDef {
         let (map_type, key_size) = match self.kind {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
@@ -95,25 +91,18 @@ impl MapLayout {
 
 pub fn value_words(v: &ValueKind) -> u32 {
     match v {
-        ValueKind::Count | ValueKind::Sum => 1,
-        ValueKind::Min
-        | ValueKind::Max
-        | ValueKind::Avg
-        | ValueKind::Hist
-        | ValueKind::Lhist { .. } => 2,
-        ValueKind::Stats => 4,
+        ValueKind::Agg(a) => a.row().words,
         ValueKind::Last(t) => t.slot_size().div_ceil(8),
         ValueKind::SpanState { saved } => 1 + saved,
     }
 }
 
-pub fn buckets(v: &ValueKind) -> u32 {
-    match v {
-        ValueKind::Hist => HIST_BUCKETS,
-        // below lo, one per step, at or above hi
-        ValueKind::Lhist { lo, hi, step } => ((hi - lo + step - 1) / step) as u32 + 2,
-        _ => 0,
-    }
+fn buckets(v: &ValueKind) -> u32 {
+    v.agg().map_or(0, |a| a.buckets())
+}
+
+fn array_marked(kind: &MapKind, v: &ValueKind) -> bool {
+    matches!(kind, MapKind::PerCpuArray { .. }) && matches!(v, ValueKind::Agg(Agg::Sum))
 }
 
 /// A kernel map name: `m<index>_<name>`, cut to 15 characters.
@@ -163,12 +152,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         },
         (_, Some((entries, domain))) => {
             let n = entries * buckets.max(1);
+            let kind = MapKind::PerCpuArray { entries: n };
+            let marker = if array_marked(&kind, &m.value) { 8 } else { 0 };
             MapLayout {
                 symbol,
-                kind: MapKind::PerCpuArray { entries: n },
+                kind,
                 key_size: 4,
                 key_offsets: offsets,
-                value_size,
+                value_size: value_size + marker,
                 buckets,
                 domain,
                 max_entries: n,
@@ -194,39 +185,6 @@ pub fn layouts(p: &Program, max_keys: Option<u32>) -> Vec<MapLayout> {
         .enumerate()
         .map(|(i, m)| layout(i, m, max_keys))
         .collect()
-}
-
-/// The built-in maps every object carries after the script's own.
-pub fn builtin_defs(uses_stack: bool, uses_ringbuf: bool) -> Vec<MapDef> {
-    let mut v = vec![MapDef {
-        name: "mmql_counters".into(),
-        map_type: bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
-        key_size: 4,
-        value_size: 8,
-        max_entries: counter::COUNT,
-        flags: 0,
-    }];
-    if uses_ringbuf {
-        v.push(MapDef {
-            name: "mmql_events".into(),
-            map_type: bpf::BPF_MAP_TYPE_RINGBUF,
-            key_size: 0,
-            value_size: 0,
-            max_entries: RINGBUF_BYTES,
-            flags: 0,
-        });
-    }
-    if uses_stack {
-        v.push(MapDef {
-            name: "mmql_stacks".into(),
-            map_type: bpf::BPF_MAP_TYPE_STACK_TRACE,
-            key_size: 4,
-            value_size: STACK_DEPTH * 8,
-            max_entries: STACK_ENTRIES,
-            flags: 0,
-        });
-    }
-    v
 }
 
 /// Is a type's value a string copied into a buffer (rather than a u64 in a register)?

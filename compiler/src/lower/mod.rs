@@ -4,9 +4,12 @@
 mod expr;
 pub mod ir;
 pub mod layout;
+pub mod losses;
 mod peephole;
 pub mod regalloc;
+pub mod roles;
 mod stmt;
+pub mod timeline;
 
 use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
@@ -18,8 +21,9 @@ use crate::bpf::{MapDef, ProgramDef};
 use crate::program::*;
 use crate::types::Type;
 use ir::{Builder, Label, Op, Src};
-use layout::{builtin_defs, layouts, MapLayout};
+use layout::{layouts, MapLayout};
 use regalloc::{assemble, AsmError};
+use roles::{add_builtin_maps, MapRoles, ObjectMap};
 
 pub use stmt::EXIT_RECORD;
 
@@ -36,6 +40,8 @@ pub struct LowerOptions {
     pub pid: Option<u32>,
     /// `--max-keys`: the key cap of every script hash map (`layout::HASH_ENTRIES` if None).
     pub max_keys: Option<u32>,
+    /// `--perfetto`: stamp every record and send one per span end (`timeline.rs`).
+    pub timeline: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -54,14 +60,22 @@ pub struct Compiled {
     pub program: Program,
     pub layouts: Vec<MapLayout>,
     pub programs: Vec<ProgSpec>,
+    /// Every map of the object, in the order the object declares them: the script's maps
+    /// (index = `MapId`), then the built-in ones at the indices `roles` names.
     pub bpf_maps: Vec<MapDef>,
+    pub roles: MapRoles,
     pub object: Vec<u8>,
-    pub counters_map: String,
-    pub events_map: Option<String>,
     /// A probe calls `exit()`: the runtime then also watches `counter::EXIT_DROPPED`, the exit
     /// requests a full ring buffer could not carry.
     pub probes_exit: bool,
-    pub stack_map: Option<String>,
+    /// Set with the `timeline` option: how to read stamped and span records.
+    pub timeline: Option<timeline::Timeline>,
+}
+
+impl Compiled {
+    pub fn map_def(&self, m: ObjectMap) -> &MapDef {
+        &self.bpf_maps[m.0]
+    }
 }
 
 pub(crate) struct Lowerer<'a> {
@@ -101,11 +115,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         })
     });
     let mut bpf_maps: Vec<MapDef> = layouts.iter().map(MapLayout::def).collect();
-    let builtins = builtin_defs(uses_stack, uses_ringbuf);
-    let counters = bpf_maps.len();
-    let events = uses_ringbuf.then_some(counters + 1);
-    let stacks = uses_stack.then_some(counters + 1 + usize::from(uses_ringbuf));
-    bpf_maps.extend(builtins);
+    let roles = add_builtin_maps(&mut bpf_maps, uses_stack, uses_ringbuf);
 
     let mut errors = Vec::new();
     let mut programs = Vec::new();
@@ -115,9 +125,9 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
             layouts: &layouts,
             b: Builder::default(),
             locals: vec![],
-            counters,
-            events,
-            stacks,
+            counters: roles.counters.0,
+            events: roles.events.map(|m| m.0),
+            stacks: roles.stacks.map(|m| m.0),
             span_state: None,
             max_stack: 0,
         };
@@ -192,10 +202,9 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         )]
     })?;
     Ok(Compiled {
-        counters_map: bpf_maps[counters].name.clone(),
-        events_map: events.map(|i| bpf_maps[i].name.clone()),
+        roles,
         probes_exit,
-        stack_map: stacks.map(|i| bpf_maps[i].name.clone()),
+        timeline: None,
         program,
         layouts,
         programs,
@@ -248,6 +257,23 @@ fn expr_uses(e: &TExpr, f: &dyn Fn(&TExpr) -> bool) -> bool {
         TExprKind::Ternary(c, a, b) => expr_uses(c, f) || expr_uses(a, f) || expr_uses(b, f),
         _ => false,
     }
+}
+
+/// Where a probe first uses builtin `b` (in its filter or body), for errors about what an
+/// offline source lacks (`kstack` without recorded stacks).
+pub fn builtin_span(k: &KProbe, b: Builtin) -> Option<Span> {
+    let found = std::cell::Cell::new(None);
+    let hit = |e: &TExpr| {
+        if matches!(&e.kind, TExprKind::Builtin(x) if *x == b) && found.get().is_none() {
+            found.set(Some(e.span));
+        }
+        false
+    };
+    if let Some(f) = &k.filter {
+        expr_uses(f, &hit);
+    }
+    uses(&k.body, &|_| false, &hit);
+    found.get()
 }
 
 impl Lowerer<'_> {

@@ -4,6 +4,7 @@
 use super::ir::{Label, Op, Src, V};
 use super::layout::{counter, is_buffer, MapKind};
 use super::Lowerer;
+use crate::agg::{Agg, Bucket, Operand, WordOp};
 use crate::bpf::insn::{helper, AluOp, JmpOp, Size};
 use crate::program::*;
 use crate::types::Type;
@@ -233,8 +234,13 @@ impl Lowerer<'_> {
         // Operands first: they may call helpers, and the element pointer must not wait on them.
         // (Assign returned above.)
         let x = op.operand().map(|e| (self.value(e), e.ty.is_signed()));
-        let bucket = match (op, x) {
-            (AggOp::Hist(e), Some((v, signed))) => {
+        let Some(agg) = self.p.maps[map].value.agg().copied() else {
+            self.b.place(skip);
+            return;
+        };
+        let row = agg.row();
+        let bucket = match (row.bucket, op.operand(), x) {
+            (Bucket::Log2, Some(e), Some((v, signed))) => {
                 let bytes = match e.ty {
                     Type::Int { bytes, .. } => bytes,
                     Type::Bool => 1,
@@ -242,7 +248,7 @@ impl Lowerer<'_> {
                 };
                 Some(self.log2_bucket(v, signed, bytes))
             }
-            (AggOp::Lhist(_), Some((v, _))) => Some(self.linear_bucket(map, v)),
+            (Bucket::Linear, _, Some((v, _))) => Some(self.linear_bucket(map, v)),
             _ => None,
         };
         let Key::Stack(k) = self.key(map, keys, bucket, skip);
@@ -285,27 +291,32 @@ impl Lowerer<'_> {
         self.b.push(Op::Jmp(skip));
         self.b.place(have);
         let xv = x.map(|(v, _)| v);
-        match (op, xv) {
-            (AggOp::Hist(_) | AggOp::Lhist(_), Some(x)) => {
-                self.add_word(v, 0, Src::Imm(1));
-                self.add_word(v, 8, Src::V(x));
+        for step in row.update {
+            let src = |o: Operand| match (o, xv) {
+                (Operand::X, Some(x)) => Src::V(x),
+                _ => Src::Imm(1),
+            };
+            match *step {
+                WordOp::Add { off, src: o } => self.add_word(v, off, src(o)),
+                WordOp::Keep {
+                    off,
+                    set,
+                    min,
+                    mark,
+                } => {
+                    if let Some(x) = xv {
+                        self.extreme(v, off, set, x, min, mark);
+                    }
+                }
             }
-            (AggOp::Count, _) => self.add_word(v, 0, Src::Imm(1)),
-            (AggOp::Sum(_), Some(x)) => self.add_word(v, 0, Src::V(x)),
-            (AggOp::Avg(_), Some(x)) => {
-                self.add_word(v, 0, Src::V(x));
-                self.add_word(v, 8, Src::Imm(1));
-            }
-            (AggOp::Min(_), Some(x)) => self.extreme(v, 0, 8, x, true, true),
-            (AggOp::Max(_), Some(x)) => self.extreme(v, 0, 8, x, false, true),
-            (AggOp::Stats(_), Some(x)) => {
-                // [count, sum, min, max]; min and max are valid once count > 0.
-                self.extreme(v, 16, 0, x, true, false);
-                self.extreme(v, 24, 0, x, false, false);
-                self.add_word(v, 0, Src::Imm(1));
-                self.add_word(v, 8, Src::V(x));
-            }
-            _ => {}
+        }
+        if let Some(w) = layout.written_word(&self.p.maps[map].value) {
+            self.b.push(Op::Store {
+                base: v,
+                off: (w * 8) as i16,
+                size: Size::DW,
+                src: Src::Imm(1),
+            });
         }
         self.b.place(skip);
     }
@@ -415,7 +426,7 @@ impl Lowerer<'_> {
 
     /// bucket 0: below lo; 1 + (x - lo) / step inside; last: at or above hi.
     fn linear_bucket(&mut self, map: MapId, x: V) -> V {
-        let ValueKind::Lhist { lo, hi, step } = self.p.maps[map].value else {
+        let ValueKind::Agg(Agg::Lhist { lo, hi, step }) = self.p.maps[map].value else {
             return self.b.imm(0);
         };
         let n = self.layouts[map].buckets as i64;

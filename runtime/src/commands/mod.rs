@@ -29,14 +29,21 @@ pub enum Failure {
     Reported,
     /// One sentence for stderr.
     Message(String),
+    /// The run itself completed (and said why it ends this way); exit with this status. Used
+    /// for a `-c` command that failed: mmql passes its status on, as `time` and `timeout` do.
+    Status(u8),
 }
 
 impl Failure {
     pub fn report(self) -> ExitCode {
-        if let Failure::Message(m) = self {
-            eprintln!("mmql: error: {m}");
+        match self {
+            Failure::Reported => ExitCode::from(1),
+            Failure::Message(m) => {
+                eprintln!("mmql: error: {m}");
+                ExitCode::from(1)
+            }
+            Failure::Status(code) => ExitCode::from(code),
         }
-        ExitCode::from(1)
     }
 }
 
@@ -70,28 +77,10 @@ impl Context {
         }
     }
 
-    /// The catalog a script needs: only the categories its probes name, because reading
-    /// every format file in tracefs costs ~40 ms and a one-liner should attach in a few.
-    /// None when the script names categories by glob (or does not parse): load everything.
-    fn categories_of(src: &Source) -> Option<Vec<String>> {
-        let script = mmql_lang::parse(src).ok()?;
-        let mut cats = Vec::new();
-        for p in &script.probes {
-            if let mmql_lang::ast::ProbeKind::Events(pats) = &p.kind {
-                for pat in pats {
-                    let (cat, _) = pat.node.split_once(':')?;
-                    if cat.contains(['*', '?']) || cat == "tracepoint" || cat == "t" {
-                        return None;
-                    }
-                    cats.push(cat.to_string());
-                }
-            }
-        }
-        Some(cats)
-    }
-
+    /// The catalog a script needs: only the categories its probes name (the compiler says
+    /// which), because a one-liner should attach in a few milliseconds.
     fn catalog_for(&self, src: &Source) -> Result<LoadedCatalog, Failure> {
-        match Self::categories_of(src) {
+        match pipeline::categories(src) {
             Some(cats) => {
                 // A category that does not exist leaves nothing to load: the full catalog then
                 // gives the diagnostic its "did you mean".
@@ -164,12 +153,26 @@ impl Context {
     }
 }
 
+/// Why a script file cannot be read; when the "file" is program text (bpftrace habit:
+/// `bpftrace 'kprobe:... { }'` needs no `-e`... but mmql does), says to put `-e` before it.
+fn unreadable_script(path: &std::path::Path, e: &std::io::Error) -> String {
+    let given = path.display().to_string();
+    if e.kind() == std::io::ErrorKind::NotFound && given.contains('{') {
+        let short: String = given.chars().take(40).collect();
+        let more = if short.len() < given.len() { "…" } else { "" };
+        return format!(
+            "`{short}{more}` is program text, not a file: put -e before it (`mmql -e '...'`)"
+        );
+    }
+    format!("cannot read `{given}`: {e}")
+}
+
 pub fn read_script(s: &ScriptArg) -> Result<Source, Failure> {
     match (&s.program, &s.file) {
         (Some(p), _) => Ok(Source::new("-e", p.clone())),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|t| Source::new(path.display().to_string(), t))
-            .map_err(|e| Failure::Message(format!("cannot read `{}`: {e}", path.display()))),
+            .map_err(|e| Failure::Message(unreadable_script(path, &e))),
         (None, None) => Err(Failure::Message("give a script file or -e PROGRAM".into())),
     }
 }

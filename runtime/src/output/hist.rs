@@ -31,6 +31,7 @@ pub const BAR_WIDTH: usize = 52;
 
 /// Reference implementation of the log2 bucket index for a signed value (what the BPF side
 /// computes; kept here so tests pin the convention).
+#[cfg(test)]
 pub fn log2_bucket(v: i64) -> usize {
     if v < 0 {
         0
@@ -40,6 +41,7 @@ pub fn log2_bucket(v: i64) -> usize {
 }
 
 /// Log2 bucket index for an unsigned value: 1 for 0, else `2 + floor(log2(v))`.
+#[cfg(test)]
 pub fn log2_bucket_u64(v: u64) -> usize {
     if v == 0 {
         1
@@ -185,17 +187,33 @@ fn write_row(w: &mut dyn Write, label: &str, count: u64, max: u64) -> io::Result
     )
 }
 
+/// The rows a histogram prints, labelled: from the first to the last non-empty bucket.
+fn labelled(buckets: &[u64], label: impl Fn(usize) -> String) -> Vec<(String, u64)> {
+    let Some((first, last)) = nonempty_span(buckets) else {
+        return vec![];
+    };
+    (first..=last).map(|i| (label(i), buckets[i])).collect()
+}
+
+/// The printed rows of a log2 histogram, labelled as in text output (charts draw these).
+pub fn log2_rows(buckets: &[u64]) -> Vec<(String, u64)> {
+    labelled(buckets, log2_label)
+}
+
+/// The printed rows of a linear histogram, labelled as in text output.
+pub fn linear_rows(lo: i64, hi: i64, step: i64, buckets: &[u64]) -> Vec<(String, u64)> {
+    let n = buckets.len().saturating_sub(2);
+    labelled(buckets, |i| linear_label_of(i, n, lo, hi, step))
+}
+
 fn write_table(
     w: &mut dyn Write,
     buckets: &[u64],
     label: impl Fn(usize) -> String,
 ) -> io::Result<()> {
-    let Some((first, last)) = nonempty_span(buckets) else {
-        return Ok(());
-    };
     let max = buckets.iter().copied().max().unwrap_or(0);
-    for (i, &count) in buckets.iter().enumerate().take(last + 1).skip(first) {
-        write_row(w, &label(i), count, max)?;
+    for (l, count) in labelled(buckets, label) {
+        write_row(w, &l, count, max)?;
     }
     Ok(())
 }

@@ -107,11 +107,6 @@ pub fn write_warning(w: &mut dyn Write, msg: &str) -> io::Result<()> {
     write_msg(w, "warning", msg)
 }
 
-/// `{"type":"error","msg":...}`.
-pub fn write_error(w: &mut dyn Write, msg: &str) -> io::Result<()> {
-    write_msg(w, "error", msg)
-}
-
 /// `{"type":"lost","what":"events","count":12}`.
 pub fn write_lost(w: &mut dyn Write, what: &str, count: u64) -> io::Result<()> {
     let mut out = String::from(r#"{"type":"lost","what":"#);
@@ -137,17 +132,7 @@ fn write_msg(w: &mut dyn Write, ty: &str, msg: &str) -> io::Result<()> {
 /// The `kind` field: taken from the first row, since every row of one map holds the same
 /// aggregation; `None` for an empty map, whose aggregation the dump cannot tell.
 fn kind_of(map: &MapDump) -> Option<&'static str> {
-    Some(match &map.rows.first()?.1 {
-        AggValue::Count(_) => "count",
-        AggValue::Sum(_) => "sum",
-        AggValue::Avg { .. } => "avg",
-        AggValue::Min(_) => "min",
-        AggValue::Max(_) => "max",
-        AggValue::Stats { .. } => "stats",
-        AggValue::Hist(_) => "hist",
-        AggValue::Lhist { .. } => "lhist",
-        AggValue::Last(_) => "value",
-    })
+    Some(map.rows.first()?.1.kind_name())
 }
 
 /// Appends `s` as a JSON string literal; serde_json does the escaping so control characters
@@ -439,10 +424,10 @@ mod tests {
         assert_eq!(parse(out), json!({"type": "time", "msg": "09:05:26\n"}));
 
         let mut out = Vec::new();
-        write_lost(&mut out, "events", 12).unwrap();
+        write_lost(&mut out, "events (ring buffer full)", 12).unwrap();
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            "{\"type\":\"lost\",\"what\":\"events\",\"count\":12}\n"
+            "{\"type\":\"lost\",\"what\":\"events (ring buffer full)\",\"count\":12}\n"
         );
         assert_eq!(parse(out)["count"], 12);
 
@@ -456,9 +441,5 @@ mod tests {
             parse(out),
             json!({"type": "warning", "msg": "map @x is full"})
         );
-
-        let mut out = Vec::new();
-        write_error(&mut out, "boom").unwrap();
-        assert_eq!(parse(out), json!({"type": "error", "msg": "boom"}));
     }
 }

@@ -10,20 +10,22 @@
 //! - `hist`: histogram bucket conventions shared with the BPF side, and the bucket tables.
 //! - `printf`: printf format checking and formatting; `timefmt`: `time()`'s strftime.
 
-// The runtime driver that calls these lands separately; until then the API is only exercised
-// by tests.
-#![allow(dead_code, unused_imports)]
-
 pub mod hist;
+pub mod html;
 pub mod json;
+pub mod perfetto;
 pub mod printf;
+pub mod report;
 pub mod text;
 pub mod timefmt;
 pub mod value;
 
 use std::io::{self, Write};
 
-pub use value::{AggValue, MapDump, Scalar};
+use mmql_compiler::lower::losses::Loss;
+
+use crate::cli::OutputFormat;
+pub use value::MapDump;
 
 /// The output format chosen with `-f`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,16 +37,17 @@ pub enum Format {
     Json,
 }
 
-impl Format {
-    /// Parses the `-f` argument (`text` or `json`).
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "text" => Some(Format::Text),
-            "json" => Some(Format::Json),
-            _ => None,
+/// `-f`, as every command that prints takes it.
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
         }
     }
+}
 
+impl Format {
     /// `print(@m)` / `print(@m, top)`: one map (`top = Some(0)` means all rows).
     pub fn write_map(self, w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io::Result<()> {
         match self {
@@ -53,33 +56,29 @@ impl Format {
         }
     }
 
-    /// The maps printed when the program ends. Text follows bpftrace: two blank lines, then
-    /// the maps by name; JSON prints one line per map, also by name, and no blank lines so
-    /// every line stays parseable.
-    pub fn write_exit_dump(self, w: &mut dyn Write, maps: &[MapDump]) -> io::Result<()> {
-        let mut sorted: Vec<&MapDump> = maps.iter().collect();
-        sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        self.write_exit_start(w)?;
-        sorted
-            .into_iter()
-            .try_for_each(|m| self.write_exit_map(w, m))
-    }
-
-    /// What the exit dump prints before its maps (text: two blank lines).
-    pub fn write_exit_start(self, w: &mut dyn Write) -> io::Result<()> {
-        match self {
-            Format::Text => w.write_all(b"\n\n"),
-            Format::Json => Ok(()),
+    /// The maps printed when the program ends, in the order given (by name), maps without
+    /// rows left out. Text follows bpftrace: two blank lines, then the maps; JSON prints one
+    /// line per map and no blank lines, so every line stays parseable. Each map is read as
+    /// the iterator reaches it and dropped once printed, so only one is held at a time.
+    pub fn write_exit_dump(
+        self,
+        w: &mut dyn Write,
+        maps: &mut dyn Iterator<Item = io::Result<MapDump>>,
+    ) -> io::Result<()> {
+        if self == Format::Text {
+            w.write_all(b"\n\n")?;
         }
-    }
-
-    /// One map of the exit dump; callers go by name, as `write_exit_dump` does, and may read
-    /// each map just before printing it so only one is held at a time.
-    pub fn write_exit_map(self, w: &mut dyn Write, map: &MapDump) -> io::Result<()> {
-        match self {
-            Format::Text => text::write_map(w, map, None),
-            Format::Json => json::write_map(w, map),
+        for map in maps {
+            let map = map?;
+            if map.rows.is_empty() {
+                continue;
+            }
+            match self {
+                Format::Text => text::write_map(w, &map, None)?,
+                Format::Json => json::write_map(w, &map)?,
+            }
         }
+        Ok(())
     }
 
     /// Text produced by `printf()`, already formatted with [`printf::format`].
@@ -98,15 +97,15 @@ impl Format {
         }
     }
 
-    /// `Attaching N probes...` once probes are attached.
+    /// The notice once probes are attached: text on stderr (stdout holds only what the script
+    /// prints), JSON an `attached` line on `w`.
     pub fn write_attached(self, w: &mut dyn Write, probes: usize) -> io::Result<()> {
         match self {
-            Format::Text => text::write_attached(w, probes),
+            Format::Text => text::write_attached(&mut io::stderr(), probes),
             Format::Json => json::write_attached(w, probes),
         }
     }
 
-    /// Records the kernel dropped, e.g. `what = "events"` for a full ring buffer.
     /// A runtime notice about the run itself (e.g. the `-c` command failed): text goes to
     /// stderr as `mmql: MSG`, after what stdout holds so far; JSON is a `warning` line on `w`,
     /// so a consumer of stdout learns why the output may be short.
@@ -121,10 +120,23 @@ impl Format {
         }
     }
 
-    pub fn write_lost(self, w: &mut dyn Write, what: &str, count: u64) -> io::Result<()> {
+    /// What a run lost (a row of `losses::LOSSES`, counted `count` times): text on stderr,
+    /// after what stdout holds so far, with `key_cap` (the keys every keyed map holds) where
+    /// the row asks for it; JSON a `lost` line on `w`.
+    pub fn write_lost(
+        self,
+        w: &mut dyn Write,
+        loss: &Loss,
+        count: u64,
+        key_cap: u32,
+    ) -> io::Result<()> {
         match self {
-            Format::Text => text::write_lost(w, what, count),
-            Format::Json => json::write_lost(w, what, count),
+            Format::Text => {
+                w.flush()?;
+                let cap = loss.key_cap_hint.then_some(key_cap);
+                text::write_lost(&mut io::stderr(), loss.text, count, cap)
+            }
+            Format::Json => json::write_lost(w, loss.text, count),
         }
     }
 }
@@ -132,6 +144,8 @@ impl Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mmql_compiler::lower::losses::LOSSES;
+    use value::{AggValue, Scalar};
 
     fn run(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
         let mut out = Vec::new();
@@ -157,26 +171,38 @@ mod tests {
         ]
     }
 
+    /// The maps in the order the exit dump reads them (by name), one empty.
+    fn by_name() -> Vec<io::Result<MapDump>> {
+        let mut m = maps();
+        m.reverse();
+        m.push(MapDump {
+            name: "@zz".into(),
+            key_names: vec![],
+            rows: vec![],
+        });
+        m.into_iter().map(Ok).collect()
+    }
+
     #[test]
-    fn format_names() {
-        assert_eq!(Format::from_name("text"), Some(Format::Text));
-        assert_eq!(Format::from_name("json"), Some(Format::Json));
-        assert_eq!(Format::from_name("JSON"), None);
-        assert_eq!(Format::default(), Format::Text);
+    fn format_flags() {
+        assert_eq!(Format::from(OutputFormat::Text), Format::Text);
+        assert_eq!(Format::from(OutputFormat::Json), Format::Json);
+        assert_eq!(Format::from(OutputFormat::default()), Format::default());
     }
 
     #[test]
     fn text_dispatch() {
         let f = Format::Text;
         assert_eq!(
-            run(|w| f.write_exit_dump(w, &maps())),
+            run(|w| f.write_exit_dump(w, &mut by_name().into_iter())),
             "\n\n@a: 3\n@z[b]: 2\n@z[a]: 5\n"
         );
         assert_eq!(run(|w| f.write_map(w, &maps()[0], Some(1))), "@z[a]: 5\n");
         assert_eq!(run(|w| f.write_printf(w, "x\n")), "x\n");
         assert_eq!(run(|w| f.write_time(w, "12:00:00 ")), "12:00:00 ");
-        assert_eq!(run(|w| f.write_attached(w, 2)), "Attaching 2 probes...\n");
-        assert_eq!(run(|w| f.write_lost(w, "events", 1)), "Lost 1 events\n");
+        // The attach notice and losses go to stderr (their text: `text::tests::notices`).
+        assert_eq!(run(|w| f.write_attached(w, 2)), "");
+        assert_eq!(run(|w| f.write_lost(w, &LOSSES[0], 1, 10240)), "");
     }
 
     #[test]
@@ -187,8 +213,8 @@ mod tests {
             f.write_printf(w, "x\n")?;
             f.write_time(w, "12:00:00 ")?;
             f.write_map(w, &maps()[0], Some(1))?;
-            f.write_lost(w, "events", 1)?;
-            f.write_exit_dump(w, &maps())
+            f.write_lost(w, &LOSSES[0], 1, 10240)?;
+            f.write_exit_dump(w, &mut by_name().into_iter())
         });
         let lines: Vec<serde_json::Value> = out
             .lines()
@@ -203,6 +229,7 @@ mod tests {
             lines[3]["data"],
             serde_json::json!([{"key": ["a"], "value": 5}])
         );
+        assert_eq!(lines[4]["what"], "events (ring buffer full)");
         assert_eq!(lines[5]["name"], "@a");
         assert_eq!(lines[6]["name"], "@z");
         assert_eq!(lines[6]["data"].as_array().unwrap().len(), 2);
@@ -282,12 +309,19 @@ mod tests {
                 )],
             },
         ];
-        assert_eq!(run(|w| Format::Text.write_exit_dump(w, &maps)), expected);
+        let mut maps: Vec<MapDump> = maps.into_iter().collect();
+        maps.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut dumps = maps.into_iter().map(Ok);
+        assert_eq!(
+            run(|w| Format::Text.write_exit_dump(w, &mut dumps)),
+            expected
+        );
     }
 
     #[test]
     fn printf_then_print_round_trip() {
-        let msg = printf::format("%-8s %5d\n", &[Scalar::Str("bash".into()), Scalar::Int(42)]);
+        let fmt = mmql_compiler::printf::parse("%-8s %5d\n").unwrap();
+        let msg = printf::format(&fmt, &[Scalar::Str("bash".into()), Scalar::Int(42)]);
         assert_eq!(
             run(|w| Format::Text.write_printf(w, &msg)),
             "bash        42\n"

@@ -1,226 +1,32 @@
-//! Output stage, printf: parses C-style format strings for the checker and formats them with
-//! typed arguments in user space (input: format string and [`Scalar`] arguments; output:
-//! `String`, or the expected argument kinds and spec errors).
-//!
-//! Supported: conversions `%d %i %u %x %X %o %s %c %%`; flags `- 0 + space #`; a decimal
-//! width and `.precision`; length modifiers `hh h l ll z`, accepted and ignored because every
-//! value is already 64-bit. Escapes were decoded by the lexer, so only `%` is special here.
-//!
-//! The parsing half ([`check_format`], [`FormatSpecError`], [`ArgKind`]) uses nothing outside
-//! this file and `std`, so the checker can call or move it; only [`format`] depends on
-//! [`Scalar`].
+//! Output stage, printf: a format the compiler parsed ([`Format`]) and typed arguments
+//! ([`Scalar`]) → the printed text. Nothing is parsed here: the checker accepted exactly these
+//! pieces, so every conversion it accepts is one this file prints.
+
+use mmql_compiler::printf::{ConvKind, Conversion, Format, Piece};
 
 use super::value::Scalar;
 
-/// What a conversion expects, for the checker to match against argument types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArgKind {
-    /// `%d`, `%i`: a signed integer.
-    Signed,
-    /// `%u`, `%x`, `%X`, `%o`: an integer, printed as unsigned 64-bit.
-    Unsigned,
-    /// `%c`: an integer, printed as the character with that code point.
-    Char,
-    /// `%s`: a string; the runtime also prints integers, symbols and booleans in text form.
-    Str,
-}
-
-/// A directive the formatter cannot interpret. `offset` and `len` are byte offsets in the
-/// format string covering the `%...` directive, so the checker can make a span of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatSpecError {
-    pub offset: usize,
-    pub len: usize,
-    pub message: String,
-}
-
-/// Widths and precisions above this are rejected: they are always typos, and honouring one
-/// would make a single event allocate megabytes of padding.
-pub const MAX_WIDTH: usize = 1024;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Flags {
-    left: bool,
-    zero: bool,
-    plus: bool,
-    space: bool,
-    alt: bool,
-}
-
-/// One parsed conversion; `%%` is not a `Spec` but a literal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Spec {
-    flags: Flags,
-    width: usize,
-    precision: Option<usize>,
-    conv: u8,
-}
-
-enum Directive {
-    Percent,
-    Spec(Spec),
-}
-
-/// Validates `fmt` and returns the kind of each argument it consumes, in order.
-pub fn check_format(fmt: &str) -> Result<Vec<ArgKind>, FormatSpecError> {
-    let mut kinds = Vec::new();
-    let mut pos = 0;
-    while let Some(rel) = fmt[pos..].find('%') {
-        let start = pos + rel;
-        let (directive, end) = parse_directive(fmt, start)?;
-        if let Directive::Spec(spec) = directive {
-            kinds.push(kind_of(spec.conv));
-        }
-        pos = end;
-    }
-    Ok(kinds)
-}
-
-fn kind_of(conv: u8) -> ArgKind {
-    match conv {
-        b'd' | b'i' => ArgKind::Signed,
-        b'c' => ArgKind::Char,
-        b's' => ArgKind::Str,
-        _ => ArgKind::Unsigned,
-    }
-}
-
-/// Parses the directive starting at the `%` at byte `start`; returns it and the byte offset
-/// just past it.
-fn parse_directive(fmt: &str, start: usize) -> Result<(Directive, usize), FormatSpecError> {
-    let bytes = fmt.as_bytes();
-    let mut i = start + 1;
-    let err = |end: usize, message: String| FormatSpecError {
-        offset: start,
-        len: end.max(start + 1) - start,
-        message,
-    };
-
-    let mut flags = Flags::default();
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'-' => flags.left = true,
-            b'0' => flags.zero = true,
-            b'+' => flags.plus = true,
-            b' ' => flags.space = true,
-            b'#' => flags.alt = true,
-            _ => break,
-        }
-        i += 1;
-    }
-    let (width, next) = parse_number(bytes, i);
-    i = next;
-    if bytes.get(i) == Some(&b'*') {
-        return Err(err(
-            i + 1,
-            "`*` width or precision is not supported; write the number into the format".into(),
-        ));
-    }
-    let mut precision = None;
-    if bytes.get(i) == Some(&b'.') {
-        let (p, next) = parse_number(bytes, i + 1);
-        if bytes.get(next) == Some(&b'*') {
-            return Err(err(
-                next + 1,
-                "`*` width or precision is not supported; write the number into the format".into(),
-            ));
-        }
-        // C reads a bare `.` as precision 0.
-        precision = Some(p.unwrap_or(0));
-        i = next;
-    }
-    for n in [width, precision].into_iter().flatten() {
-        if n > MAX_WIDTH {
-            return Err(err(
-                i,
-                format!("width or precision {n} is larger than {MAX_WIDTH}"),
-            ));
-        }
-    }
-    // Length modifiers: longest match first so `ll`/`hh` are not read as `l`/`h` + conversion.
-    for m in ["hh", "ll", "h", "l", "z"] {
-        if fmt[i..].starts_with(m) {
-            i += m.len();
-            break;
-        }
-    }
-    let Some(c) = fmt[i..].chars().next() else {
-        return Err(err(
-            i,
-            "incomplete format directive at end of string; write `%%` for a literal `%`".into(),
-        ));
-    };
-    let end = i + c.len_utf8();
-    match c {
-        '%' if end == start + 2 => Ok((Directive::Percent, end)),
-        '%' => Err(err(end, "`%%` takes no flags, width or precision".into())),
-        'd' | 'i' | 'u' | 'x' | 'X' | 'o' | 's' | 'c' => Ok((
-            Directive::Spec(Spec {
-                flags,
-                width: width.unwrap_or(0),
-                precision,
-                conv: c as u8,
-            }),
-            end,
-        )),
-        _ => Err(err(
-            end,
-            format!("unknown conversion `%{c}`; expected one of d i u x X o s c %"),
-        )),
-    }
-}
-
-/// Reads decimal digits at `i`; saturates instead of overflowing so the width check reports
-/// an absurd width rather than a wrapped one.
-fn parse_number(bytes: &[u8], mut i: usize) -> (Option<usize>, usize) {
-    let mut n: Option<usize> = None;
-    while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
-        n = Some(
-            n.unwrap_or(0)
-                .saturating_mul(10)
-                .saturating_add(usize::from(d - b'0')),
-        );
-        i += 1;
-    }
-    (n, i)
-}
-
-/// Formats `fmt` with `args`. The checker has already matched arguments to directives, so
-/// this never fails; if it is handed a mismatch anyway it stays visible instead of
-/// panicking: a directive without an argument is printed as written, an invalid directive
-/// and the rest of the format are printed literally, and surplus arguments are ignored.
-pub fn format(fmt: &str, args: &[Scalar]) -> String {
-    let mut out = String::with_capacity(fmt.len() + 16);
+/// Formats `fmt` with `args`. The checker has already matched arguments to conversions, so
+/// this never fails; handed a mismatch anyway it stays visible instead of panicking: a
+/// conversion without an argument prints as written and surplus arguments are ignored.
+pub fn format(fmt: &Format, args: &[Scalar]) -> String {
+    let mut out = String::with_capacity(fmt.text.len() + 16);
     let mut args = args.iter();
-    let mut pos = 0;
-    while let Some(rel) = fmt[pos..].find('%') {
-        let start = pos + rel;
-        out.push_str(&fmt[pos..start]);
-        match parse_directive(fmt, start) {
-            Ok((Directive::Percent, end)) => {
-                out.push('%');
-                pos = end;
-            }
-            Ok((Directive::Spec(spec), end)) => {
-                match args.next() {
-                    Some(arg) => format_one(&mut out, &spec, arg),
-                    None => out.push_str(&fmt[start..end]),
-                }
-                pos = end;
-            }
-            Err(_) => {
-                pos = start;
-                break;
-            }
+    for piece in &fmt.pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Conv(c) => match args.next() {
+                Some(arg) => format_one(&mut out, c, arg),
+                None => out.push_str(fmt.text.get(c.offset..c.offset + c.len).unwrap_or("%?")),
+            },
         }
     }
-    out.push_str(&fmt[pos..]);
     out
 }
 
-fn format_one(out: &mut String, spec: &Spec, arg: &Scalar) {
-    match (spec.conv, arg) {
-        (b's', _) | (_, Scalar::Str(_) | Scalar::Sym(_)) => {
+fn format_one(out: &mut String, spec: &Conversion, arg: &Scalar) {
+    match (spec.kind, arg) {
+        (ConvKind::Str, _) | (_, Scalar::Str(_) | Scalar::Sym(_)) => {
             let text = arg.to_string();
             let text = match spec.precision {
                 // Precision counts characters, not bytes, so a cut never splits a UTF-8
@@ -230,7 +36,7 @@ fn format_one(out: &mut String, spec: &Spec, arg: &Scalar) {
             };
             pad(out, spec, "", &text, false);
         }
-        (b'c', _) => {
+        (ConvKind::Char, _) => {
             let code = match arg {
                 Scalar::Int(v) => u32::try_from(*v).ok(),
                 Scalar::UInt(v) => u32::try_from(*v).ok(),
@@ -240,7 +46,7 @@ fn format_one(out: &mut String, spec: &Spec, arg: &Scalar) {
             let c = code.and_then(char::from_u32).unwrap_or('\u{fffd}');
             pad(out, spec, "", c.encode_utf8(&mut [0; 4]), false);
         }
-        (b'd' | b'i', _) => {
+        (ConvKind::Signed, _) => {
             let v: i128 = match arg {
                 Scalar::Int(v) => i128::from(*v),
                 // A large u64 prints as its value, not as C's wrapped negative.
@@ -269,18 +75,18 @@ fn format_one(out: &mut String, spec: &Spec, arg: &Scalar) {
                 Scalar::Str(_) | Scalar::Sym(_) => 0,
             };
             let digits = match conv {
-                b'x' => format!("{v:x}"),
-                b'X' => format!("{v:X}"),
-                b'o' => format!("{v:o}"),
+                ConvKind::Hex => format!("{v:x}"),
+                ConvKind::HexUpper => format!("{v:X}"),
+                ConvKind::Octal => format!("{v:o}"),
                 _ => v.to_string(),
             };
             let mut digits = with_precision(digits, spec.precision, v == 0);
             let prefix = match conv {
-                b'x' if spec.flags.alt && v != 0 => "0x",
-                b'X' if spec.flags.alt && v != 0 => "0X",
+                ConvKind::Hex if spec.flags.alt && v != 0 => "0x",
+                ConvKind::HexUpper if spec.flags.alt && v != 0 => "0X",
                 _ => "",
             };
-            if conv == b'o' && spec.flags.alt && !digits.starts_with('0') {
+            if conv == ConvKind::Octal && spec.flags.alt && !digits.starts_with('0') {
                 digits.insert(0, '0');
             }
             pad(out, spec, prefix, &digits, true);
@@ -300,7 +106,7 @@ fn with_precision(digits: String, precision: Option<usize>, zero: bool) -> Strin
 
 /// Pads `prefix + body` to the width. Zero padding goes between the sign/prefix and the
 /// digits, and only for numbers without a precision and without `-`, as in C.
-fn pad(out: &mut String, spec: &Spec, prefix: &str, body: &str, numeric: bool) {
+fn pad(out: &mut String, spec: &Conversion, prefix: &str, body: &str, numeric: bool) {
     let len = prefix.chars().count() + body.chars().count();
     let fill = spec.width.saturating_sub(len);
     if spec.flags.left {
@@ -321,7 +127,6 @@ fn pad(out: &mut String, spec: &Spec, prefix: &str, body: &str, numeric: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ArgKind::*;
 
     fn i(v: i64) -> Scalar {
         Scalar::Int(v)
@@ -331,64 +136,12 @@ mod tests {
         Scalar::Str(v.to_string())
     }
 
-    fn err(fmt: &str) -> FormatSpecError {
-        check_format(fmt).unwrap_err()
-    }
-
-    #[test]
-    fn check_lists_argument_kinds() {
-        assert_eq!(check_format("plain\n").unwrap(), []);
-        assert_eq!(check_format("100%%").unwrap(), []);
-        assert_eq!(
-            check_format("%d %i %u %x %X %o %s %c").unwrap(),
-            [Signed, Signed, Unsigned, Unsigned, Unsigned, Unsigned, Str, Char]
-        );
-        assert_eq!(
-            check_format("%-16s %5d %08x %.3s %lld %hhu %zu %lx %hd %+d % d %#x").unwrap(),
-            [
-                Str, Signed, Unsigned, Str, Signed, Unsigned, Unsigned, Unsigned, Signed, Signed,
-                Signed, Unsigned
-            ]
-        );
-        assert_eq!(check_format("é%dé").unwrap(), [Signed]);
-    }
-
-    #[test]
-    fn check_reports_offsets_and_spans() {
-        let e = err("pid %d then %q");
-        assert_eq!((e.offset, e.len), (12, 2));
-        assert!(
-            e.message.contains("unknown conversion `%q`"),
-            "{}",
-            e.message
-        );
-
-        let e = err("50%");
-        assert_eq!((e.offset, e.len), (2, 1));
-        assert!(e.message.contains("end of string"));
-
-        let e = err("%-08ll");
-        assert_eq!((e.offset, e.len), (0, 6));
-
-        let e = err("%*d");
-        assert_eq!((e.offset, e.len), (0, 2));
-        assert!(e.message.contains("`*`"));
-        assert_eq!(err("%.*s").len, 3);
-
-        let e = err("%5%");
-        assert!(e.message.contains("`%%` takes no"));
-        assert_eq!((e.offset, e.len), (0, 3));
-
-        let e = err("%99999d");
-        assert!(e.message.contains("larger than 1024"));
-        assert!(check_format("%1024d").is_ok());
-        assert!(err("%.2000d").message.contains("2000"));
-        assert!(err("%99999999999999999999999d").message.contains("larger"));
-
-        // A multi-byte character as the conversion: the span covers it whole.
-        let e = err("%é");
-        assert_eq!((e.offset, e.len), (0, 3));
-        assert!(err("%jd").message.contains("`%j`"));
+    /// Parses with the compiler's parser, as a checked program would, then formats.
+    fn format(fmt: &str, args: &[Scalar]) -> String {
+        match mmql_compiler::printf::parse(fmt) {
+            Ok(f) => super::format(&f, args),
+            Err(e) => format!("parse error: {}", e.message),
+        }
     }
 
     #[test]
@@ -466,11 +219,25 @@ mod tests {
     }
 
     #[test]
+    fn length_modifiers_change_nothing() {
+        // Every length modifier the parser accepts prints the full 64-bit value, as plain
+        // `%d` would (issue 14: `%jd` checked, then printed as literal text).
+        for m in ["", "hh", "h", "l", "ll", "j", "z", "t"] {
+            let f = format!("%{m}d %{m}i %{m}u %{m}x %{m}X %{m}o|");
+            assert_eq!(
+                format(&f, &[i(-5), i(300), i(300), i(300), i(300), i(8)]),
+                "-5 300 300 12c 12C 10|",
+                "{f}"
+            );
+        }
+        assert_eq!(format("%jd %ld\n", &[i(4242), i(4242)]), "4242 4242\n");
+        assert_eq!(format("%zu|%-6td|", &[Scalar::UInt(7), i(-3)]), "7|-3    |");
+    }
+
+    #[test]
     fn mismatches_stay_visible() {
         assert_eq!(format("%d and %5s", &[i(1)]), "1 and %5s");
         assert_eq!(format("%d", &[i(1), i(2)]), "1");
-        assert_eq!(format("a %d %q %d", &[i(1), i(2)]), "a 1 %q %d");
-        assert_eq!(format("50%", &[]), "50%");
         assert_eq!(format("", &[]), "");
     }
 }

@@ -34,7 +34,7 @@ pub fn write_map(w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io::Re
 }
 
 /// `@name` for a scalar map, `@name[k1, k2]` for a keyed one.
-fn entry_name(name: &str, key: &[Scalar]) -> String {
+pub fn entry_name(name: &str, key: &[Scalar]) -> String {
     if key.is_empty() {
         return name.to_string();
     }
@@ -73,10 +73,10 @@ fn write_entry(w: &mut dyn Write, name: &str, value: &AggValue) -> io::Result<()
     }
 }
 
-/// The attach notice bpftrace prints first: `Attaching 3 probes...`.
+/// The notice once probes are attached (on stderr): `Attached 3 probes`.
 pub fn write_attached(w: &mut dyn Write, probes: usize) -> io::Result<()> {
     let s = if probes == 1 { "" } else { "s" };
-    writeln!(w, "Attaching {probes} probe{s}...")
+    writeln!(w, "Attached {probes} probe{s}")
 }
 
 /// Output of `printf()`/`time()`: the already formatted text, written as is (the format
@@ -85,9 +85,21 @@ pub fn write_printf(w: &mut dyn Write, text: &str) -> io::Result<()> {
     w.write_all(text.as_bytes())
 }
 
-/// Loss notice, `Lost 12 events`, as bpftrace words it for a full ring buffer.
-pub fn write_lost(w: &mut dyn Write, what: &str, count: u64) -> io::Result<()> {
-    writeln!(w, "Lost {count} {what}")
+/// A loss at exit (on stderr): `mmql: lost 12 events (ring buffer full)`; with `key_cap`,
+/// the keys every keyed map holds and how to raise it.
+pub fn write_lost(
+    w: &mut dyn Write,
+    what: &str,
+    count: u64,
+    key_cap: Option<u32>,
+) -> io::Result<()> {
+    match key_cap {
+        Some(cap) => writeln!(
+            w,
+            "mmql: lost {count} {what}; maps hold {cap} keys, raise it with --max-keys"
+        ),
+        None => writeln!(w, "mmql: lost {count} {what}"),
+    }
 }
 
 #[cfg(test)]
@@ -298,29 +310,40 @@ mod tests {
     }
 
     #[test]
-    fn exit_dump_orders_maps_by_name_after_two_blank_lines() {
+    fn exit_dump_prints_maps_with_rows_after_two_blank_lines() {
         let maps = [
-            scalar_map("@s", AggValue::Count(1)),
-            scalar_map("@a", AggValue::Avg { sum: 4, count: 1 }),
             scalar_map("@", AggValue::Sum(2)),
+            scalar_map("@a", AggValue::Avg { sum: 4, count: 1 }),
+            MapDump {
+                name: "@empty".into(),
+                key_names: vec![],
+                rows: vec![],
+            },
+            scalar_map("@s", AggValue::Count(1)),
         ];
         let mut out = Vec::new();
         super::super::Format::Text
-            .write_exit_dump(&mut out, &maps)
+            .write_exit_dump(&mut out, &mut maps.into_iter().map(Ok))
             .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "\n\n@: 2\n@a: 4\n@s: 1\n");
     }
 
+    /// What the binary prints on stderr in text mode (`run_lifecycle` and the loss tests see
+    /// the same lines from the real binary).
     #[test]
     fn notices() {
+        use mmql_compiler::lower::losses::LOSSES;
         let mut out = Vec::new();
         write_attached(&mut out, 1).unwrap();
         write_attached(&mut out, 3).unwrap();
         write_printf(&mut out, "pid 42\n").unwrap();
-        write_lost(&mut out, "events", 12).unwrap();
+        write_lost(&mut out, LOSSES[0].text, 12, None).unwrap();
+        write_lost(&mut out, LOSSES[1].text, 3, Some(10240)).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Attaching 1 probe...\nAttaching 3 probes...\npid 42\nLost 12 events\n"
+            "Attached 1 probe\nAttached 3 probes\npid 42\n\
+             mmql: lost 12 events (ring buffer full)\n\
+             mmql: lost 3 map updates (map full); maps hold 10240 keys, raise it with --max-keys\n"
         );
     }
 }

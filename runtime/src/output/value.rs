@@ -105,9 +105,32 @@ impl AggValue {
         }
     }
 
-    /// True for the aggregations printed as a bucket table rather than on one line.
-    pub fn is_histogram(&self) -> bool {
-        matches!(self, AggValue::Hist(_) | AggValue::Lhist { .. })
+    /// The aggregation's name as `-f json` writes it in `kind`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            AggValue::Count(_) => "count",
+            AggValue::Sum(_) => "sum",
+            AggValue::Avg { .. } => "avg",
+            AggValue::Min(_) => "min",
+            AggValue::Max(_) => "max",
+            AggValue::Stats { .. } => "stats",
+            AggValue::Hist(_) => "hist",
+            AggValue::Lhist { .. } => "lhist",
+            AggValue::Last(_) => "value",
+        }
+    }
+
+    /// The one number a userspace `printf` shows for the value: counts, sums, extremes and
+    /// averages as printed, the count of a `stats`, the total count of a histogram.
+    pub fn single(&self) -> Scalar {
+        match self {
+            AggValue::Count(n) => Scalar::UInt(*n),
+            AggValue::Sum(n) | AggValue::Min(n) | AggValue::Max(n) => Scalar::Int(*n),
+            AggValue::Avg { sum, count } => Scalar::Int(AggValue::int_average(*sum, *count)),
+            AggValue::Stats { count, .. } => Scalar::UInt(*count),
+            AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. } => Scalar::UInt(b.iter().sum()),
+            AggValue::Last(s) => s.clone(),
+        }
     }
 }
 

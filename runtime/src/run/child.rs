@@ -127,6 +127,55 @@ impl GatedChild {
     }
 }
 
+/// The status a shell would report for a reaped child that did not `exit 0`: its exit code, or
+/// 128 + the signal that killed it.
+pub fn failure_status(status: i32) -> Option<u8> {
+    if libc::WIFEXITED(status) {
+        let code = libc::WEXITSTATUS(status);
+        return (code != 0).then_some(code as u8);
+    }
+    libc::WIFSIGNALED(status).then(|| (128 + libc::WTERMSIG(status)).min(255) as u8)
+}
+
+/// `-p PID`: a process mmql did not start, watched through a pidfd that polls readable once
+/// it has exited. A pid that names no process is refused before anything is loaded.
+pub struct TracedPid(OwnedFd);
+
+impl TracedPid {
+    pub fn open(pid: u32) -> Result<TracedPid, String> {
+        // SAFETY: pidfd_open returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ESRCH) => format!("`-p {pid}`: no such process"),
+                Some(libc::EINVAL) => format!(
+                    "`-p {pid}`: not a process id (a thread's id? give its process's, the TGID)"
+                ),
+                _ => format!("`-p {pid}`: cannot watch the process: {e}"),
+            });
+        }
+        // SAFETY: a non-negative result is a fresh fd owned here.
+        Ok(TracedPid(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+    }
+
+    pub fn fd(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    /// True once the process has exited (its pidfd is readable).
+    pub fn has_exited(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no waiting.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents & libc::POLLIN != 0
+    }
+}
+
 /// How a reaped child ended, in words, when that was not `exit 0`.
 pub fn describe_failure(status: i32) -> Option<String> {
     if libc::WIFEXITED(status) {

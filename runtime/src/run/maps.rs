@@ -1,21 +1,23 @@
 //! Reading script maps back: raw per-CPU bytes → merged `MapDump` rows with typed keys
 //! (enum and flag names, symbols, stacks), plus `clear`, `zero` and the loss counters.
+//! Nothing here prints: the printers in `output` take the dumps.
 //! Layouts come from the compiler, so reading can never disagree with writing.
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 
 use mmql_compiler::lower::layout::{counter, MapKind, MapLayout, STACK_DEPTH};
+use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::Compiled;
-use mmql_compiler::program::{MapId, ValueKind};
+use mmql_compiler::program::MapId;
 use mmql_compiler::types::Type;
 
 use super::ksyms::Ksyms;
 use super::load::Loaded;
+use super::merge::Acc;
 use super::store::Store;
-use crate::output::value::{AggValue, MapDump, Scalar};
-use crate::output::Format;
+use crate::output::value::{MapDump, Scalar};
 
 pub struct Maps<'a> {
     pub compiled: &'a Compiled,
@@ -23,7 +25,7 @@ pub struct Maps<'a> {
     ksyms: OnceCell<Ksyms>,
 }
 
-fn word(b: &[u8], i: usize) -> u64 {
+pub(super) fn word(b: &[u8], i: usize) -> u64 {
     b.get(i * 8..i * 8 + 8)
         .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
@@ -44,6 +46,12 @@ impl<'a> Maps<'a> {
             store,
             ksyms: OnceCell::new(),
         }
+    }
+
+    /// Symbols come from `ksyms` (a recording's) instead of this machine's kallsyms.
+    pub fn with_ksyms(self, ksyms: Ksyms) -> Maps<'a> {
+        let _ = self.ksyms.set(ksyms);
+        self
     }
 
     /// Stops the probes; the maps stay readable.
@@ -75,13 +83,13 @@ impl<'a> Maps<'a> {
     }
 
     fn stack(&self, id: i64) -> String {
-        let Some(name) = &self.compiled.stack_map else {
+        let Some(stacks) = self.compiled.roles.stacks else {
             return String::new();
         };
         let found = (id >= 0)
             .then(|| {
                 self.store
-                    .lookup(name, &(id as u32).to_le_bytes())
+                    .lookup(stacks, &(id as u32).to_le_bytes())
                     .ok()
                     .flatten()
             })
@@ -103,9 +111,6 @@ impl<'a> Maps<'a> {
     /// Calls `f(key bytes, value bytes, slot size)` for every element of a map; per-CPU
     /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
     /// reading costs one batch of memory whatever the map's size.
-    fn each(&self, layout: &MapLayout, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
-        self.store.each(&layout.symbol, f)
-    }
 
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
         self.read(id, false).map(|(d, _)| d)
@@ -127,8 +132,9 @@ impl<'a> Maps<'a> {
         let layout = &self.compiled.layouts[id];
         let buckets = layout.buckets as usize;
         // A hash element exists only once written, so a sum that came to 0 is a real row
-        // (bpftrace prints it too); an array slot at 0 may never have been touched.
-        let written = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        // (bpftrace prints it too); an array slot is written when its marker word says so.
+        let hash = !matches!(layout.kind, MapKind::PerCpuArray { .. });
+        let marker = layout.written_word(&info.value).map(|w| w as usize);
         let mut dump = MapDump {
             name: info.name.clone(),
             key_names: info.key_names.clone(),
@@ -137,6 +143,7 @@ impl<'a> Maps<'a> {
         let mut sums = Vec::new();
         let mut push = |key: &[u8], acc: Acc<'_>| {
             let sum = acc.hist_sum;
+            let written = hash || acc.marked;
             let Some(value) = acc.finish(self, written) else {
                 return;
             };
@@ -156,98 +163,84 @@ impl<'a> Maps<'a> {
         };
         // key parts (as bytes) → merged buckets, for histograms only
         let mut grouped: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
-        self.each(layout, &mut |key, value, slot| {
-            let (key_bytes, bucket) = match layout.kind {
-                MapKind::PerCpuArray { .. } => {
-                    let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
-                    let (k, b) = if buckets > 0 {
-                        (i / buckets, i % buckets)
-                    } else {
-                        (i, 0)
-                    };
-                    let kb = if info.keys.is_empty() {
-                        vec![]
-                    } else {
-                        (k as u64).to_le_bytes().to_vec()
-                    };
-                    (kb, b)
+        self.store
+            .each(ObjectMap::script(id), &mut |key, value, slot| {
+                let (key_bytes, bucket) = match layout.kind {
+                    MapKind::PerCpuArray { .. } => {
+                        let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
+                        let (k, b) = if buckets > 0 {
+                            (i / buckets, i % buckets)
+                        } else {
+                            (i, 0)
+                        };
+                        let kb = if info.keys.is_empty() {
+                            vec![]
+                        } else {
+                            (k as u64).to_le_bytes().to_vec()
+                        };
+                        (kb, b)
+                    }
+                    _ if buckets > 0 => {
+                        let split = key.len() - 8;
+                        (key[..split].to_vec(), word(&key[split..], 0) as usize)
+                    }
+                    _ => (key.to_vec(), 0),
+                };
+                if buckets > 0 {
+                    let acc = grouped
+                        .entry(key_bytes)
+                        .or_insert_with(|| Acc::new(&info.value, buckets, marker));
+                    for cpu in value.chunks_exact(slot) {
+                        acc.merge(cpu, bucket);
+                    }
+                } else {
+                    let mut acc = Acc::new(&info.value, 0, marker);
+                    for cpu in value.chunks_exact(slot) {
+                        acc.merge(cpu, 0);
+                    }
+                    push(&key_bytes, acc);
                 }
-                _ if buckets > 0 => {
-                    let split = key.len() - 8;
-                    (key[..split].to_vec(), word(&key[split..], 0) as usize)
-                }
-                _ => (key.to_vec(), 0),
-            };
-            if buckets > 0 {
-                let acc = grouped
-                    .entry(key_bytes)
-                    .or_insert_with(|| Acc::new(&info.value, buckets));
-                for cpu in value.chunks_exact(slot) {
-                    acc.merge(cpu, bucket);
-                }
-            } else {
-                let mut acc = Acc::new(&info.value, 0);
-                for cpu in value.chunks_exact(slot) {
-                    acc.merge(cpu, 0);
-                }
-                push(&key_bytes, acc);
-            }
-        })?;
+            })?;
         for (key, acc) in grouped {
             push(&key, acc);
         }
         Ok((dump, sums))
     }
 
-    /// The dump printed when tracing ends: every script map with rows, by name. Each map is
-    /// read just before it is printed and dropped after, so only the largest is ever held.
-    pub fn write_exit_dump(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    /// What the exit dump prints: every script map by name, each read only when the
+    /// iterator reaches it, so a printer that drops each after printing holds one at a time.
+    pub fn exit_dumps(&self) -> impl Iterator<Item = io::Result<MapDump>> + '_ {
         let maps = &self.compiled.program.maps;
         let mut ids: Vec<MapId> = (0..maps.len()).filter(|&i| !maps[i].internal).collect();
         ids.sort_by(|&a, &b| maps[a].name.cmp(&maps[b].name));
-        format.write_exit_start(out)?;
-        for id in ids {
-            let d = self.dump(id)?;
-            if !d.rows.is_empty() {
-                format.write_exit_map(out, &d)?;
-            }
-        }
-        Ok(())
+        ids.into_iter().map(|id| self.dump(id))
     }
 
     /// `clear(@m)`: removes every element (arrays: zeroes them).
     pub fn clear(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        self.store.clear(&layout.symbol, array_entries(layout))
+        self.store
+            .clear(ObjectMap::script(id), array_entries(layout))
     }
 
     /// `zero(@m)`: keeps the keys, zeroes the values.
     pub fn zero(&self, id: MapId) -> io::Result<()> {
         let layout = &self.compiled.layouts[id];
-        self.store.zero(&layout.symbol, array_entries(layout))
+        self.store
+            .zero(ObjectMap::script(id), array_entries(layout))
     }
 
     /// The single value of a map without keys, for userspace printf.
     pub fn value(&self, id: MapId) -> io::Result<Scalar> {
         let d = self.dump(id)?;
-        Ok(match d.rows.first().map(|(_, v)| v) {
-            None => Scalar::Int(0),
-            Some(AggValue::Count(n)) => Scalar::UInt(*n),
-            Some(AggValue::Sum(n) | AggValue::Min(n) | AggValue::Max(n)) => Scalar::Int(*n),
-            Some(AggValue::Avg { sum, count }) => Scalar::Int(AggValue::int_average(*sum, *count)),
-            Some(AggValue::Stats { count, .. }) => Scalar::UInt(*count),
-            Some(AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. }) => {
-                Scalar::UInt(b.iter().sum())
-            }
-            Some(AggValue::Last(s)) => s.clone(),
-        })
+        Ok(d.rows.first().map_or(Scalar::Int(0), |(_, v)| v.single()))
     }
 
     /// One counter slot, summed over CPUs.
     pub fn counter(&self, slot: u32) -> io::Result<u64> {
         let found = self
             .store
-            .lookup(&self.compiled.counters_map, &slot.to_le_bytes())?;
+            .lookup(self.compiled.roles.counters, &slot.to_le_bytes())?;
         Ok(found.map_or(0, |(v, size)| v.chunks(size).map(|c| word(c, 0)).sum()))
     }
 
@@ -261,105 +254,5 @@ fn array_entries(layout: &MapLayout) -> Option<u32> {
     match layout.kind {
         MapKind::PerCpuArray { entries } => Some(entries),
         _ => None,
-    }
-}
-
-/// Per-key accumulation across CPUs (and, for histograms, across bucket entries).
-struct Acc<'k> {
-    kind: &'k ValueKind,
-    /// Sums of the first words: count/sum (word 0), avg count or stats sum (word 1).
-    sum0: i128,
-    sum1: i128,
-    /// Min/max and stats extremes over the CPUs that hold a value.
-    seen: bool,
-    lo: i64,
-    hi: i64,
-    buckets: Vec<u64>,
-    /// Histograms: the sum of the values counted, over all buckets and CPUs.
-    hist_sum: i128,
-    last: Option<Vec<u8>>,
-}
-
-impl<'k> Acc<'k> {
-    fn new(kind: &'k ValueKind, buckets: usize) -> Acc<'k> {
-        Acc {
-            kind,
-            sum0: 0,
-            sum1: 0,
-            seen: false,
-            lo: i64::MAX,
-            hi: i64::MIN,
-            buckets: vec![0; buckets],
-            hist_sum: 0,
-            last: None,
-        }
-    }
-
-    fn merge(&mut self, cpu: &[u8], bucket: usize) {
-        let w = |i| word(cpu, i);
-        match self.kind {
-            // [count, sum of the values counted]
-            ValueKind::Hist | ValueKind::Lhist { .. } => {
-                if let Some(b) = self.buckets.get_mut(bucket) {
-                    *b += w(0);
-                    self.hist_sum += i128::from(w(1) as i64);
-                }
-            }
-            ValueKind::Count | ValueKind::Sum => self.sum0 += i128::from(w(0) as i64),
-            ValueKind::Avg => {
-                self.sum0 += i128::from(w(0) as i64);
-                self.sum1 += i128::from(w(1));
-            }
-            // [value, set]
-            ValueKind::Min | ValueKind::Max => {
-                if w(1) != 0 {
-                    self.seen = true;
-                    self.lo = self.lo.min(w(0) as i64);
-                    self.hi = self.hi.max(w(0) as i64);
-                }
-            }
-            // [count, sum, min, max]
-            ValueKind::Stats => {
-                if w(0) != 0 {
-                    self.seen = true;
-                    self.sum0 += i128::from(w(0));
-                    self.sum1 += i128::from(w(1) as i64);
-                    self.lo = self.lo.min(w(2) as i64);
-                    self.hi = self.hi.max(w(3) as i64);
-                }
-            }
-            ValueKind::Last(_) | ValueKind::SpanState { .. } => self.last = Some(cpu.to_vec()),
-        }
-    }
-
-    /// The merged value, or None for an element that holds nothing (an untouched array slot).
-    fn finish(self, maps: &Maps<'_>, written: bool) -> Option<AggValue> {
-        Some(match self.kind {
-            ValueKind::Count if self.sum0 != 0 => AggValue::Count(self.sum0 as u64),
-            ValueKind::Sum if self.sum0 != 0 || written => AggValue::Sum(self.sum0 as i64),
-            ValueKind::Avg if self.sum1 != 0 => AggValue::Avg {
-                sum: self.sum0 as i64,
-                count: self.sum1 as u64,
-            },
-            ValueKind::Min if self.seen => AggValue::Min(self.lo),
-            ValueKind::Max if self.seen => AggValue::Max(self.hi),
-            ValueKind::Stats if self.seen => AggValue::Stats {
-                count: self.sum0 as u64,
-                sum: self.sum1 as i64,
-                min: self.lo,
-                max: self.hi,
-            },
-            ValueKind::Hist if self.buckets.iter().any(|&b| b != 0) => AggValue::Hist(self.buckets),
-            ValueKind::Lhist { lo, hi, step } if self.buckets.iter().any(|&b| b != 0) => {
-                AggValue::Lhist {
-                    lo: *lo,
-                    hi: *hi,
-                    step: *step,
-                    buckets: self.buckets,
-                }
-            }
-            ValueKind::Last(t) => AggValue::Last(maps.scalar(t, &self.last?)),
-            _ => return None,
-        })
     }
 }

@@ -3,15 +3,18 @@
 //! as its timeout; when tracing stops, detach, run `on end`, print every non-empty map, report
 //! losses.
 
-mod child;
-mod ksyms;
+pub(crate) mod child;
+pub(crate) mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
 pub(crate) mod maps;
+mod merge;
+pub(crate) mod progress;
 pub(crate) mod record;
 pub(crate) mod records;
 pub(crate) mod replay;
+mod reports;
 pub(crate) mod signals;
 pub(crate) mod store;
 pub(crate) mod timers;
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
 use mmql_compiler::lower::layout::{counter, MapKind};
+use mmql_compiler::lower::losses::{RuntimeCounts, LOSSES};
 use mmql_compiler::lower::{Compiled, LowerOptions};
 use mmql_compiler::program::{UArg, UStmt};
 use mmql_lang::Source;
@@ -31,11 +35,13 @@ use crate::cli::{OutputFormat, RunOpts};
 use crate::commands::{Context, Failure};
 use crate::output::value::Scalar;
 use crate::output::{printf, timefmt, Format};
-use child::GatedChild;
+use child::{GatedChild, TracedPid};
 use load::LoadFailure;
 use maps::Maps;
+use progress::Progress;
 use record::Recorder;
 use records::Record;
+pub(crate) use reports::Reports;
 use signals::SignalPipe;
 use timers::Schedule;
 
@@ -60,10 +66,7 @@ pub(crate) fn open_output(
     format: OutputFormat,
     output: Option<&std::path::Path>,
 ) -> Result<(Format, Box<dyn Write>), Failure> {
-    let format = match format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(format);
     let out: Box<dyn Write> = match output {
         Some(path) => Box::new(io::BufWriter::new(File::create(path).map_err(|e| {
             Failure::Message(format!("cannot write `{}`: {e}", path.display()))
@@ -78,10 +81,10 @@ pub(crate) fn open_ring(
     loaded: &mut load::Loaded,
     compiled: &Compiled,
 ) -> Result<Option<RingBuf<aya::maps::MapData>>, Failure> {
-    let Some(name) = &compiled.events_map else {
+    let Some(events) = compiled.roles.events else {
         return Ok(None);
     };
-    match loaded.take_ring(name) {
+    match loaded.take_ring(events) {
         Some(Ok(rb)) => Ok(Some(rb)),
         Some(Err(e)) => Err(Failure::Message(format!(
             "cannot open the event ring buffer: {e}"
@@ -90,10 +93,22 @@ pub(crate) fn open_ring(
     }
 }
 
+/// The longest one drain of the ring buffer prints before the loop looks at signals, timers,
+/// the deadline and the `-c` child again. Records can arrive faster than a slow terminal, a
+/// pipe or a debug build prints them; a drain that ran until the buffer was empty would then
+/// never return, and Ctrl-C would wait forever.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// Once tracing has stopped (probes detached, so nothing more arrives), the longest mmql spends
+/// printing what is still in the ring buffer; records left after that are counted, not
+/// printed, so a stop ends the run even behind output that cannot keep up.
+pub(crate) const FINAL_DRAIN: Duration = Duration::from_secs(1);
+
 enum Stop {
     Signal,
     ExitCalled,
     ChildExited,
+    PidExited,
     Duration,
 }
 
@@ -115,6 +130,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
+    // `-p`: the process must exist, and its exit ends the run as the `-c` command's does.
+    let traced = match (&child, opts.pid) {
+        (None, Some(p)) => Some(TracedPid::open(p).map_err(Failure::Message)?),
+        _ => None,
+    };
     let pid = child
         .as_ref()
         .filter(|_| !opts.host_wide)
@@ -130,6 +150,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         &LowerOptions {
             pid,
             max_keys: opts.max_keys,
+            timeline: opts.perfetto.is_some(),
         },
     )?;
     // Created before anything is loaded, so a path that cannot be written stops the run
@@ -145,6 +166,13 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
+    let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
+        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
+    if let Some(path) = &opts.perfetto {
+        reports
+            .perfetto(path)
+            .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
+    }
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -156,15 +184,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     let mut ring = open_ring(&mut ebpf, &compiled)?;
     let maps = Maps::new(&compiled, &ebpf);
     let mut session = Session::new(&maps, format, &mut *out, recorder);
-    let result = (|| -> io::Result<()> {
+    session.reports = reports;
+    // Ok(Some(status)): the run completed, ended by a `-c` command that failed.
+    let result = (|| -> io::Result<Option<u8>> {
         if !opts.quiet {
-            match format {
-                Format::Text => eprintln!(
-                    "Attached {attached} probe{}",
-                    if attached == 1 { "" } else { "s" }
-                ),
-                Format::Json => format.write_attached(session.out, attached)?,
-            }
+            format.write_attached(session.out, attached)?;
         }
         if let Some(c) = child.as_mut() {
             c.release()?;
@@ -173,19 +197,35 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         session.exec(&program.begin)?;
         session.out.flush()?;
         let start = Instant::now();
+        session.reports.start();
+        let mut progress = Progress::new(
+            !opts.quiet && format == Format::Text && Progress::stderr_is_tty(),
+            start,
+        );
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
+        // Records the last slice left in the ring buffer: poll without waiting.
+        let mut pending = false;
         let stop = loop {
             if session.exit {
                 break Stop::ExitCalled;
             }
             let now = Instant::now();
-            let wake = schedule.next_wake().into_iter().chain(deadline).min();
-            let timeout = wake.map_or(-1, |w| {
-                w.saturating_duration_since(now)
-                    .as_millis()
-                    .min(i32::MAX as u128) as i32
-            });
+            let wake = schedule
+                .next_wake()
+                .into_iter()
+                .chain(deadline)
+                .chain(progress.next_wake())
+                .min();
+            let timeout = if pending {
+                0
+            } else {
+                wake.map_or(-1, |w| {
+                    w.saturating_duration_since(now)
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32
+                })
+            };
             let mut fds = vec![libc::pollfd {
                 fd: signals.fd(),
                 events: libc::POLLIN,
@@ -205,17 +245,28 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                     revents: 0,
                 });
             }
+            if let Some(t) = &traced {
+                fds.push(libc::pollfd {
+                    fd: t.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(io::Error::last_os_error());
             }
-            session.take_events(ring.as_mut())?;
+            progress.hide();
+            pending = session.take_events(ring.as_mut())?;
             if signals.take().is_some() {
                 break Stop::Signal;
             }
             if child.as_mut().is_some_and(|c| c.try_wait().is_some()) {
                 break Stop::ChildExited;
+            }
+            if traced.as_ref().is_some_and(TracedPid::has_exited) {
+                break Stop::PidExited;
             }
             let now = Instant::now();
             for i in schedule.due(now) {
@@ -225,22 +276,28 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
             if deadline.is_some_and(|d| d <= now) {
                 break Stop::Duration;
             }
+            progress.tick(&maps, session.records, session.garbled);
         };
+        progress.hide();
         // Probes stop before `on end` and the final dump, so what is printed is one
         // consistent snapshot (as in bpftrace, whose END runs after the probes detach).
         maps.detach();
-        // A `-c` command that failed is worth one line: the output may be cut short by it.
+        // A `-c` command that failed is worth one line (the output may be cut short by it),
+        // and its status becomes mmql's, so scripts and CI notice.
+        let mut failed = None;
         if let (Stop::ChildExited, Some(st)) =
             (&stop, child.as_mut().and_then(GatedChild::try_wait))
         {
             if let Some(why) = child::describe_failure(st) {
                 format.write_notice(session.out, &format!("the command {why}"))?;
             }
+            failed = child::failure_status(st);
         }
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
-        session.finish()
+        session.finish()?;
+        Ok(failed)
     })();
     if let Some(c) = child.as_mut() {
         c.stop();
@@ -249,7 +306,14 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
     drop(maps);
     drop(ring);
     drop(ebpf);
-    result.map_err(|e| Failure::Message(output_error(&e, opts)))
+    match result {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(Failure::Status(status)),
+        // The reader went away (`mmql … | head -3`): the probes are detached above; end
+        // quietly, as other Unix tools do.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Message(output_error(&e, opts))),
+    }
 }
 
 fn output_error(e: &io::Error, opts: &RunOpts) -> String {
@@ -276,8 +340,14 @@ pub(crate) struct Session<'a, 'm> {
     pub(crate) out: &'a mut dyn Write,
     pub(crate) exit: bool,
     pub(crate) garbled: u64,
+    /// Ring-buffer records read so far, for the status line.
+    pub(crate) records: u64,
+    /// Records still in the ring buffer when the final drain ran out of time.
+    pub(crate) unprinted: u64,
     /// `--record`: ring records are written as they arrive, maps when tracing stops.
     pub(crate) recorder: Option<Recorder>,
+    /// `--html`: what the run printed, kept for the files written at its end.
+    pub(crate) reports: Reports,
 }
 
 impl<'a, 'm> Session<'a, 'm> {
@@ -293,34 +363,60 @@ impl<'a, 'm> Session<'a, 'm> {
             out,
             exit: false,
             garbled: 0,
+            records: 0,
+            unprinted: 0,
             recorder,
+            reports: Reports::default(),
         }
     }
 
-    pub(crate) fn drain(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+    /// Prints ring-buffer records for at most `budget`; true if it stopped with time up (more
+    /// may be waiting), false once the buffer was empty.
+    fn drain(
+        &mut self,
+        rb: &mut RingBuf<aya::maps::MapData>,
+        budget: Duration,
+    ) -> io::Result<bool> {
+        let until = Instant::now() + budget;
         while let Some(item) = rb.next() {
             if let Some(r) = self.recorder.as_mut() {
                 r.ring(&item)?;
             }
             self.record(&item)?;
+            // An exit() ends the slice at once: the loop stops, then prints the rest.
+            if self.exit || Instant::now() >= until {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After the probes are detached: what is left in the ring buffer, printed for at most
+    /// `FINAL_DRAIN`, the rest counted as unprinted.
+    pub(crate) fn drain_rest(&mut self, rb: &mut RingBuf<aya::maps::MapData>) -> io::Result<()> {
+        if self.drain(rb, FINAL_DRAIN)? {
+            while rb.next().is_some() {
+                self.unprinted += 1;
+            }
         }
         Ok(())
     }
 
-    /// Everything the probes sent since the last call: the ring buffer drained, and an
-    /// exit() whose record met a full ring buffer, which still stops the run at the wake-up
-    /// the full buffer itself causes.
+    /// What the probes sent since the last call, one slice of it (`SLICE`): records printed,
+    /// and an exit() whose record met a full ring buffer, which still stops the run at the
+    /// wake-up the full buffer itself causes. True if records may still be waiting.
     pub(crate) fn take_events(
         &mut self,
         ring: Option<&mut RingBuf<aya::maps::MapData>>,
-    ) -> io::Result<()> {
-        if let Some(rb) = ring {
-            self.drain(rb)?;
-        }
+    ) -> io::Result<bool> {
+        let pending = match ring {
+            Some(rb) => self.drain(rb, SLICE)?,
+            None => false,
+        };
         if self.maps.compiled.probes_exit && self.maps.counter(counter::EXIT_DROPPED)? > 0 {
             self.exit = true;
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// The end of every run, live or replayed, once the probes are detached and the ring
@@ -333,15 +429,32 @@ impl<'a, 'm> Session<'a, 'm> {
         }
         self.exit = false;
         self.exec(&compiled.program.end)?;
-        self.maps.write_exit_dump(self.format, self.out)?;
-        self.report_losses()?;
-        self.out.flush()
+        let reports = &mut self.reports;
+        let wants_maps = reports.wants_maps();
+        // Reports see each map as the printer does, so only one map is held at a time.
+        let mut dumps = self.maps.exit_dumps().inspect(|d| match d {
+            Ok(d) if wants_maps && !d.rows.is_empty() => reports.exit_map(d),
+            _ => {}
+        });
+        self.format.write_exit_dump(self.out, &mut dumps)?;
+        let losses = self.report_losses()?;
+        self.out.flush()?;
+        self.reports.finish(&losses)
     }
 
     /// One ring-buffer record: printed, or an exit request, or counted as unreadable.
     pub(crate) fn record(&mut self, item: &[u8]) -> io::Result<()> {
+        self.records += 1;
         match records::decode(self.maps, item) {
-            Record::Printf(text) => self.format.write_printf(self.out, &text)?,
+            Record::Printf(text, stamp) => {
+                self.format.write_printf(self.out, &text)?;
+                self.reports.printf_from(&text, stamp.as_ref())?;
+            }
+            Record::Span {
+                index,
+                stamp,
+                slots,
+            } => self.reports.span(self.maps, index, stamp, &slots)?,
             Record::Exit => self.exit = true,
             Record::Garbled => self.garbled += 1,
         }
@@ -355,6 +468,7 @@ impl<'a, 'm> Session<'a, 'm> {
                     let d = self.maps.dump(*map)?;
                     self.format
                         .write_map(self.out, &d, top.map(|n| n as usize))?;
+                    self.reports.printed(&d)?;
                 }
                 UStmt::Clear(m) => self.maps.clear(*m)?,
                 UStmt::Zero(m) => self.maps.zero(*m)?,
@@ -367,8 +481,9 @@ impl<'a, 'm> Session<'a, 'm> {
                             UArg::MapValue(m) => self.maps.value(*m)?,
                         });
                     }
-                    self.format
-                        .write_printf(self.out, &printf::format(format, &vals))?;
+                    let text = printf::format(format, &vals);
+                    self.format.write_printf(self.out, &text)?;
+                    self.reports.printf_from(&text, None)?;
                 }
                 UStmt::Time(f) => self.format.write_time(self.out, &timefmt::format_now(f))?,
                 UStmt::Exit => self.exit = true,
@@ -377,33 +492,15 @@ impl<'a, 'm> Session<'a, 'm> {
         Ok(())
     }
 
-    /// Everything mmql counted instead of dropping silently.
-    pub(crate) fn report_losses(&mut self) -> io::Result<()> {
-        let c = self.maps.counters()?;
-        let items = [
-            (
-                c[counter::LOST_EVENTS as usize],
-                "events (ring buffer full)",
-            ),
-            (c[counter::MAP_FULL as usize], "map updates (map full)"),
-            (
-                c[counter::SPAN_FULL as usize],
-                "span begins (span table full)",
-            ),
-            (
-                c[counter::OUT_OF_DOMAIN as usize],
-                "map updates (key outside its fixed range)",
-            ),
-            (
-                c[counter::STACK_FAILED as usize],
-                "kernel stacks (stack map full)",
-            ),
-            (self.garbled, "ring buffer records (unreadable)"),
-            (
-                self.maps.store.skipped(),
-                "events (the kernel skipped a probe while another BPF program or a BPF system call held that CPU)",
-            ),
-        ];
+    /// Everything mmql counted instead of dropping silently (`losses::LOSSES`); returned as
+    /// reported, for the reports written after.
+    pub(crate) fn report_losses(&mut self) -> io::Result<Vec<(u64, String)>> {
+        let counters = self.maps.counters()?;
+        let runtime = RuntimeCounts {
+            unreadable: self.garbled,
+            unprinted: self.unprinted,
+            skipped: self.maps.store.skipped(),
+        };
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;
         let cap = compiled
@@ -414,22 +511,15 @@ impl<'a, 'm> Session<'a, 'm> {
             .map(|(l, _)| l.max_entries)
             .max()
             .unwrap_or(0);
-        for (i, (n, what)) in items.into_iter().enumerate() {
+        let mut reported = Vec::new();
+        for loss in &LOSSES {
+            let n = loss.count(&counters, runtime);
             if n > 0 {
-                match self.format {
-                    Format::Text => {
-                        self.out.flush()?;
-                        if i == 1 {
-                            eprintln!("mmql: lost {n} {what}; maps hold {cap} keys, raise it with --max-keys");
-                        } else {
-                            eprintln!("mmql: lost {n} {what}");
-                        }
-                    }
-                    Format::Json => self.format.write_lost(self.out, what, n)?,
-                }
+                reported.push((n, loss.text.to_string()));
+                self.format.write_lost(self.out, loss, n, cap)?;
             }
         }
-        Ok(())
+        Ok(reported)
     }
 }
 

@@ -18,6 +18,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use mmql_compiler::bpf::{MapDef, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH};
+use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::Compiled;
 use serde_json::{json, Value};
 
@@ -47,11 +48,13 @@ fn per_cpu(def: &MapDef) -> bool {
 }
 
 /// The maps worth recording: all but the ring buffer, whose records are recorded one by one.
-fn recorded<'c>(compiled: &'c Compiled) -> impl Iterator<Item = &'c MapDef> {
+fn recorded(compiled: &Compiled) -> impl Iterator<Item = (ObjectMap, &MapDef)> {
     compiled
         .bpf_maps
         .iter()
-        .filter(move |d| Some(&d.name) != compiled.events_map.as_ref())
+        .enumerate()
+        .map(|(i, d)| (ObjectMap(i), d))
+        .filter(move |&(m, _)| Some(m) != compiled.roles.events)
 }
 
 struct RecMap {
@@ -68,7 +71,10 @@ pub struct Recording {
     /// within it.
     pub boot_id: Option<String>,
     pub ring: Vec<Vec<u8>>,
-    maps: RefCell<BTreeMap<String, RecMap>>,
+    /// The maps as the file declares them, by name, until `bind` files them by object map.
+    declared: BTreeMap<String, RecMap>,
+    /// By `ObjectMap` of the script the recording is bound to.
+    maps: RefCell<Vec<Option<RecMap>>>,
 }
 
 impl Recording {
@@ -79,7 +85,8 @@ impl Recording {
             max_keys: None,
             boot_id: None,
             ring: Vec::new(),
-            maps: RefCell::new(BTreeMap::new()),
+            declared: BTreeMap::new(),
+            maps: RefCell::new(Vec::new()),
         };
         for (i, line) in BufReader::new(file).lines().enumerate() {
             let at = |what: &str| format!("{}:{}: {what}", path.display(), i + 1);
@@ -108,7 +115,7 @@ impl Recording {
                     value_size: num("value_size").ok_or_else(|| at("no `value_size`"))? as usize,
                     entries: BTreeMap::new(),
                 };
-                rec.maps.get_mut().insert(name.to_string(), m);
+                rec.declared.insert(name.to_string(), m);
             } else if let Some(r) = text("ring") {
                 rec.ring
                     .push(unhex(r).ok_or_else(|| at("`ring` is not hex"))?);
@@ -118,8 +125,8 @@ impl Recording {
                     .and_then(unhex)
                     .ok_or_else(|| at("bad `value`"))?;
                 let cpus = rec.cpus;
-                let maps = rec.maps.get_mut();
-                let m = maps
+                let m = rec
+                    .declared
                     .get_mut(name)
                     .ok_or_else(|| at(&format!("entry of undeclared map `{name}`")))?;
                 let slots = if m.per_cpu { cpus } else { 1 };
@@ -137,53 +144,57 @@ impl Recording {
         Ok(rec)
     }
 
-    /// Every map the script's object declares must be in the recording with the same sizes:
-    /// otherwise the recording is of another script (or another mmql).
-    pub fn check(&self, compiled: &Compiled) -> Result<(), String> {
-        let maps = self.maps.borrow();
-        for def in recorded(compiled) {
-            let ok = maps.get(&def.name).is_some_and(|m| {
-                m.per_cpu == per_cpu(def)
-                    && m.key_size == def.key_size as usize
-                    && m.value_size == def.value_size as usize
+    /// Files the recorded maps under the script's object maps. Every map the object
+    /// declares must be in the recording with the same sizes: otherwise the recording is of
+    /// another script (or another mmql).
+    pub fn bind(&mut self, compiled: &Compiled) -> Result<(), String> {
+        let mut maps: Vec<Option<RecMap>> = compiled.bpf_maps.iter().map(|_| None).collect();
+        for (m, def) in recorded(compiled) {
+            let found = self.declared.remove(&def.name).filter(|r| {
+                r.per_cpu == per_cpu(def)
+                    && r.key_size == def.key_size as usize
+                    && r.value_size == def.value_size as usize
             });
-            if !ok {
+            let Some(r) = found else {
                 return Err(format!(
                     "the recording does not match this script (map `{}` differs or is missing); replay it with the script that recorded it",
                     def.name
                 ));
-            }
+            };
+            maps[m.0] = Some(r);
         }
+        *self.maps.get_mut() = maps;
         Ok(())
     }
 
-    pub fn each(&self, symbol: &str, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
+    pub fn each(&self, map: ObjectMap, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
         let maps = self.maps.borrow();
         let m = maps
-            .get(symbol)
-            .ok_or_else(|| io::Error::other(format!("map {symbol} not in the recording")))?;
+            .get(map.0)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| io::Error::other(format!("map {} not in the recording", map.0)))?;
         for (k, v) in &m.entries {
             f(k, v, slot(m));
         }
         Ok(())
     }
 
-    pub fn lookup(&self, symbol: &str, key: &[u8]) -> Option<(Vec<u8>, usize)> {
+    pub fn lookup(&self, map: ObjectMap, key: &[u8]) -> Option<(Vec<u8>, usize)> {
         let maps = self.maps.borrow();
-        let m = maps.get(symbol)?;
+        let m = maps.get(map.0)?.as_ref()?;
         m.entries.get(key).map(|v| (v.clone(), slot(m)))
     }
 
-    pub fn clear(&self, symbol: &str, array: bool) {
+    pub fn clear(&self, map: ObjectMap, array: bool) {
         if array {
-            self.zero(symbol);
-        } else if let Some(m) = self.maps.borrow_mut().get_mut(symbol) {
+            self.zero(map);
+        } else if let Some(Some(m)) = self.maps.borrow_mut().get_mut(map.0) {
             m.entries.clear();
         }
     }
 
-    pub fn zero(&self, symbol: &str) {
-        if let Some(m) = self.maps.borrow_mut().get_mut(symbol) {
+    pub fn zero(&self, map: ObjectMap) {
+        if let Some(Some(m)) = self.maps.borrow_mut().get_mut(map.0) {
             m.entries.values_mut().for_each(|v| v.fill(0));
         }
     }
@@ -233,7 +244,7 @@ impl Recorder {
             "{}",
             json!({"mmql_recording": VERSION, "cpus": cpus, "max_keys": max_keys, "boot_id": boot_id()})
         )?;
-        for def in recorded(compiled) {
+        for (_, def) in recorded(compiled) {
             writeln!(
                 out,
                 "{}",
@@ -250,9 +261,9 @@ impl Recorder {
 
     /// Every element of every recorded map, read now (tracing has stopped), then flushed.
     pub fn finish(mut self, store: &Store<'_>, compiled: &Compiled) -> io::Result<()> {
-        for def in recorded(compiled) {
+        for (m, def) in recorded(compiled) {
             let mut err = Ok(());
-            store.each(&def.name, &mut |k, v, _| {
+            store.each(m, &mut |k, v, _| {
                 if err.is_ok() {
                     err = writeln!(
                         self.out,

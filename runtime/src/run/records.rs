@@ -5,12 +5,13 @@
 
 use std::cell::RefCell;
 
-use mmql_compiler::check::parse_conversions;
+use mmql_compiler::lower::timeline::{SPAN_RECORD_BASE, STAMP_BYTES};
 use mmql_compiler::lower::EXIT_RECORD;
 use mmql_compiler::program::Shown;
 use mmql_compiler::types::Type;
 
 use super::maps::Maps;
+use crate::output::perfetto::Stamp;
 use crate::output::printf;
 use crate::output::value::Scalar;
 use crate::userfn::PrintTime;
@@ -21,8 +22,21 @@ thread_local! {
     static PRINT_TIME: RefCell<PrintTime> = RefCell::new(PrintTime::new());
 }
 
+/// Printf-time wall clocks (`strftime`) of a recording: its own offset, not this machine's.
+pub fn set_wall_offset(offset: i128) {
+    PRINT_TIME.with(|p| p.borrow_mut().set_wall_offset(offset));
+}
+
 pub enum Record {
-    Printf(String),
+    /// A printf line, with who printed it when the program was compiled for a timeline.
+    Printf(String, Option<Stamp>),
+    /// A span's end, in a program compiled for a timeline: its index in `Timeline::spans`.
+    Span {
+        index: usize,
+        stamp: Stamp,
+        /// The record's slots after the stamp: duration, the key if any, the fields.
+        slots: Vec<u64>,
+    },
     Exit,
     /// A record mmql cannot have written; counted, never silently dropped.
     Garbled,
@@ -38,11 +52,31 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
     if id == EXIT_RECORD {
         return Record::Exit;
     }
+    // A timeline program stamps every record; see compiler/src/lower/timeline.rs.
+    let stamp = match &maps.compiled.timeline {
+        Some(_) => match read_stamp(bytes) {
+            Some(s) => Some(s),
+            None => return Record::Garbled,
+        },
+        None => None,
+    };
+    if let (Some(stamp), true) = (&stamp, id >= SPAN_RECORD_BASE) {
+        let index = (id - SPAN_RECORD_BASE) as usize;
+        let slots = bytes[8 + STAMP_BYTES..]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
+        return Record::Span {
+            index,
+            stamp: stamp.clone(),
+            slots,
+        };
+    }
     let Some(spec) = maps.compiled.program.printfs.get(id as usize) else {
         return Record::Garbled;
     };
-    let convs = parse_conversions(&spec.format).unwrap_or_default();
-    let mut at = 8usize;
+    let convs: Vec<_> = spec.format.conversions().collect();
+    let mut at = 8 + if stamp.is_some() { STAMP_BYTES } else { 0 };
     let mut slots = Vec::new();
     for t in &spec.args {
         let len = t.slot_size().max(8) as usize;
@@ -87,5 +121,19 @@ pub fn decode(maps: &Maps<'_>, bytes: &[u8]) -> Record {
         };
         args.push(value);
     }
-    Record::Printf(printf::format(&spec.format, &args))
+    Record::Printf(printf::format(&spec.format, &args), stamp)
+}
+
+/// `nsecs, tid, pid, comm` after the record header.
+fn read_stamp(bytes: &[u8]) -> Option<Stamp> {
+    let b = bytes.get(8..8 + STAMP_BYTES)?;
+    let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let comm = &b[24..40];
+    let end = comm.iter().position(|&c| c == 0).unwrap_or(comm.len());
+    Some(Stamp {
+        ns: w(0),
+        tid: w(1) as u32,
+        pid: w(2) as u32,
+        comm: String::from_utf8_lossy(&comm[..end]).into_owned(),
+    })
 }

@@ -5,7 +5,7 @@
 //! tracing left them.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mmql_compiler::lower::LowerOptions;
 use mmql_compiler::program::{UArg, UStmt};
@@ -14,31 +14,42 @@ use mmql_lang::Source;
 use super::maps::Maps;
 use super::record::{boot_id, uses_kernel_symbols, Recording};
 use super::store::Store;
-use super::{open_output, Session};
+use super::{open_output, Reports, Session};
 use crate::cli::OutputFormat;
 use crate::commands::{Context, Failure};
+
+/// Where a replay prints: `-f`, `-o`, and the reports (`--html`).
+pub struct Outputs<'a> {
+    pub format: OutputFormat,
+    pub output: Option<&'a Path>,
+    pub html: Option<&'a PathBuf>,
+}
 
 pub fn replay(
     ctx: &Context,
     recording: &Path,
     src: &Source,
-    format: OutputFormat,
-    output: Option<&Path>,
+    outputs: &Outputs<'_>,
 ) -> Result<(), Failure> {
-    let rec = Recording::read(recording).map_err(Failure::Message)?;
+    let mut rec = Recording::read(recording).map_err(Failure::Message)?;
     // The same key cap as the recorded run: it is part of every map's definition.
     let opts = LowerOptions {
         pid: None,
         max_keys: rec.max_keys,
+        timeline: false,
     };
     let (compiled, _) = ctx.compile(src, &opts)?;
-    rec.check(&compiled).map_err(Failure::Message)?;
+    rec.bind(&compiled).map_err(Failure::Message)?;
     if uses_kernel_symbols(&compiled) && rec.boot_id.is_some() && rec.boot_id != boot_id() {
         eprintln!("mmql: warning: the recording comes from another boot; kernel symbols and stacks are resolved against this one and may be wrong");
     }
-    let (format, mut out) = open_output(format, output)?;
+    let (format, mut out) = open_output(outputs.format, outputs.output)?;
     let maps = Maps::over(&compiled, Store::Replay(&rec));
     let mut session = Session::new(&maps, format, &mut *out, None);
+    session.reports = Reports::new(outputs.html, &src.name, &src.text)
+        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
+    session.reports.replay_of(recording);
+    session.reports.start();
     // `on begin` ran before any event, so only what it printed from constants can be
     // printed again: a map it read was empty then and is full now, and time() would be today.
     let begin: Vec<UStmt> = compiled

@@ -13,12 +13,15 @@
 //! | plain numeric value    | gauge `PREFIX NAME`                                           |
 //! | string/symbol value    | not exported (a label that changes every scrape is a leak)    |
 //!
-//! Histograms have no `_sum`: the BPF side keeps only bucket counts, and a sum made up from
-//! bucket bounds would be a number nobody measured.
+//! A histogram's `_sum` is measured, not made up from bucket bounds: every BPF bucket holds
+//! [count, sum of the values counted] (`lower/layout.rs`), and `Maps::dump_with_sums` adds the
+//! sums up.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use mmql_compiler::agg::Agg;
+use mmql_compiler::lower::losses::{Counted, Loss, RuntimeCounts, LOSSES};
 use mmql_compiler::program::{MapId, MapInfo, ValueKind};
 use mmql_compiler::types::Type;
 
@@ -58,19 +61,25 @@ pub struct Plan {
     pub skipped: Vec<(String, &'static str)>,
 }
 
-/// Names of the exporter's own metrics (see [`encode_runtime`]); a script map may not
-/// produce any of them.
-pub const RUNTIME_NAMES: &[&str] = &[
-    "mmql_events_lost_total",
-    "mmql_map_full_drops_total",
-    "mmql_span_table_full_total",
-    "mmql_out_of_domain_total",
-    "mmql_stack_failures_total",
-    "mmql_garbled_records_total",
+/// Names of the exporter's own metrics besides the losses' (see [`encode_runtime`]).
+const STATS_NAMES: &[&str] = &[
     "mmql_series_dropped",
     "mmql_program_runs_total",
     "mmql_program_run_seconds_total",
 ];
+
+/// Every name of the exporter's own metrics; a script map may not produce any of them.
+pub fn runtime_names() -> impl Iterator<Item = &'static str> {
+    exported_losses()
+        .map(|l| l.metric)
+        .chain(STATS_NAMES.iter().copied())
+}
+
+/// The losses the exporter reports: all but the records left unprinted after a stop, which
+/// only a run that prints its ring buffer at exit can have.
+fn exported_losses() -> impl Iterator<Item = &'static Loss> {
+    LOSSES.iter().filter(|l| l.counted != Counted::Unprinted)
+}
 
 fn valid_metric_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -132,16 +141,16 @@ pub fn plan(
         metrics: vec![],
         skipped: vec![],
     };
-    let mut taken: BTreeSet<String> = RUNTIME_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut taken: BTreeSet<String> = runtime_names().map(str::to_string).collect();
     for (id, info) in maps.iter().enumerate() {
         if info.internal {
             continue;
         }
         let shape = match &info.value {
-            ValueKind::Count | ValueKind::Sum => Shape::Counter,
-            ValueKind::Hist | ValueKind::Lhist { .. } => Shape::Histogram,
-            ValueKind::Avg | ValueKind::Min | ValueKind::Max => Shape::Gauge,
-            ValueKind::Stats => Shape::Stats,
+            ValueKind::Agg(Agg::Count | Agg::Sum) => Shape::Counter,
+            ValueKind::Agg(Agg::Hist | Agg::Lhist { .. }) => Shape::Histogram,
+            ValueKind::Agg(Agg::Avg | Agg::Min | Agg::Max) => Shape::Gauge,
+            ValueKind::Agg(Agg::Stats) => Shape::Stats,
             ValueKind::Last(Type::Int { .. } | Type::Bool) => Shape::Gauge,
             ValueKind::Last(_) => {
                 plan.skipped
@@ -421,9 +430,11 @@ fn float(v: f64) -> String {
 /// The exporter's own numbers at one scrape.
 #[derive(Debug, Default, Clone)]
 pub struct RuntimeStats {
-    /// The BPF loss counters, indexed as `mmql_compiler::lower::layout::counter`.
+    /// The BPF loss counters, indexed as `mmql_compiler::lower::losses::counter`.
     pub counters: Vec<u64>,
     pub garbled: u64,
+    /// Events the kernel skipped the probes for (their `recursion_misses`).
+    pub skipped: u64,
     /// Rows left out of this scrape by the series cap: (map name, rows).
     pub series_dropped: Vec<(String, usize)>,
     /// Per program: (program name, `category:event`, run count, run time in ns); empty when
@@ -431,45 +442,16 @@ pub struct RuntimeStats {
     pub programs: Vec<(String, String, u64, u64)>,
 }
 
-/// Appends the exporter's own metrics (names in [`RUNTIME_NAMES`]).
+/// Appends the exporter's own metrics (names in [`runtime_names`]).
 pub fn encode_runtime(out: &mut String, s: &RuntimeStats) {
-    use mmql_compiler::lower::layout::counter;
-    let c = |i: u32| s.counters.get(i as usize).copied().unwrap_or(0);
-    let plain = [
-        (
-            "mmql_events_lost_total",
-            "Events dropped because the ring buffer was full.",
-            c(counter::LOST_EVENTS),
-        ),
-        (
-            "mmql_map_full_drops_total",
-            "Map updates dropped because the map was full.",
-            c(counter::MAP_FULL),
-        ),
-        (
-            "mmql_span_table_full_total",
-            "Span begins dropped because the span table was full.",
-            c(counter::SPAN_FULL),
-        ),
-        (
-            "mmql_out_of_domain_total",
-            "Map updates dropped because the key was outside its fixed range.",
-            c(counter::OUT_OF_DOMAIN),
-        ),
-        (
-            "mmql_stack_failures_total",
-            "Kernel stacks that could not be stored.",
-            c(counter::STACK_FAILED),
-        ),
-        (
-            "mmql_garbled_records_total",
-            "Ring buffer records mmql could not decode.",
-            s.garbled,
-        ),
-    ];
-    for (name, help, v) in plain {
-        header(out, name, help, "counter");
-        let _ = writeln!(out, "{name} {v}");
+    let runtime = RuntimeCounts {
+        unreadable: s.garbled,
+        unprinted: 0,
+        skipped: s.skipped,
+    };
+    for loss in exported_losses() {
+        header(out, loss.metric, loss.help, "counter");
+        let _ = writeln!(out, "{} {}", loss.metric, loss.count(&s.counters, runtime));
     }
     header(
         out,
@@ -553,7 +535,11 @@ mod tests {
 
     #[test]
     fn counter_with_enum_and_string_labels() {
-        let m = one(info("@allocs", &["comm", "migratetype"], ValueKind::Count));
+        let m = one(info(
+            "@allocs",
+            &["comm", "migratetype"],
+            ValueKind::Agg(Agg::Count),
+        ));
         assert_eq!(m.family, "mmql_allocs");
         let (out, dropped) = encoded(
             &m,
@@ -587,7 +573,7 @@ mod tests {
 
     #[test]
     fn empty_scalar_counter_is_zero_and_anonymous_map_has_a_name() {
-        let m = one(info("@", &[], ValueKind::Count));
+        let m = one(info("@", &[], ValueKind::Agg(Agg::Count)));
         assert_eq!(m.family, "mmql_map");
         let (out, _) = encoded(&m, vec![], 10);
         assert!(out.ends_with("mmql_map_total 0\n"), "{out}");
@@ -595,7 +581,7 @@ mod tests {
 
     #[test]
     fn cap_keeps_the_largest_rows_and_counts_the_rest() {
-        let m = one(info("@by_pid", &["pid"], ValueKind::Sum));
+        let m = one(info("@by_pid", &["pid"], ValueKind::Agg(Agg::Sum)));
         let rows = (0..5)
             .map(|i| (vec![Scalar::UInt(i)], AggValue::Sum(i as i64 * 10)))
             .collect();
@@ -660,7 +646,12 @@ mod tests {
 
     #[test]
     fn histogram_sum_series_when_sums_are_known() {
-        let p = plan(&[info("@lat", &[], ValueKind::Hist)], "mmql_", &|_, _| None).unwrap();
+        let p = plan(
+            &[info("@lat", &[], ValueKind::Agg(Agg::Hist))],
+            "mmql_",
+            &|_, _| None,
+        )
+        .unwrap();
         let dump = MapDump {
             name: "@lat".into(),
             key_names: vec![],
@@ -677,7 +668,7 @@ mod tests {
 
     #[test]
     fn histogram_family_with_labels() {
-        let m = one(info("@lat", &["le"], ValueKind::Hist));
+        let m = one(info("@lat", &["le"], ValueKind::Agg(Agg::Hist)));
         assert_eq!(m.labels, ["key_le"]);
         let (out, _) = encoded(
             &m,
@@ -694,10 +685,10 @@ mod tests {
 
     #[test]
     fn gauges_and_stats() {
-        let avg = one(info("@a", &[], ValueKind::Avg));
+        let avg = one(info("@a", &[], ValueKind::Agg(Agg::Avg)));
         let (out, _) = encoded(&avg, vec![(vec![], AggValue::Avg { sum: 5, count: 2 })], 10);
         assert!(out.ends_with("mmql_a 2.5\n"), "{out}");
-        let st = one(info("@s", &[], ValueKind::Stats));
+        let st = one(info("@s", &[], ValueKind::Agg(Agg::Stats)));
         let (out, _) = encoded(
             &st,
             vec![(
@@ -729,22 +720,22 @@ mod tests {
     fn string_values_are_skipped_and_collisions_refused() {
         let maps = [
             info("@who", &[], ValueKind::Last(Type::Str { cap: 16 })),
-            info("@n", &[], ValueKind::Count),
+            info("@n", &[], ValueKind::Agg(Agg::Count)),
         ];
         let p = plan(&maps, DEFAULT_PREFIX, &|_, _| None).unwrap();
         assert_eq!(p.metrics.len(), 1);
         assert_eq!(p.skipped[0].0, "@who");
         // `@events_lost` as a counter is `mmql_events_lost_total`, the exporter's own metric.
         let clash = plan(
-            &[info("@events_lost", &[], ValueKind::Count)],
+            &[info("@events_lost", &[], ValueKind::Agg(Agg::Count))],
             DEFAULT_PREFIX,
             &|_, _| None,
         );
         assert!(clash.err().unwrap().contains("mmql_events_lost_total"));
         // `@x` as a histogram writes `mmql_x_count`; `@x_count` as a gauge would too.
         let two = [
-            info("@x", &[], ValueKind::Hist),
-            info("@x_count", &[], ValueKind::Max),
+            info("@x", &[], ValueKind::Agg(Agg::Hist)),
+            info("@x_count", &[], ValueKind::Agg(Agg::Max)),
         ];
         assert!(plan(&two, DEFAULT_PREFIX, &|_, _| None).is_err());
         assert!(plan(&two, "mmql_", &|_, _| None).is_err());
@@ -754,9 +745,11 @@ mod tests {
 
     #[test]
     fn help_text_comes_from_the_callback_and_is_escaped() {
-        let p = plan(&[info("@c", &[], ValueKind::Count)], "x_", &|_, _| {
-            Some("line one\\two\nthree".into())
-        })
+        let p = plan(
+            &[info("@c", &[], ValueKind::Agg(Agg::Count))],
+            "x_",
+            &|_, _| Some("line one\\two\nthree".into()),
+        )
         .unwrap();
         let mut out = String::new();
         encode_map(
@@ -781,6 +774,7 @@ mod tests {
         let s = RuntimeStats {
             counters: vec![3, 4, 0, 0, 0, 0, 0, 0],
             garbled: 1,
+            skipped: 2,
             series_dropped: vec![("@big".into(), 9)],
             programs: vec![("p0".into(), "kmem:mm_page_alloc".into(), 10, 1_500_000_000)],
         };
@@ -790,6 +784,7 @@ mod tests {
             "mmql_events_lost_total 3",
             "mmql_map_full_drops_total 4",
             "mmql_garbled_records_total 1",
+            "mmql_probes_skipped_total 2",
             "mmql_series_dropped{map=\"@big\"} 9",
             "mmql_program_runs_total{program=\"p0\",event=\"kmem:mm_page_alloc\"} 10",
             "mmql_program_run_seconds_total{program=\"p0\",event=\"kmem:mm_page_alloc\"} 1.5",
@@ -798,7 +793,7 @@ mod tests {
         }
         for l in out.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
-            assert!(RUNTIME_NAMES.contains(&name), "{name} not reserved");
+            assert!(runtime_names().any(|n| n == name), "{name} not reserved");
         }
     }
 }

@@ -15,13 +15,15 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use mmql_compiler::lower::{Compiled, LowerOptions};
+use mmql_lang::doc::Comments;
 use mmql_lang::Source;
 use tiny_http::{Header, Method, Response, Server};
 
-use crate::cli::{OutputFormat, RecipeOpts, ServeArgs};
+use crate::cli::{RecipeOpts, ServeArgs};
 use crate::commands::recipes;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
+use crate::run::child::TracedPid;
 use crate::run::load::{self, Loaded};
 use crate::run::maps::Maps;
 use crate::run::signals::SignalPipe;
@@ -85,15 +87,25 @@ fn serve(
             args.listen
         ))
     })?;
+    // `--pid`: the process must exist; serving ends when it exits, as a run does.
+    let traced = args
+        .pid
+        .map(TracedPid::open)
+        .transpose()
+        .map_err(Failure::Message)?;
     let (compiled, _) = ctx.compile(
         src,
         &LowerOptions {
             pid: args.pid,
             max_keys: args.max_keys,
+            timeline: false,
         },
     )?;
+    let comments = Comments::of(&src.text);
     let help = |_: usize, info: &mmql_compiler::program::MapInfo| {
-        comment_for(&src.text, info.span.start as usize).or_else(|| description.map(str::to_string))
+        comments
+            .doc_at(info.span.start as usize)
+            .or_else(|| description.map(str::to_string))
     };
     let plan =
         metrics::plan(&compiled.program.maps, &args.prefix, &help).map_err(Failure::Message)?;
@@ -129,10 +141,7 @@ fn serve(
         stats,
         requests: 0,
     };
-    let format = match args.format {
-        OutputFormat::Text => Format::Text,
-        OutputFormat::Json => Format::Json,
-    };
+    let format = Format::from(args.format);
     let maps = Maps::new(&compiled, &loaded);
     let mut stdout = io::BufWriter::new(io::stdout());
     let mut session = Session::new(&maps, format, &mut stdout, None);
@@ -141,12 +150,18 @@ fn serve(
         session.exec(&program.begin)?;
         session.out.flush()?;
         let mut schedule = Schedule::new(&program.timers, Instant::now());
+        // Records the last slice left in the ring buffer: look at requests without waiting.
+        let mut pending = false;
         while !session.exit {
             let now = Instant::now();
-            let wait = schedule
-                .next_wake()
-                .map_or(TICK, |at| at.saturating_duration_since(now))
-                .min(TICK);
+            let wait = if pending {
+                Duration::ZERO
+            } else {
+                schedule
+                    .next_wake()
+                    .map_or(TICK, |at| at.saturating_duration_since(now))
+                    .min(TICK)
+            };
             if let Some(req) = server.recv_timeout(wait)? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
@@ -154,8 +169,8 @@ fn serve(
             while let Some(req) = server.try_recv()? {
                 exporter.answer(req, &session, &compiled, &loaded);
             }
-            session.take_events(ring.as_mut())?;
-            if signals.take().is_some() {
+            pending = session.take_events(ring.as_mut())?;
+            if signals.take().is_some() || traced.as_ref().is_some_and(TracedPid::has_exited) {
                 break;
             }
             for i in schedule.due(Instant::now()) {
@@ -168,14 +183,18 @@ fn serve(
         drop(server);
         maps.detach();
         if let Some(rb) = ring.as_mut() {
-            session.drain(rb)?;
+            session.drain_rest(rb)?;
         }
         session.finish()
     })();
     drop(maps);
     drop(ring);
     drop(loaded);
-    result.map_err(|e| Failure::Message(format!("{e}; probes detached")))
+    match result {
+        // Whoever read stdout went away: the probes are detached above; end quietly.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::Message(format!("{e}; probes detached"))),
+    }
 }
 
 impl Exporter {
@@ -217,6 +236,7 @@ impl Exporter {
         let mut stats = RuntimeStats {
             counters: session.maps.counters()?,
             garbled: session.garbled,
+            skipped: session.maps.store.skipped(),
             ..Default::default()
         };
         for m in &self.metrics {
@@ -227,8 +247,8 @@ impl Exporter {
             }
         }
         if self.stats.is_some() {
-            for p in &compiled.programs {
-                if let Some((run_count, run_time_ns)) = loaded.prog_stats(&p.def.name) {
+            for (i, p) in compiled.programs.iter().enumerate() {
+                if let Some((run_count, run_time_ns)) = loaded.prog_stats(i) {
                     stats.programs.push((
                         p.def.name.clone(),
                         format!("{}:{}", p.category, p.event),
@@ -246,84 +266,4 @@ impl Exporter {
 fn header(content_type: &'static str) -> Header {
     // Both halves are ASCII constants, the only thing from_bytes checks.
     Header::from_bytes("Content-Type", content_type).expect("ASCII header")
-}
-
-/// A map's HELP text from the script: the comment ending the line where the map first
-/// appears, else the comment lines right above it. `None` if neither exists.
-pub fn comment_for(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-    if let Some(c) = trailing_comment(&text[line_start..line_end]) {
-        return Some(c);
-    }
-    let mut above: Vec<&str> = Vec::new();
-    for line in text[..line_start].lines().rev() {
-        let t = line.trim();
-        match t.strip_prefix('#').or_else(|| t.strip_prefix("//")) {
-            Some(c) => above.push(c.trim()),
-            None => break,
-        }
-    }
-    above.reverse();
-    let joined = above.join(" ");
-    (!joined.trim().is_empty()).then(|| joined.trim().to_string())
-}
-
-/// The text of a `#` or `//` comment on this line, outside string literals.
-fn trailing_comment(line: &str) -> Option<String> {
-    let bytes = line.as_bytes();
-    let mut in_str = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_str => i += 1,
-            b'"' => in_str = !in_str,
-            b'#' if !in_str => return non_empty(&line[i + 1..]),
-            b'/' if !in_str && bytes.get(i + 1) == Some(&b'/') => return non_empty(&line[i + 2..]),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-fn non_empty(s: &str) -> Option<String> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(text: &str, needle: &str) -> Option<String> {
-        comment_for(text, text.find(needle).unwrap())
-    }
-
-    #[test]
-    fn trailing_comment_wins() {
-        let s = "# probe comment\non kmem:mm_page_alloc {\n    @n = count() # pages allocated\n}\n";
-        assert_eq!(at(s, "@n").as_deref(), Some("pages allocated"));
-        let s = "on x { @n = count() // slashes too\n}";
-        assert_eq!(at(s, "@n").as_deref(), Some("slashes too"));
-    }
-
-    #[test]
-    fn comment_lines_above_are_joined() {
-        let s = "on kmem:mm_page_alloc {\n    # Allocations by order,\n    # all CPUs.\n    @orders[order] = count()\n}\n";
-        assert_eq!(
-            at(s, "@orders").as_deref(),
-            Some("Allocations by order, all CPUs.")
-        );
-    }
-
-    #[test]
-    fn hashes_in_strings_and_missing_comments() {
-        let s = "on begin { printf(\"#%d\\\"#\\n\", 1) }\non x {\n    @n = count()\n}\n";
-        assert_eq!(trailing_comment("printf(\"#%d\\\"#\\n\", 1)"), None);
-        // The line above `@n` is code, so there is no help text.
-        assert_eq!(at(s, "@n"), None);
-        assert_eq!(comment_for("", 0), None);
-    }
 }

@@ -6,44 +6,10 @@
 //! the kernel, which would otherwise write `value_size` bytes wherever it is told.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
-use super::{bpf, cmd, raw};
-
-/// `struct bpf_attr` arm for the `BPF_MAP_*_ELEM` and `BPF_MAP_GET_NEXT_KEY` commands.
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    /// `value`, or `next_key` for `BPF_MAP_GET_NEXT_KEY`.
-    value: u64,
-    flags: u64,
-}
-
-/// `struct bpf_attr` arm for `BPF_MAP_LOOKUP_BATCH`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// `struct bpf_attr` arm for `BPF_OBJ_GET_INFO_BY_FD`.
-#[repr(C)]
-#[derive(Default)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
-}
+use super::attr::{cmd, BatchAttr, ElemAttr, InfoAttr};
+use super::{bpf, raw};
 
 /// The head of `struct bpf_map_info`; the kernel copies only as much as we ask for.
 #[repr(C)]
@@ -115,45 +81,6 @@ fn parse_cpu_list(text: &str) -> Option<usize> {
     (count > 0).then_some(count)
 }
 
-/// The file descriptor of a map aya loaded. aya 0.14 has no accessor on `Map` itself, only on
-/// the `MapData` each variant wraps.
-pub fn map_fd(map: &aya::maps::Map) -> BorrowedFd<'_> {
-    use aya::maps::Map as M;
-    let data = match map {
-        M::Array(d)
-        | M::ArrayOfMaps(d)
-        | M::BloomFilter(d)
-        | M::CgroupArray(d)
-        | M::CgroupStorage(d)
-        | M::CgrpStorage(d)
-        | M::CpuMap(d)
-        | M::DevMap(d)
-        | M::DevMapHash(d)
-        | M::HashMap(d)
-        | M::HashOfMaps(d)
-        | M::InodeStorage(d)
-        | M::LpmTrie(d)
-        | M::LruHashMap(d)
-        | M::PerCpuArray(d)
-        | M::PerCpuCgroupStorage(d)
-        | M::PerCpuHashMap(d)
-        | M::PerCpuLruHashMap(d)
-        | M::PerfEventArray(d)
-        | M::ProgramArray(d)
-        | M::Queue(d)
-        | M::ReusePortSockArray(d)
-        | M::RingBuf(d)
-        | M::SockHash(d)
-        | M::SockMap(d)
-        | M::SkStorage(d)
-        | M::Stack(d)
-        | M::StackTraceMap(d)
-        | M::Unsupported(d)
-        | M::XskMap(d) => d,
-    };
-    data.fd().as_fd()
-}
-
 /// A map fd plus the sizes the kernel reported for it.
 #[derive(Debug)]
 pub struct RawMap<'fd> {
@@ -201,10 +128,6 @@ impl<'fd> RawMap<'fd> {
             1
         };
         Ok(RawMap { fd, info, cpus })
-    }
-
-    pub fn info(&self) -> &MapInfo {
-        &self.info
     }
 
     pub fn key_size(&self) -> usize {
@@ -269,8 +192,8 @@ impl<'fd> RawMap<'fd> {
         }
     }
 
-    /// A per-CPU lookup split into one `slot_size()` buffer per possible CPU (a single slot
-    /// for other maps). `Ok(None)` when the key is absent.
+    /// The value at `key` as one buffer per CPU (one for a map that is not per-CPU), or None
+    /// when absent.
     pub fn lookup_per_cpu(&self, key: &[u8]) -> io::Result<Option<Vec<Vec<u8>>>> {
         let mut buf = vec![0u8; self.value_buf_size()];
         if !self.lookup(key, &mut buf)? {

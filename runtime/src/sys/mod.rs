@@ -2,29 +2,16 @@
 //! `bpf(2)` on byte buffers, for maps whose layouts are only known when a script is compiled
 //! (aya's typed maps fix key and value types at Rust compile time).
 
-// The loader and map readers are being written alongside; until they call in, the binary
-// would warn about every item here.
-#![allow(dead_code, unused_imports)]
-
+mod attr;
 pub mod map;
 pub mod prog;
 
-pub use map::{map_fd, possible_cpus, MapInfo, RawMap};
+pub use map::{possible_cpus, RawMap};
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// `enum bpf_cmd` values used here (include/uapi/linux/bpf.h).
-pub(crate) mod cmd {
-    pub const MAP_LOOKUP_ELEM: u32 = 1;
-    pub const MAP_UPDATE_ELEM: u32 = 2;
-    pub const MAP_DELETE_ELEM: u32 = 3;
-    pub const MAP_GET_NEXT_KEY: u32 = 4;
-    pub const OBJ_GET_INFO_BY_FD: u32 = 15;
-    pub const MAP_LOOKUP_BATCH: u32 = 24;
-}
-
-/// Issue `bpf(cmd, attr, sizeof attr)`. `attr` is one `#[repr(C)]` arm of `union bpf_attr`;
+/// Issue `bpf(cmd, attr, sizeof attr)`. `attr` is one arm of `union bpf_attr` (`attr.rs`);
 /// the kernel zero-checks nothing past `size`, so passing only the arm is enough.
 ///
 /// # Safety

@@ -11,12 +11,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use mmql_compiler::bpf::{Insn, MapDef};
 
+use super::attr::{cmd, InfoAttr, MapCreateAttr, ProgLoadAttr};
 use super::{bpf, raw};
 
-const MAP_CREATE: u32 = 0;
-const PROG_LOAD: u32 = 5;
-const OBJ_GET_INFO_BY_FD: u32 = 15;
-const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+pub const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 
 /// Kernel object names: at most 15 bytes plus NUL, `[A-Za-z0-9_.]`.
@@ -32,25 +31,6 @@ fn object_name(name: &str) -> [u8; 16] {
     out
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
-    map_ifindex: u32,
-    btf_fd: u32,
-    btf_key_type_id: u32,
-    btf_value_type_id: u32,
-    btf_vmlinux_value_type_id: u32,
-    map_extra: u64,
-}
-
 pub fn create_map(def: &MapDef) -> io::Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: def.map_type,
@@ -62,26 +42,9 @@ pub fn create_map(def: &MapDef) -> io::Result<OwnedFd> {
         ..Default::default()
     };
     // SAFETY: the attr holds no pointers.
-    let fd = unsafe { bpf(MAP_CREATE, &mut attr)? };
+    let fd = unsafe { bpf(cmd::MAP_CREATE, &mut attr)? };
     // SAFETY: a successful MAP_CREATE returns a new fd that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
 }
 
 pub enum ProgLoadError {
@@ -94,8 +57,6 @@ pub enum ProgLoadError {
 }
 
 /// Loads a tracepoint program. `maps[i]` is the fd for map index `i` of the relocations.
-/// The verifier log is only requested when the first attempt fails: asking for it makes
-/// every successful load slower.
 pub fn load_tracepoint(
     name: &str,
     insns: &[Insn],
@@ -113,11 +74,18 @@ pub fn load_tracepoint(
         insn.src = BPF_PSEUDO_MAP_FD;
         insn.imm = raw(*fd) as i32;
     }
-    let bytes = mmql_compiler::bpf::insn::encode(&code);
+    load_program(BPF_PROG_TYPE_TRACEPOINT, name, &code)
+}
+
+/// Loads a program of `prog_type` (`BPF_PROG_TYPE_*`) whose map references are already
+/// patched. The verifier log is only requested when the first attempt fails: asking for it
+/// makes every successful load slower.
+pub fn load_program(prog_type: u32, name: &str, code: &[Insn]) -> Result<OwnedFd, ProgLoadError> {
+    let bytes = mmql_compiler::bpf::insn::encode(code);
     let license = CString::from(c"GPL");
     let attempt = |log: &mut Vec<u8>| {
         let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_TRACEPOINT,
+            prog_type,
             insn_cnt: code.len() as u32,
             insns: bytes.as_ptr() as u64,
             license: license.as_ptr() as u64,
@@ -135,7 +103,7 @@ pub fn load_tracepoint(
         let mut tries = 0;
         loop {
             // SAFETY: insns, license and log point at live buffers of the sizes given.
-            match unsafe { bpf(PROG_LOAD, &mut attr) } {
+            match unsafe { bpf(cmd::PROG_LOAD, &mut attr) } {
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < 5 => tries += 1,
                 r => return r,
             }
@@ -180,12 +148,6 @@ pub fn prog_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// `struct bpf_prog_info` up to `recursion_misses`: run_time_ns at byte 192, run_cnt at 200,
 /// recursion_misses at 208 (include/uapi/linux/bpf.h).
 fn prog_info(fd: BorrowedFd<'_>) -> io::Result<[u8; 216]> {
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
     let mut info = [0u8; 216];
     let mut attr = InfoAttr {
         bpf_fd: raw(fd),
@@ -193,7 +155,7 @@ fn prog_info(fd: BorrowedFd<'_>) -> io::Result<[u8; 216]> {
         info: info.as_mut_ptr() as u64,
     };
     // SAFETY: info is a live buffer of info_len bytes.
-    unsafe { bpf(OBJ_GET_INFO_BY_FD, &mut attr)? };
+    unsafe { bpf(cmd::OBJ_GET_INFO_BY_FD, &mut attr)? };
     Ok(info)
 }
 

@@ -1,74 +1,35 @@
-//! BPF helpers for tests: a raw `bpf(BPF_PROG_LOAD)` of a two-instruction program (the
+//! BPF helpers for tests: loading a two-instruction program with mmql's own loader (the
 //! capability probe), and a `bpftool` listing of programs, links and maps left behind under a
 //! name prefix, so tests can assert that mmql detached everything.
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Command;
 
+use mmql::sys::prog::{load_program, ProgLoadError};
+use mmql_compiler::bpf::insn::{Insn, R0};
 use serde_json::Value;
 
-pub const PROG_TYPE_SOCKET_FILTER: u32 = 1;
-pub const PROG_TYPE_TRACEPOINT: u32 = 5;
-
-const BPF_PROG_LOAD: libc::c_int = 5;
-
-/// The leading fields of the kernel's `union bpf_attr` for BPF_PROG_LOAD. The kernel accepts a
-/// shorter attr than its own as long as we pass our size, so later fields can stay out.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-}
+pub use mmql::sys::prog::{
+    BPF_PROG_TYPE_SOCKET_FILTER as PROG_TYPE_SOCKET_FILTER,
+    BPF_PROG_TYPE_TRACEPOINT as PROG_TYPE_TRACEPOINT,
+};
 
 /// Loads `r0 = 0; exit` as a program of `prog_type`, named `name` (at most 15 bytes of
-/// `[A-Za-z0-9_.]`), and returns its fd. The program lives until the fd is dropped.
+/// `[A-Za-z0-9_.]`), through the loader mmql itself uses, and returns its fd. The program
+/// lives until the fd is dropped.
 pub fn load_trivial(prog_type: u32, name: &str) -> io::Result<OwnedFd> {
-    // Instruction encoding: opcode byte, dst/src register nibbles, 16-bit offset, 32-bit imm.
-    // 0xb7 = BPF_ALU64 | BPF_MOV | BPF_K (r0 = imm), 0x95 = BPF_JMP | BPF_EXIT.
-    let insns: [[u8; 8]; 2] = [[0xb7, 0, 0, 0, 0, 0, 0, 0], [0x95, 0, 0, 0, 0, 0, 0, 0]];
-    // Tracing programs need a GPL-compatible licence to be loadable with helpers; harmless
-    // for the socket filter.
-    let license = b"GPL\0";
-    let mut attr = ProgLoadAttr {
-        prog_type,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        ..Default::default()
-    };
-    let bytes = name.as_bytes();
-    if bytes.len() >= attr.prog_name.len() {
+    if name.len() > 15 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "BPF object names are at most 15 bytes",
         ));
     }
-    attr.prog_name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: attr and the buffers it points to outlive the call; the size is attr's own.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>() as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a successful BPF_PROG_LOAD returns a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let insns = [Insn::mov64_imm(R0, 0), Insn::exit()];
+    load_program(prog_type, name, &insns).map_err(|e| match e {
+        ProgLoadError::Rejected { error, .. } | ProgLoadError::Other(error) => error,
+    })
 }
 
 /// Runs `bpftool <object> show -j` and returns the array it prints. Panics (rather than

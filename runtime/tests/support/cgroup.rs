@@ -113,6 +113,31 @@ impl MemCgroup {
         child
     }
 
+    /// Runs `dd` inside the cgroup writing `mb` MiB of zeros to a file of the test's, which it
+    /// removes: page cache the cgroup must reclaim once past its limit (memcg reclaim of clean
+    /// and dirty file pages, nothing outside the cgroup). Returns dd's pid and whether it
+    /// succeeded.
+    pub fn fill_page_cache(&self, mb: u64) -> io::Result<(u32, bool)> {
+        let file = std::env::temp_dir().join(format!(
+            "mmql-fill-{}-{}",
+            std::process::id(),
+            self.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("cg")
+        ));
+        let mut dd = self.spawn(
+            Command::new("dd")
+                .arg("if=/dev/zero")
+                .arg(format!("of={}", file.display()))
+                .args(["bs=1M", &format!("count={mb}"), "status=none"]),
+        )?;
+        let pid = dd.id();
+        let status = dd.wait();
+        let _ = fs::remove_file(&file);
+        Ok((pid, status?.success()))
+    }
+
     /// Pids of the processes now in the cgroup.
     pub fn pids(&self) -> io::Result<Vec<u32>> {
         Ok(fs::read_to_string(self.path.join("cgroup.procs"))?

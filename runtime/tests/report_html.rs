@@ -1,0 +1,200 @@
+//! `--html FILE` in a real browser: headless Chromium loads the report of a run (a replayed
+//! recording, and a live direct-reclaim-latency run over reclaim the test provokes in a memory
+//! cgroup of its own), with networking off; the page must log nothing to the console, and its
+//! charts, table rows and printf rows must number what the same run printed as JSON.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::browser::{self, require_chromium};
+use support::cgroup::{require_memcg, MemCgroup};
+use support::mmql_run::{json_lines, start_mmql};
+
+/// The caps the report states (runtime/src/output/report.rs).
+const MAX_CHARTS: usize = 24;
+const MAX_ROWS: usize = 100;
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("mmql-html-{}-{name}", std::process::id()))
+}
+
+/// (charts, keyed rows, printf lines) the report of a run that printed `json` must show.
+fn expected(json: &[Value]) -> (usize, usize, usize) {
+    let (mut charts, mut rows, mut lines) = (0, 0, 0);
+    for v in json {
+        match v["type"].as_str() {
+            Some("printf") => {
+                lines += v["msg"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_inclusive('\n')
+                    .count()
+            }
+            Some("map") => {
+                let hist = matches!(v["kind"].as_str(), Some("hist" | "lhist"));
+                let keyed = !v["keys"].as_array().is_none_or(|k| k.is_empty());
+                let n = match &v["data"] {
+                    Value::Null => 0,
+                    Value::Array(a) if keyed => a.len(),
+                    _ => 1,
+                };
+                match (hist, keyed) {
+                    (true, _) => charts += n.min(MAX_CHARTS),
+                    (false, true) => rows += n.min(MAX_ROWS),
+                    (false, false) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    (charts, rows, lines)
+}
+
+/// Loads `page` in Chromium and checks it against what the run printed.
+fn check_page(page: &Path, json: &[Value]) -> String {
+    let html = std::fs::read_to_string(page).expect("report written");
+    assert!(
+        !html.contains("<script") && !html.contains("<link") && !html.contains("url("),
+        "the report loads nothing from anywhere"
+    );
+    let loaded = browser::load(page);
+    assert!(
+        loaded.console.is_empty(),
+        "console messages: {:#?}",
+        loaded.console
+    );
+    let dom = &loaded.dom;
+    let (charts, rows, lines) = expected(json);
+    assert_eq!(
+        dom.matches("<svg class=\"chart\"").count(),
+        charts,
+        "charts"
+    );
+    assert_eq!(
+        dom.matches("<tr class=\"row\">").count(),
+        rows,
+        "table rows"
+    );
+    assert_eq!(
+        dom.matches("<tr class=\"line\">").count(),
+        lines,
+        "printf rows"
+    );
+    loaded.dom
+}
+
+/// The console check is not vacuous: a page with an error is caught.
+#[test]
+fn console_errors_are_seen() {
+    skip_unless!(require_chromium());
+    let page = tmp("bad.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html><body><script>console.error('x'); missing();</script></body></html>",
+    )
+    .expect("write page");
+    let loaded = browser::load(&page);
+    let _ = std::fs::remove_file(&page);
+    assert_eq!(loaded.console.len(), 2, "{:#?}", loaded.console);
+}
+
+/// A recorded run replayed with `--html` (no kernel needed): same counts as its JSON.
+#[test]
+fn replayed_run_report_renders() {
+    skip_unless!(require_chromium());
+    let root = support::workspace_root();
+    let case = root.join("tests/golden/replay/direct-reclaim-latency");
+    let page = tmp("replay.html");
+    let out = support::mmql_output(&[
+        "replay",
+        case.with_extension("rec").to_str().expect("utf-8 path"),
+        "recipe:direct-reclaim-latency",
+        "-f",
+        "json",
+        "--html",
+        page.to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let json = json_lines(&support::text(&out.stdout));
+    let (charts, _, lines) = expected(&json);
+    assert!(
+        charts > 0 && lines > 0,
+        "the recording has charts and lines"
+    );
+    let dom = check_page(&page, &json);
+    assert!(dom.contains("@latency_us[memcg]"), "one chart per key");
+    let _ = std::fs::remove_file(&page);
+}
+
+/// A live direct-reclaim-latency run while `dd` fills a 64 MiB cgroup with page cache: the
+/// report shows the stalls, and its top becomes docs/img/html-report.png when
+/// `MMQL_DOCS_SHOTS=1`.
+#[test]
+fn live_reclaim_report_renders() {
+    skip_unless_root_bpf!();
+    skip_unless!(require_memcg());
+    skip_unless!(require_chromium());
+    let page = tmp("live.html");
+    let p = start_mmql(&[
+        "run",
+        "direct-reclaim-latency",
+        "-f",
+        "json",
+        "--html",
+        page.to_str().expect("utf-8 path"),
+    ]);
+    let cg = MemCgroup::create(64 << 20).expect("memory cgroup");
+    let (_, ok) = cg.fill_page_cache(150).expect("dd runs");
+    drop(cg);
+    assert!(ok, "dd in the cgroup");
+    let done = p.stop();
+    assert_eq!(done.code, Some(0), "{done:?}");
+    let json = json_lines(&done.stdout);
+    let (charts, rows, lines) = expected(&json);
+    assert!(
+        charts >= 1 && rows >= 1 && lines >= 5,
+        "dd stalled in memcg reclaim: {charts} charts, {rows} rows, {lines} lines\n{}",
+        done.stdout
+    );
+    let dom = check_page(&page, &json);
+    assert!(dom.contains("@latency_us[memcg]") && dom.contains(">dd<"));
+
+    let png = tmp("live.png");
+    browser::screenshot(&page, &png, 1000, 1400);
+    let bytes = std::fs::read(&png).expect("screenshot");
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000);
+    if std::env::var_os("MMQL_DOCS_SHOTS").is_some_and(|v| v == "1") {
+        std::fs::copy(
+            &png,
+            support::workspace_root().join("docs/img/html-report.png"),
+        )
+        .expect("docs/img");
+    }
+    let _ = std::fs::remove_file(&png);
+    let _ = std::fs::remove_file(&page);
+}
+
+/// A report or trace path that cannot be written stops the run before anything is loaded,
+/// with one sentence naming the file.
+#[test]
+fn unwritable_paths_stop_the_run_first() {
+    for (flag, what) in [("--html", "report"), ("--perfetto", "trace")] {
+        let out = support::mmql_output(&[
+            flag,
+            "/nonexistent-mmql-dir/out",
+            "-e",
+            "on kmem:mm_page_alloc { @n = count() }",
+        ]);
+        let err = support::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "cannot write the {what}: `/nonexistent-mmql-dir/out`: No such file"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("Attached"), "nothing was attached: {err}");
+    }
+}
