@@ -242,11 +242,15 @@ fn summary(
 ) -> String {
     let mut s = format!("\n-- lab {} --\n", lab.name);
     let facts: Vec<(&str, &str)> = report.lines().filter_map(|l| l.split_once('=')).collect();
-    let steps: Vec<String> = facts
-        .iter()
-        .filter(|(k, _)| k.starts_with("step"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    // A workload may report a fact at every step of its progress (`hog`'s allocated_mb):
+    // the last value says how far it got.
+    let mut steps: Vec<String> = Vec::new();
+    for (i, (k, v)) in facts.iter().enumerate() {
+        let later = facts[i + 1..].iter().any(|(k2, _)| k2 == k);
+        if k.starts_with("step") && !later {
+            steps.push(format!("{k}={v}"));
+        }
+    }
     let _ = writeln!(
         s,
         "workload: {}",
