@@ -242,3 +242,68 @@ fn extfrag_lab_matches_bpftrace() {
     assert!(r.stdout.contains("@ownership_changes["), "{}", r.describe());
     watch.assert_restored(1024);
 }
+
+/// The last value printed for each key of `map` (maps printed every few seconds without
+/// clearing, and once more at exit).
+fn last_rows(stdout: &str, map: &str) -> std::collections::BTreeMap<Vec<String>, i64> {
+    recipes_common::rows(stdout, map).into_iter().collect()
+}
+
+#[test]
+fn pcp_lab_allocation_and_slab_recipes_match_bpftrace() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::require_tool("bpftrace"));
+    let watch = Watch::start();
+    // None of these has a kernel counter of its own (pgalloc_* counts pages, not calls), so
+    // bpftrace counts the same events, per pid and per cache, over a window that encloses
+    // the recipes' windows, which enclose the lab's churn: every recipe must count no more
+    // than bpftrace saw in all, and no fewer than bpftrace saw of the churn itself.
+    let bpf = Bpftrace::start(
+        "tracepoint:kmem:mm_page_alloc { @n[pid] = count(); if (args->order > 0) { @hi[pid] = count(); } } \
+         tracepoint:kmem:mm_page_pcpu_drain { @drain[pid] = sum(1 << args->order); } \
+         tracepoint:kmem:kmem_cache_alloc /comm != \"mmql\"/ { @cache[str(args->name)] = count(); }",
+    );
+    let names = ["pcp-exhaustion", "alloc-order-hist", "slab-top"];
+    let running: Vec<_> = names.iter().map(|n| start(n, &[], 600)).collect();
+    let r = labs_common::run(&["pcp"]);
+    let done: Vec<_> = running.into_iter().map(|x| x.interrupt()).collect();
+    let rows = bpf.stop();
+    assert!(r.ok, "{}", r.describe());
+    let churn = fact(&r, "step0.pid").to_string();
+    let bounded = |what: &str, seen: i64, map: &str, key: &str| {
+        let (ours, all) = (bt(&rows, map, key), bt(&rows, map, ""));
+        assert!(
+            ours <= seen && seen <= all,
+            "{what}: recipe {seen}, bpftrace {ours} for the churn and {all} in all (bpftrace maps: {:?})",
+            rows.iter().map(|(k, _)| k[0].as_str()).collect::<std::collections::BTreeSet<_>>()
+        );
+    };
+    // pcp-traffic (the lab's recipe): drain pages per CPU, cumulative, printed every 5 s and
+    // at exit.
+    let drained: i64 = last_rows(&r.stdout, "@drain_pages").values().sum();
+    bounded("pages drained", drained, "@drain", &churn);
+    // pcp-exhaustion: allocations per CPU, printed and cleared every 5 s, the rest at exit.
+    let pe = &done[0];
+    pe.assert_clean(2);
+    bounded("page allocations", pe.total("@allocs"), "@n", &churn);
+    assert!(pe.total("@allocs") >= 60_000, "{}", pe.describe());
+    // alloc-order-hist: allocations of order > 0, kept for the whole run.
+    let ah = &done[1];
+    ah.assert_clean(1);
+    bounded(
+        "high-order allocations",
+        ah.total("@high_order"),
+        "@hi",
+        &churn,
+    );
+    // slab-top: the 15 busiest caches at exit, each no busier than bpftrace saw it.
+    let st = &done[2];
+    st.assert_clean(1);
+    let caches = st.rows("@caches");
+    assert!(!caches.is_empty(), "{}", st.describe());
+    for (k, n) in caches {
+        let all = bt(&rows, "@cache", &k[0]);
+        assert!(n <= all, "cache {}: slab-top {n}, bpftrace {all}", k[0]);
+    }
+    watch.assert_restored(1024);
+}
