@@ -235,8 +235,11 @@ fn compaction_lab_matches_the_compaction_counters() {
     );
     let health = start("compaction-health", &[], 600);
     let direct = start("direct-reclaim-latency", &[], 600);
+    let duration = start("compaction-duration", &[], 600);
+    let snoop = start("compactsnoop", &[], 600);
     let r = labs_common::run(&["compaction", "-r", "compaction-efficiency"]);
     let (health, direct) = (health.interrupt(), direct.interrupt());
+    let (duration, snoop) = (duration.interrupt(), snoop.interrupt());
     let rows = bpf.stop();
     assert!(r.ok, "{}", r.describe());
     let facts = r.facts();
@@ -299,6 +302,26 @@ fn compaction_lab_matches_the_compaction_counters() {
     let outcomes: i64 = health.rows("@outcome").iter().map(|(_, v)| v).sum();
     assert!(outcomes as u64 >= stall.0, "{}", health.describe());
     direct.assert_clean(4);
+    // compaction-duration: one span per zone pass, so at least one per direct compaction;
+    // compactsnoop: one line per zone pass of those, the workload's among them.
+    assert!(
+        duration.ok && snoop.ok,
+        "{}\n{}",
+        duration.describe(),
+        snoop.describe()
+    );
+    let spans: i64 = duration.rows("@outcome").iter().map(|(_, v)| v).sum();
+    assert!(spans as u64 >= stall.0, "{}", duration.describe());
+    let snooped = snoop
+        .stdout
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(pids[0].as_str()))
+        .count();
+    assert!(
+        snooped >= 1,
+        "compactsnoop shows the hugetlb request's compactions\n{}",
+        snoop.describe()
+    );
     watch.assert_restored(2048);
 }
 
