@@ -140,17 +140,6 @@ fn free_above_min_pages() -> Option<u64> {
     Some(total)
 }
 
-fn meminfo_kb(key: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
 fn hugepages_now() -> Result<u64, Failure> {
@@ -179,7 +168,7 @@ pub fn hugetlb(o: &Opts) -> Result<(), Failure> {
             "vm.nr_hugepages is not 0: this workload only grows an empty pool".into(),
         ));
     }
-    let huge_kb = meminfo_kb("Hugepagesize").unwrap_or(2048);
+    let huge_kb = crate::mem::meminfo_kb("Hugepagesize").unwrap_or(2048);
     let free = free_above_min_pages().ok_or_else(|| Failure::Os("/proc/zoneinfo".into()))?;
     announce();
     let want_kb = free * 4 + beyond * 1024;

@@ -7,21 +7,15 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use mmql_workload::mem;
+
 use crate::zones::Zones;
 
 pub const MEMCG_ROOT: &str = "/sys/fs/cgroup/memory";
 
 /// A /proc/meminfo value in MiB.
 pub fn meminfo_mb(key: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse::<u64>()
-        .ok()
-        .map(|kb| kb / 1024)
+    mem::meminfo_kb(key).map(|kb| kb / 1024)
 }
 
 /// Every /proc/vmstat counter, exact: the per-CPU differences are folded in first
@@ -105,11 +99,5 @@ pub fn is_memory_fs(magic: i64) -> Option<&'static str> {
 
 /// Page size in bytes.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as u64
-    } else {
-        4096
-    }
+    mem::page_size() as u64
 }
