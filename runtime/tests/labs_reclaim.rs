@@ -170,13 +170,13 @@ fn kswapd_lab_counts_wakes_like_pageoutrun() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(by_order, wakes, "{}", r.describe());
-    assert!(
-        recipes_common::rows(&r.stdout, "@requested_by")
-            .iter()
-            .any(|(k, n)| k[0] == "mmql-workload" && *n > 0),
-        "the reader asked for wake-ups\n{}",
-        r.describe()
-    );
+    // Some task asked for each wake-up; usually the reader, but another task that allocates
+    // while free memory is low may ask first.
+    let requested: i64 = recipes_common::rows(&r.stdout, "@requested_by")
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert!(requested >= 1, "{}", r.describe());
     // kswapd-cycle: a cycle is a wake followed by a sleep of the same node, so there are no
     // more cycles than wakes over its (longer) window.
     cycle.assert_clean(2);

@@ -122,24 +122,42 @@ fn zone_reclaim_mode() -> String {
         .to_string()
 }
 
+fn scan_sleep() -> String {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// A lab cgroup with a process in it: the lab's workload is running.
+fn workload_in_lab_cgroup() -> bool {
+    HostState::read().lab_cgroups.iter().any(|cg| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory/{cg}/cgroup.procs"))
+            .is_ok_and(|p| !p.trim().is_empty())
+    })
+}
+
 #[test]
 fn sigterm_mid_run_restores_the_host() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
     let watch = Watch::start();
-    let lab = labs_common::spawn(&["zone-reclaim"]);
-    // Mid-run: the driver has set zone_reclaim_mode and the reader is filling.
-    wait_for("the lab to start its fill", 60, || {
-        zone_reclaim_mode() == "1"
+    // thp-collapse holds its region for 6 s in its cgroup, with khugepaged's knob changed:
+    // a signal in that window meets a knob, a cgroup and a live workload.
+    let before = scan_sleep();
+    let lab = labs_common::spawn(&["thp-collapse"]);
+    wait_for("the lab's workload in its cgroup", 60, || {
+        scan_sleep() == "10" && workload_in_lab_cgroup()
     });
-    std::thread::sleep(Duration::from_secs(2));
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(lab.id() as i32, libc::SIGTERM) };
     let out = lab.wait_with_output().expect("lab ends");
     let err = support::text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("restored:") && err.contains("vm.zone_reclaim_mode back to 0"),
+        err.contains("restored:")
+            && err.contains(&format!("scan_sleep_millisecs back to {before}"))
+            && err.contains("removed cgroup"),
         "{err}"
     );
     assert!(!journal_exists());
@@ -151,12 +169,12 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
     let watch = Watch::start();
-    // zone-reclaim: two sysctls and a sparse file being read.
+    // zone-reclaim, killed as soon as its driver has set zone_reclaim_mode: sysctls and a
+    // sparse file being read.
     let mut lab = labs_common::spawn(&["zone-reclaim"]);
     wait_for("the lab to start its fill", 60, || {
         zone_reclaim_mode() == "1"
     });
-    std::thread::sleep(Duration::from_secs(2));
     lab.kill().expect("SIGKILL the lab");
     let _ = lab.wait();
     assert!(journal_exists(), "a killed lab leaves its journal");
@@ -165,17 +183,18 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
         watch.before,
         "the killed lab left changes to repair"
     );
-    // write-folio: a swap file and a cgroup with a workload in it.
     let next = labs_common::run(&["pcp", "-d", "30s"]);
     assert!(next.ok, "{}", next.describe());
     assert!(
         next.stderr.contains("undid what an unfinished lab left")
-            && next.stderr.contains("vm.zone_reclaim_mode back to 0"),
+            && next.stderr.contains("vm.zone_reclaim_mode back to 0")
+            && next.stderr.contains(".fill and its page cache"),
         "{}",
         next.describe()
     );
     watch.assert_restored(2048);
 
+    // write-folio: a swap file and a cgroup with a workload in it.
     let mut lab = labs_common::spawn(&["write-folio"]);
     wait_for("the lab's swap file and cgroup", 60, || {
         let s = HostState::read();

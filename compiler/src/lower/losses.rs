@@ -135,7 +135,7 @@ pub const LOSSES: [Loss; 8] = [
     // active on that CPU; on a busy machine that skips a few events in every 10,000.
     row(
         Counted::Skipped,
-        "events (the kernel skipped a probe while another BPF program or a BPF system call held that CPU)",
+        "probe runs (the kernel skipped them before any filter: another BPF program or a BPF system call held that CPU)",
         "mmql_probes_skipped_total",
         "Events the kernel ran no probe for because another BPF program or BPF system call held the CPU.",
     ),

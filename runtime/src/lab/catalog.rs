@@ -69,7 +69,8 @@ pub struct Lab {
     pub recipe: &'static str,
     /// Other recipes that read the same events (`mmql lab NAME -r RECIPE`).
     pub also: &'static [&'static str],
-    /// Typical length on the project's VM (2 vCPUs, 24 GiB).
+    /// Length measured on the project's VM (2 vCPUs, 24 GiB, shared with other builds); a
+    /// host-wide lab's fill grows with the free memory it starts from.
     pub time: &'static str,
     pub memory: &'static str,
     pub needs: Needs,
@@ -231,7 +232,7 @@ static LABS: &[Lab] = &[
         reproduces: "the Red Hat field report: vm.zone_reclaim_mode=1 makes the allocating task reclaim hundreds of pages per call where it needed one",
         recipe: "zone-reclaim",
         also: &["shrink-inactive", "lru-isolate", "direct-reclaim-latency"],
-        time: "15-40 s",
+        time: "30-45 s",
         memory: "page cache down to the low watermark",
         needs: HOST,
         counters: &["zone_reclaim_success", "zone_reclaim_failed", "pgscan_direct", "pgsteal_direct", "pageoutrun"],
@@ -255,7 +256,7 @@ static LABS: &[Lab] = &[
         reproduces: "kswapd waking when free memory falls below the low watermark, and its reclaim cycles",
         recipe: "kswapd-wakes",
         also: &["kswapd-cycle", "shrink-inactive", "lru-isolate"],
-        time: "15-40 s",
+        time: "20-60 s",
         memory: "page cache down to the low watermark",
         needs: HOST,
         counters: &["pageoutrun", "pgscan_kswapd", "pgsteal_kswapd", "kswapd_low_wmark_hit_quickly", "kswapd_high_wmark_hit_quickly"],
@@ -269,7 +270,7 @@ static LABS: &[Lab] = &[
         reproduces: "global direct reclaim: allocations that outrun kswapd find free memory at the min watermark and reclaim page cache themselves",
         recipe: "direct-reclaim-latency",
         also: &["zone-reclaim", "shrink-inactive", "lru-isolate", "compaction-health"],
-        time: "15-60 s",
+        time: "25-150 s",
         memory: "page cache down to the low watermark; 256 MiB of hugetlb pages for a moment",
         needs: Needs { hugetlb: true, ..HOST },
         counters: &["allocstall_dma32", "allocstall_normal", "allocstall_movable", "pgscan_direct", "pgsteal_direct", "compact_stall"],
@@ -301,7 +302,7 @@ static LABS: &[Lab] = &[
         reproduces: "direct compaction: a huge-page request under a full page cache compacts (and reclaims) in the caller, then a full compaction",
         recipe: "compaction-health",
         also: &["compactsnoop", "compaction-duration", "compaction-efficiency", "direct-reclaim-latency"],
-        time: "15-60 s",
+        time: "25-150 s",
         memory: "page cache down to the low watermark; 256 MiB of hugetlb pages for a moment",
         needs: Needs { hugetlb: true, ..HOST },
         counters: &["compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "allocstall_normal", "allocstall_movable"],

@@ -292,6 +292,15 @@ fn list() {
         .map(|l| l.name.len())
         .max()
         .unwrap_or(0);
+    // The changes as they would be made on this host now (the raised watermark factor
+    // depends on its free memory).
+    let h = Host {
+        dir: Path::new("/var/tmp"),
+        pid: 0,
+        zones: host::zone_totals(),
+        page_mb: host::page_size() as f64 / 1048576.0,
+        watermark_scale_factor: host::sysctl("vm/watermark_scale_factor").unwrap_or(10),
+    };
     for l in catalog::all() {
         println!("{:<w$}  {}", l.name, l.reproduces);
         println!(
@@ -302,13 +311,6 @@ fn list() {
             l.time,
             l.memory
         );
-        let h = Host {
-            dir: Path::new("/var/tmp"),
-            pid: 0,
-            zones: host::zone_totals(),
-            page_mb: host::page_size() as f64 / 1048576.0,
-            watermark_scale_factor: host::sysctl("vm/watermark_scale_factor").unwrap_or(10),
-        };
         let changes: Vec<String> = l.plan(&h).changes.iter().map(change_kind).collect();
         println!(
             "{:<w$}  changes: {}",

@@ -159,12 +159,12 @@ impl LabRun {
             .unwrap_or_else(|| panic!("no counter {name}:\n{}", self.stderr))
     }
 
-    /// Events the kernel skipped the recipe's probes for (`mmql: lost N events (the kernel
-    /// skipped a probe ...)`): the recipe may fall short of the kernel's count by that many.
+    /// Probe runs the kernel skipped (`mmql: lost N probe runs (the kernel skipped them ...)`):
+    /// the recipe may fall short of the kernel's count by at most that many.
     pub fn skipped(&self) -> u64 {
         self.stderr
             .lines()
-            .filter(|l| l.contains("the kernel skipped a probe"))
+            .filter(|l| l.contains("the kernel skipped them"))
             .filter_map(|l| {
                 l.strip_prefix("mmql: lost ")?
                     .split_whitespace()

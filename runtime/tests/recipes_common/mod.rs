@@ -167,7 +167,7 @@ impl Finished {
             !self
                 .stderr
                 .lines()
-                .any(|l| l.starts_with("mmql: lost") && !l.contains("the kernel skipped a probe")),
+                .any(|l| l.starts_with("mmql: lost") && !l.contains("the kernel skipped them")),
             "{} lost data:\n{}",
             self.name,
             self.stderr
