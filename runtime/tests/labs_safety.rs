@@ -43,6 +43,8 @@ fn listing_names_every_lab_with_recipe_time_memory_and_changes() {
 
 #[test]
 fn dry_run_prints_changes_and_changes_nothing() {
+    // Another test's lab must not change the host while this one compares.
+    let _one = serial();
     let before = HostState::read();
     let out = support::mmql_output(&["lab", "zone-reclaim", "--dry-run"]);
     assert!(out.status.success(), "{}", support::text(&out.stderr));

@@ -73,7 +73,7 @@ fn memcg_reclaim_lab_matches_bpftrace() {
         "{}",
         r.describe()
     );
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn oom_lab_matches_oom_kill() {
         "{}",
         adj.describe()
     );
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn write_folio_lab_matches_nr_vmscan_write() {
         "the hog got all it asked for, swapped\n{}",
         r.describe()
     );
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn thp_collapse_lab_matches_thp_collapse_alloc() {
     scan.assert_clean(1);
     let candidates = scan.total_where("@scans", |k| k == ["succeeded"]);
     assert!(candidates >= collapsed, "{}", scan.describe());
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
         "the churn touched 60,000 pages\n{}",
         r.describe()
     );
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn extfrag_lab_matches_bpftrace() {
         r.describe()
     );
     assert!(r.stdout.contains("@ownership_changes["), "{}", r.describe());
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }
 
 /// The last value printed for each key of `map` (maps printed every few seconds without
@@ -305,5 +305,5 @@ fn pcp_lab_allocation_and_slab_recipes_match_bpftrace() {
         let all = bt(&rows, "@cache", &k[0]);
         assert!(n <= all, "cache {}: slab-top {n}, bpftrace {all}", k[0]);
     }
-    watch.assert_restored(1024);
+    watch.assert_restored(2048);
 }

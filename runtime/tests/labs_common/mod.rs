@@ -93,28 +93,30 @@ pub fn meminfo(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Asserts the host is as `before` said, and that the lab's page cache is gone: MemFree is
-/// back within `margin_mb` of where it was (other tests on the machine move it a little).
+/// Asserts the host is as `before` said, and that memory is back: MemAvailable within
+/// `margin_mb` of where it was. MemAvailable, not MemFree: other developers' builds on this
+/// machine move MemFree by gigabytes within seconds; what a lab could leave behind that
+/// MemAvailable misses (its clean page cache) goes with its file, which the state compares.
 pub fn assert_restored(before: &HostState, free_before_kb: u64, margin_mb: u64) {
     let after = HostState::read();
     assert_eq!(&after, before, "the lab left the host changed");
-    // Free memory comes back once the file is gone; give the kernel a moment to settle.
+    // Memory comes back as the workloads exit and the pool empties; give it a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let free = meminfo("MemFree");
+        let free = meminfo("MemAvailable");
         if free + margin_mb * 1024 >= free_before_kb {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "MemFree {free} kB after the lab, {free_before_kb} kB before (margin {margin_mb} MiB)"
+            "MemAvailable {free} kB after the lab, {free_before_kb} kB before (margin {margin_mb} MiB)"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// A lab test's hold on the host: the lab lock of this binary, and the host as it was, to
-/// compare with once the lab is done.
+/// A lab test's hold on the host: the lab lock of this binary, and the host as it was
+/// (state and MemAvailable), to compare with once the lab is done.
 pub struct Watch {
     _one: MutexGuard<'static, ()>,
     pub before: HostState,
@@ -127,11 +129,11 @@ impl Watch {
         Watch {
             _one: one,
             before: HostState::read(),
-            free_kb: meminfo("MemFree"),
+            free_kb: meminfo("MemAvailable"),
         }
     }
 
-    /// The host is back as it was, MemFree within `margin_mb`.
+    /// The host is back as it was, MemAvailable within `margin_mb`.
     pub fn assert_restored(&self, margin_mb: u64) {
         assert_restored(&self.before, self.free_kb, margin_mb);
     }
