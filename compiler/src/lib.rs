@@ -5,6 +5,7 @@
 pub mod agg;
 pub mod bpf;
 pub mod btf;
+pub mod capture;
 pub mod check;
 pub mod explain;
 pub mod format;

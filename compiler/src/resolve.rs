@@ -108,9 +108,11 @@ pub fn resolve(p: &EventPattern, catalog: &Catalog) -> Result<Resolution, Diagno
         .filter(|c| glob_match(category, c))
         .collect();
     if matching_cats.is_empty() {
-        let help = did_you_mean(category, cats.iter().copied()).unwrap_or_else(|| {
-            "mm categories: kmem, vmscan, compaction, huge_memory, oom, migrate (`mmql list` shows all)".to_string()
-        });
+        let help = mmql_lang::foreign_probe_help(category)
+            .or_else(|| did_you_mean(category, cats.iter().copied()))
+            .unwrap_or_else(|| {
+                "mm categories: kmem, vmscan, compaction, huge_memory, oom, migrate (`mmql list` shows all)".to_string()
+            });
         return Err(
             Diagnostic::error(Code::E0101, format!("no tracepoint category `{category}`"))
                 .at(span, "unknown category")

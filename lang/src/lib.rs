@@ -14,5 +14,5 @@ mod grammar {
     include!(concat!(env!("OUT_DIR"), "/grammar.rs"));
 }
 
-pub use parse::parse;
+pub use parse::{foreign_probe_help, parse};
 pub use span::{Source, Span, Spanned};

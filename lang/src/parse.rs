@@ -103,6 +103,13 @@ fn unexpected(l: usize, tok: &Tok<'_>, r: usize, expected: &[String], text: &str
                 "bpftrace's `{header}` is written `on {event} {{ ... }}` in mmql"
             ))
         }
+        Tok::Ident(kind)
+            if wants_probe
+                && header.starts_with(&format!("{kind}:"))
+                && foreign_probe_help(kind).is_some() =>
+        {
+            d.help_opt(foreign_probe_help(kind))
+        }
         Tok::Ident(w @ ("BEGIN" | "END")) if wants_probe => d.with_help(format!(
             "bpftrace's `{w}` is written `on {} {{ ... }}` in mmql",
             w.to_lowercase()
@@ -116,6 +123,29 @@ fn unexpected(l: usize, tok: &Tok<'_>, r: usize, expected: &[String], text: &str
         Tok::Slash if before.starts_with("on ") || expected.iter().any(|e| e == "\"where\"") => {
             d.with_help("filters are written `where EXPR` between the event and `{`, not `/EXPR/`")
         }
+        // bpftrace's `args->field`: the lexer reads `-` then `>`.
+        Tok::Gt if text[..l].ends_with('-') => {
+            let base_end = l - 1;
+            let base = &text[..base_end];
+            let base = &base[base
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1)..];
+            let field: String = text[r..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let field = if field.is_empty() { "FIELD" } else { &field };
+            let base = if base.is_empty() { "args" } else { base };
+            d = Diagnostic::error(Code::E0010, "`->` is not mmql syntax")
+                .at(Span::new(l - 1, r), "bpftrace's `->`");
+            if base == "args" {
+                d.with_help(format!(
+                    "a field is written `args.{field}`, or just `{field}`, in mmql"
+                ))
+            } else {
+                d.with_help(format!("write `{base}.{field}`"))
+            }
+        }
         Tok::Assign if expected.iter().any(|e| e == "\"==\"") => {
             d.with_help("to compare, use `==`; to store, assign to a map (`@m = ...`) or a `let`")
         }
@@ -127,6 +157,26 @@ fn unexpected(l: usize, tok: &Tok<'_>, r: usize, expected: &[String], text: &str
         _ => d,
     };
     d
+}
+
+/// For a bpftrace probe type mmql has no form of (`kprobe`, `uprobe`, ...): what to say
+/// instead of "unknown category". Shared with name resolution, which meets them after `on`.
+pub fn foreign_probe_help(kind: &str) -> Option<String> {
+    let tracepoints =
+        "mmql attaches to kernel tracepoints only (`on kmem:mm_page_alloc { ... }`); \
+                       `mmql list` shows them";
+    match kind {
+        "kprobe" | "kretprobe" | "k" | "kr" | "kfunc" | "kretfunc" | "fentry" | "fexit"
+        | "rawtracepoint" | "rt" | "uprobe" | "uretprobe" | "u" | "ur" | "usdt" | "U"
+        | "profile" | "p" | "software" | "hardware" | "watchpoint" | "iter" | "s" | "h" | "w"
+        | "f" | "fr" => Some(format!(
+            "bpftrace's `{kind}:` probes have no mmql form: {tracepoints}"
+        )),
+        "interval" | "i" => Some(
+            "timers are written `every 5s { ... }` (or `after 5s { ... }` for once)".to_string(),
+        ),
+        _ => None,
+    }
 }
 
 /// lalrpop's expected-terminal names, said the way a person would.

@@ -35,6 +35,11 @@ pub struct Common {
     /// the running kernel.
     #[arg(long, global = true, value_name = "DIR")]
     pub formats: Option<PathBuf>,
+    /// Run on recorded events instead of the kernel (no root needed): a file `mmql record`
+    /// wrote, or `sample:NAME` (`mmql samples` lists the bundled ones). `check`, `explain`
+    /// and `list` then use the recording's formats.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trace: Option<String>,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -155,6 +160,17 @@ pub enum Command {
         #[arg(long = "html", value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Record raw tracepoint events to a file that any script can run on later, without root
+    /// (`mmql --trace FILE ...`).
+    #[command(
+        after_help = "Examples:\n  mmql record -o churn.mmqltrace -c 'mmql-workload churn' 'kmem:mm_page_*'\n  mmql record -o reclaim.mmqltrace -d 30s --stacks vmscan:direct_reclaim\n  mmql record -o oom.mmqltrace recipe:oom-kills\n  mmql record -o mine.mmqltrace -e 'on kmem:mm_page_alloc { @n[order] = count() }'"
+    )]
+    Record(RecordArgs),
+    /// List the bundled sample recordings (`--trace sample:NAME`).
+    #[command(
+        after_help = "Example:\n  mmql samples\n  mmql --trace sample:churn -e 'on kmem:mm_page_alloc { @[order] = count() }'"
+    )]
+    Samples,
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]
     Recipes,
@@ -187,6 +203,35 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Where to write the recording.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// What to record: tracepoints, globs (`kmem:*`) or span names (their begin and end
+    /// events); or one script file, or `recipe:NAME`, to record the events it uses.
+    #[arg(value_name = "EVENT|SCRIPT", required_unless_present = "program")]
+    pub targets: Vec<String>,
+    /// Record the events this program uses.
+    #[arg(short = 'e', value_name = "PROGRAM")]
+    pub program: Option<String>,
+    /// Only record events of this process (its thread group).
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "cmd")]
+    pub pid: Option<u32>,
+    /// Start CMD after attaching, record only it, stop when it exits.
+    #[arg(short = 'c', long = "cmd", value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// Stop after this long (`10s`, `500ms`, `2m`).
+    #[arg(short = 'd', long = "duration", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Also record the kernel stack of every event (for `kstack`).
+    #[arg(long)]
+    pub stacks: bool,
+    /// Quiet: no banner and no summary.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

@@ -23,6 +23,20 @@ pub enum FormatSource {
     /// A directory laid out like tracefs `events/` (`<category>/<name>/format`), with an
     /// optional `btf-enums.txt` in its parent (as `stdlib/snapshot/` has).
     Dir(PathBuf),
+    /// The format files inside an event recording (`--trace FILE`).
+    Recorded(std::sync::Arc<RecordedFormats>),
+}
+
+/// What a recording holds of the kernel's formats.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordedFormats {
+    /// The recording, for messages.
+    pub name: String,
+    /// (category, name, format file text)
+    pub files: Vec<(String, String, String)>,
+    /// `btf-enums.txt` text.
+    pub btf_enums: Option<String>,
+    pub kernel_release: Option<String>,
 }
 
 #[derive(Debug)]
@@ -33,7 +47,7 @@ pub struct LoadedCatalog {
     pub warnings: Vec<String>,
 }
 
-const TRACEFS_EVENTS: &[&str] = &[
+pub const TRACEFS_EVENTS: &[&str] = &[
     "/sys/kernel/tracing/events",
     "/sys/kernel/debug/tracing/events",
 ];
@@ -55,7 +69,30 @@ pub fn load_catalog_filtered(
     match source {
         FormatSource::Dir(dir) => load_dir(dir, want),
         FormatSource::Live => Ok(load_live(want)),
+        FormatSource::Recorded(r) => load_recorded(r, want),
     }
+}
+
+fn load_recorded(
+    r: &std::sync::Arc<RecordedFormats>,
+    want: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<LoadedCatalog, String> {
+    let (mut catalog, errors) = Catalog::from_texts(
+        r.files
+            .iter()
+            .filter(|(c, _, _)| want(c))
+            .map(|(c, n, t)| (c.as_str(), n.as_str(), t.as_str())),
+    );
+    let warnings = errors
+        .into_iter()
+        .map(|(c, n, e)| format!("{}: the format of {c}:{n}: {e}", r.name))
+        .collect();
+    if let Some(text) = &r.btf_enums {
+        catalog.btf_enums =
+            parse_btf_enums(text).map_err(|e| format!("{}: BTF enums: {e}", r.name))?;
+    }
+    catalog.apply_btf_enums();
+    Ok(LoadedCatalog { catalog, warnings })
 }
 
 fn snapshot(mut warnings: Vec<String>) -> LoadedCatalog {
@@ -94,6 +131,15 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
                 catalog.apply_btf_enums();
                 return LoadedCatalog { catalog, warnings };
             }
+            // tracefs is readable, but none of the script's categories exists: an empty
+            // catalog (no snapshot, no warning) makes the caller load every category, so
+            // the diagnostic says which category is unknown and names the nearest ones.
+            (Ok(_), _) if has_categories(Path::new(events)) => {
+                return LoadedCatalog {
+                    catalog: Catalog::default(),
+                    warnings: Vec::new(),
+                };
+            }
             (Ok(_), _) => why.push(format!("{events}: no format files")),
             (Err(e), _) => why.push(e),
         }
@@ -103,6 +149,12 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
         why.join("; "),
         mmql_stdlib::snapshot::KERNEL
     )])
+}
+
+/// Whether a tracefs events directory holds any category at all.
+fn has_categories(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()))))
 }
 
 fn read_btf() -> Result<BtfEnums, String> {
@@ -263,6 +315,12 @@ fn read_format<'b>(f: &mut fs::File, buf: &'b mut Vec<u8>) -> Option<&'b str> {
     buf.clear();
     f.read_to_end(buf).ok()?;
     std::str::from_utf8(buf).ok()
+}
+
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 #[cfg(test)]

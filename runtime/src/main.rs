@@ -7,6 +7,7 @@ mod formats;
 mod output;
 mod run;
 mod serve;
+mod trace;
 mod userfn;
 mod zones;
 
@@ -18,7 +19,30 @@ use mmql::{sys, verifier};
 fn main() -> ExitCode {
     // clap exits here on a usage error (status 2), honouring --color and NO_COLOR.
     let cli = commands::shell::parse();
-    let ctx = commands::Context::new(&cli.common);
+    let mut ctx = commands::Context::new(&cli.common);
+    let mut recording = None;
+    if let Some(arg) = &cli.common.trace {
+        if matches!(
+            cli.command,
+            Some(
+                Command::Record(_)
+                    | Command::Replay { .. }
+                    | Command::Serve(_)
+                    | Command::Build { .. }
+            )
+        ) {
+            commands::shell::usage_error(
+                "--trace runs scripts on a recording; it does not apply to this command",
+            );
+        }
+        match trace::open(arg) {
+            Ok(t) => {
+                ctx.formats = trace::formats(arg, t.as_ref());
+                recording = Some(t);
+            }
+            Err(f) => return f.report(),
+        }
+    }
     let result = match (&cli.command, &cli.list) {
         (Some(Command::Check(s)), _) => commands::check::run(&ctx, s),
         (Some(Command::Explain(s)), _) => commands::explain::run(&ctx, s),
@@ -36,7 +60,8 @@ fn main() -> ExitCode {
                     file: file.clone(),
                     program: program.clone(),
                 };
-                commands::read_script(&script).and_then(|src| run::run(&ctx, &src, &cli.run))
+                commands::read_script(&script)
+                    .and_then(|src| trace::run(&ctx, &src, &cli.run, recording))
             }
         },
         (Some(Command::Serve(args)), _) => serve::run(&ctx, args),
@@ -49,7 +74,10 @@ fn main() -> ExitCode {
                 run,
             }),
             _,
-        ) => commands::recipes::run(&ctx, recipe, recipe_opts, run),
+        ) => commands::recipes::load(&ctx, recipe, recipe_opts)
+            .and_then(|src| trace::run(&ctx, &src, run, recording)),
+        (Some(Command::Record(args)), _) => trace::record::record(&ctx, args),
+        (Some(Command::Samples), _) => trace::list_samples(),
         (Some(Command::Recipes), _) => commands::recipes::list(),
         (
             Some(Command::Replay {

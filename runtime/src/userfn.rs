@@ -33,6 +33,11 @@ impl PrintTime {
         }
     }
 
+    /// Wall clock = `nsecs` + `offset`: a recording's, taken when it was made.
+    pub fn set_wall_offset(&mut self, offset: i128) {
+        self.wall_offset = Some(offset);
+    }
+
     pub fn eval(&mut self, func: &UserFn, slots: &[Scalar]) -> Scalar {
         let int = |i: usize| match slots.get(i) {
             Some(Scalar::Int(v)) => Some(*v),
@@ -125,7 +130,7 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
-fn wall_minus_monotonic() -> i128 {
+pub fn wall_minus_monotonic() -> i128 {
     clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
 }
 

@@ -92,3 +92,41 @@ fn max_keys_out_of_range_is_a_usage_error() {
         );
     }
 }
+
+/// Program text given without `-e` (bpftrace runs `bpftrace 'PROGRAM'`): one line saying to
+/// put `-e` before it, not "cannot read `on kmem…`: No such file or directory".
+#[test]
+fn program_text_without_dash_e_says_to_add_it() {
+    let out = mmql(&["--formats", SNAPSHOT, SCRIPT]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!("mmql: error: `{SCRIPT}` is program text, not a file: put -e before it (`mmql -e '...'`)\n")
+    );
+    // A file name that does not exist is still just that.
+    let out = mmql(&["--formats", SNAPSHOT, "no-such-script.mmql"]);
+    assert!(
+        text(&out.stderr).starts_with("mmql: error: cannot read `no-such-script.mmql`: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A script naming only a category this kernel lacks, checked against the live tracefs: the
+/// error names the category and the nearest ones, and no warning claims tracefs is unreadable
+/// (the partial load found nothing to read and once fell back to the snapshot, saying so).
+#[test]
+fn unknown_category_on_live_tracefs_is_not_a_tracefs_problem() {
+    skip_unless!(std::fs::read_dir("/sys/kernel/tracing/events")
+        .err()
+        .map(|e| support::SkipReason::new(format!("tracefs events not readable: {e}"))));
+    let out = mmql(&["check", "-e", "on kmme:mm_page_alloc { @n = count() }"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no tracepoint category `kmme`") && err.contains("did you mean"),
+        "{err}"
+    );
+    assert!(!err.contains("snapshot"), "a misleading warning\n{err}");
+    assert!(!err.contains("warning"), "{err}");
+}

@@ -82,9 +82,11 @@ fn compactsnoop_options_reshape_the_script() {
     ]);
     assert!(all.status.success());
     let all = code(text(&all.stdout));
-    assert!(!plain.contains("FRAGIDX") && !plain.contains("kstack") && !plain.contains("\"TIME\""));
+    assert!(
+        !plain.contains("FRAGIDX") && !plain.contains("kstack") && !plain.contains("\"TIME(s)\"")
+    );
     for col in [
-        "\"TIME\"",
+        "\"TIME(s)\"",
         "\"FRAGIDX\"",
         "\"MIN\"",
         "\"LOW\"",

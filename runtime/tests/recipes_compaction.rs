@@ -48,13 +48,13 @@ fn compactsnoop_reports_every_zone_of_a_full_compaction() {
         .unwrap_or_else(|| panic!("no pid= line\n{}", done.describe()));
     let header = out
         .lines()
-        .find(|l| l.starts_with("TIME "))
+        .find(|l| l.starts_with("TIME(s) "))
         .expect("header line");
     let cols: Vec<&str> = header.split_whitespace().collect();
     assert_eq!(
         cols,
         [
-            "TIME", "COMM", "PID", "NODE", "ZONE", "ORDER", "MODE", "FRAGIDX", "MIN", "LOW",
+            "TIME(s)", "COMM", "PID", "NODE", "ZONE", "ORDER", "MODE", "FRAGIDX", "MIN", "LOW",
             "HIGH", "FREE", "LAT(ms)", "STATUS"
         ]
     );
@@ -80,12 +80,22 @@ fn compactsnoop_reports_every_zone_of_a_full_compaction() {
         "contended",
         "success",
     ];
-    for w in &lines {
+    // TIME(s): seconds since the first compaction traced (compactsnoop-examples.txt), so the
+    // first line is 0 and the times never go back.
+    let mut last = 0.0f64;
+    for (i, w) in lines.iter().enumerate() {
         let time = w[0];
+        let (secs, frac) = time
+            .split_once('.')
+            .unwrap_or_else(|| panic!("TIME(s) {time}"));
         assert!(
-            time.len() == 15 && time.as_bytes()[2] == b':' && time.as_bytes()[8] == b'.',
-            "TIME {time}"
+            secs.parse::<u64>().is_ok() && frac.len() == 9 && frac.parse::<u64>().is_ok(),
+            "TIME(s) {time}"
         );
+        let t: f64 = time.parse().expect("TIME(s) is a number");
+        assert!(i > 0 || t == 0.0, "the first line is at 0: {time}");
+        assert!(t >= last && t < 30.0, "TIME(s) {time} after {last}");
+        last = t;
         assert_eq!(w[2].parse::<u64>().ok(), Some(pid), "PID column");
         let node: i64 = w[3].parse().expect("NODE");
         assert!(

@@ -301,28 +301,12 @@ fn install_script_stages_binary_pages_and_completions() {
     // under a temp DESTDIR so nothing on the machine changes.
     let tmp = std::env::temp_dir().join(format!("mmql-install-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let fake_target = tmp.join("target");
-    std::fs::create_dir_all(fake_target.join("release")).expect("temp dir");
-    std::fs::copy(support::mmql(), fake_target.join("release/mmql")).expect("copy mmql");
-    let stage = tmp.join("stage");
-    let out = Command::new(support::workspace_root().join("scripts/install"))
-        .args([
-            "--no-build",
-            "--prefix",
-            "/usr/local",
-            "--destdir",
-            stage.to_str().expect("utf-8"),
-        ])
-        .env("CARGO_TARGET_DIR", &fake_target)
-        .output()
-        .expect("run scripts/install");
+    let root = support::stage_install(&tmp).unwrap_or_else(|e| panic!("{e}"));
+    // The README's first example runs the demo workload by name: it is installed too.
     assert!(
-        out.status.success(),
-        "scripts/install: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        root.join("bin/mmql-workload").is_file(),
+        "scripts/install did not install mmql-workload"
     );
-    let root = stage.join("usr/local");
     let bin = root.join("bin/mmql");
     assert_eq!(
         code(

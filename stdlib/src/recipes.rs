@@ -214,7 +214,7 @@ mod tests {
         let all = |_: &str, _: &str| true;
         assert!(find("oom-kills").is_some_and(|r| r.source(&t, &all).is_err()));
         let cs = find("compactsnoop").expect("compactsnoop");
-        assert!(cs.source(&t, &all).is_ok_and(|s| s.contains("strftime")));
+        assert!(cs.source(&t, &all).is_ok_and(|s| s.contains("TIME(s)")));
     }
 
     #[test]

@@ -227,6 +227,28 @@ impl Checker<'_> {
                 return poison(span);
             }
         }
+        // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
+        if crate::agg::names()
+            .chain(USER_FUNCTIONS.iter().copied())
+            .chain(STATEMENT_FUNCTIONS.iter().copied())
+            .chain(VALUE_FUNCTIONS.iter().copied())
+            .any(|f| f == n)
+        {
+            let kind = if crate::agg::lookup(n).is_some() {
+                "an aggregation"
+            } else {
+                "a function"
+            };
+            self.report(
+                Diagnostic::error(
+                    Code::E0105,
+                    format!("`{n}` is {kind}, called with parentheses"),
+                )
+                .at(span, "not called")
+                .with_help(format!("write `{n}()`")),
+            );
+            return poison(span);
+        }
         if self.missing_from_some(n, span, scope) {
             return poison(span);
         }

@@ -6,6 +6,7 @@
 //! second reports.
 
 mod expr;
+mod per_event;
 mod printf;
 mod stmt;
 mod user;
@@ -204,11 +205,16 @@ impl<'c> Checker<'c> {
         }
         plain.dedup();
         let catalog = self.catalog;
+        plain.retain(|(c, n)| catalog.get(c, n).is_some());
         self.probe_events = plain
             .iter()
             .filter_map(|(c, n)| catalog.get(c, n))
             .collect();
-        for (category, name) in plain {
+        // Which event's check reported each new diagnostic, to merge repeats afterwards.
+        let before = self.diags.len();
+        let mut reported_by = Vec::new();
+        let names: Vec<String> = plain.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        for (i, (category, name)) in plain.into_iter().enumerate() {
             let Some(event) = catalog.get(&category, &name) else {
                 continue;
             };
@@ -225,8 +231,20 @@ impl<'c> Checker<'c> {
                 locals: scope.locals_out(),
                 span: probe.head_span,
             });
+            reported_by.resize(self.diags.len() - before, i);
         }
         self.probe_events.clear();
+        if names.len() > 1 {
+            let found = self
+                .diags
+                .split_off(before)
+                .into_iter()
+                .zip(reported_by)
+                .collect();
+            let written: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
+            self.diags
+                .extend(per_event::merge(found, &names, &written.join(", ")));
+        }
     }
 
     fn span_probe(

@@ -421,10 +421,19 @@ impl Checker<'_> {
                 Some(TStmt::Delete { map, keys })
             }
             f if USER_FUNCTIONS.contains(&f) => {
+                let help = if f == "time" {
+                    // bpftrace habit: a timestamp per event. That is a printf of `nsecs`.
+                    "to stamp each event, print its time: `printf(\"%s ...\\n\", strftime(\"%H:%M:%S\", nsecs))` (or `nsecs`, ns since boot); to print the time now and then, call `time()` from `every 5s { ... }`".to_string()
+                } else {
+                    format!("call it from `every 5s {{ {f}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")
+                };
                 self.report(
-                    Diagnostic::error(Code::E0209, format!("`{f}()` runs in userspace, not in an event probe"))
-                        .at(e.span, "inside an event probe")
-                        .with_help(format!("call it from `every 5s {{ {f}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")),
+                    Diagnostic::error(
+                        Code::E0209,
+                        format!("`{f}()` runs in userspace, not in an event probe"),
+                    )
+                    .at(e.span, "inside an event probe")
+                    .with_help(help),
                 );
                 None
             }

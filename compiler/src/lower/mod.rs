@@ -259,6 +259,23 @@ fn expr_uses(e: &TExpr, f: &dyn Fn(&TExpr) -> bool) -> bool {
     }
 }
 
+/// Where a probe first uses builtin `b` (in its filter or body), for errors about what an
+/// offline source lacks (`kstack` without recorded stacks).
+pub fn builtin_span(k: &KProbe, b: Builtin) -> Option<Span> {
+    let found = std::cell::Cell::new(None);
+    let hit = |e: &TExpr| {
+        if matches!(&e.kind, TExprKind::Builtin(x) if *x == b) && found.get().is_none() {
+            found.set(Some(e.span));
+        }
+        false
+    };
+    if let Some(f) = &k.filter {
+        expr_uses(f, &hit);
+    }
+    uses(&k.body, &|_| false, &hit);
+    found.get()
+}
+
 impl Lowerer<'_> {
     fn probe(&mut self, k: &KProbe, opts: &LowerOptions, exit: Label) {
         for (_, ty) in &k.locals {

@@ -67,6 +67,8 @@ codes! {
     // Limits of the BPF target.
     E0301 => "the program exceeds a BPF limit",
     E0302 => "the kernel's verifier rejected the program",
+    // Running on recorded events.
+    E0401 => "the recording lacks what the script needs",
     // Warnings and notes.
     W0001 => "event name resolved through a known rename",
     W0002 => "map is written but never printed",

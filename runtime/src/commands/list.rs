@@ -38,6 +38,11 @@ fn matches(pattern: &str, category: &str, name: &str) -> bool {
 }
 
 pub fn listing(catalog: &Catalog, pattern: &str, verbose: bool) -> String {
+    // bpftrace's `-l 'tracepoint:kmem:*'`: every event here is a tracepoint.
+    let pattern = ["tracepoint:", "t:"]
+        .iter()
+        .find_map(|p| pattern.strip_prefix(p))
+        .unwrap_or(pattern);
     let mut out = String::new();
     for ((category, name), ev) in &catalog.events {
         if !matches(pattern, category, name) {

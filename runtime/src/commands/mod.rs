@@ -153,12 +153,26 @@ impl Context {
     }
 }
 
+/// Why a script file cannot be read; when the "file" is program text (bpftrace habit:
+/// `bpftrace 'kprobe:... { }'` needs no `-e`... but mmql does), says to put `-e` before it.
+fn unreadable_script(path: &std::path::Path, e: &std::io::Error) -> String {
+    let given = path.display().to_string();
+    if e.kind() == std::io::ErrorKind::NotFound && given.contains('{') {
+        let short: String = given.chars().take(40).collect();
+        let more = if short.len() < given.len() { "…" } else { "" };
+        return format!(
+            "`{short}{more}` is program text, not a file: put -e before it (`mmql -e '...'`)"
+        );
+    }
+    format!("cannot read `{given}`: {e}")
+}
+
 pub fn read_script(s: &ScriptArg) -> Result<Source, Failure> {
     match (&s.program, &s.file) {
         (Some(p), _) => Ok(Source::new("-e", p.clone())),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|t| Source::new(path.display().to_string(), t))
-            .map_err(|e| Failure::Message(format!("cannot read `{}`: {e}", path.display()))),
+            .map_err(|e| Failure::Message(unreadable_script(path, &e))),
         (None, None) => Err(Failure::Message("give a script file or -e PROGRAM".into())),
     }
 }

@@ -8,7 +8,7 @@ use mmql_lang::Source;
 use mmql_stdlib::recipes::{self, Recipe, RecipeOptions};
 
 use super::{read_script, Context, Failure};
-use crate::cli::{RecipeOpts, RunOpts, ScriptArg};
+use crate::cli::{RecipeOpts, ScriptArg};
 
 /// What a file argument must start with to name a recipe instead of a file.
 pub const PREFIX: &str = "recipe:";
@@ -33,12 +33,6 @@ pub fn show(ctx: &Context, name: &str, opts: &RecipeOpts) -> Result<(), Failure>
     let src = load(ctx, name, opts)?;
     print!("{}", src.text);
     Ok(())
-}
-
-/// `mmql run NAME [options]`: the recipe through the same path as a script.
-pub fn run(ctx: &Context, name: &str, opts: &RecipeOpts, run: &RunOpts) -> Result<(), Failure> {
-    let src = load(ctx, name, opts)?;
-    crate::run::run(ctx, &src, run)
 }
 
 /// A script argument that may name a recipe: `recipe:NAME`, optionally followed by its

@@ -27,19 +27,25 @@ impl Ksyms {
         Ksyms { syms }
     }
 
+    /// Symbols from a recording (sorted, one per address).
+    pub fn from_symbols(syms: Vec<(u64, String)>) -> Ksyms {
+        Ksyms { syms }
+    }
+
+    /// The function `addr` is in, as `resolve` sees it: (its address, its name).
+    pub fn containing(&self, addr: u64) -> Option<(u64, &str)> {
+        let i = self.syms.partition_point(|(a, _)| *a <= addr);
+        let (base, name) = &self.syms[i.checked_sub(1)?];
+        (addr - base < 1 << 20).then_some((*base, name.as_str()))
+    }
+
     /// `name+0xoff`, or the address in hex when it is in no known function (or when
     /// kallsyms hides addresses, as it does without root).
     pub fn resolve(&self, addr: u64) -> String {
-        let i = self.syms.partition_point(|(a, _)| *a <= addr);
-        match i.checked_sub(1).map(|j| &self.syms[j]) {
-            Some((base, name)) if addr - base < 1 << 20 => {
-                if addr == *base {
-                    name.clone()
-                } else {
-                    format!("{name}+{:#x}", addr - base)
-                }
-            }
-            _ => format!("{addr:#x}"),
+        match self.containing(addr) {
+            Some((base, name)) if addr == base => name.to_string(),
+            Some((base, name)) => format!("{name}+{:#x}", addr - base),
+            None => format!("{addr:#x}"),
         }
     }
 

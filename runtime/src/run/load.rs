@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use aya::maps::{Map, MapData, RingBuf};
+use mmql_compiler::bpf::{MapDef, ProgramDef};
 use mmql_compiler::lower::roles::ObjectMap;
 use mmql_compiler::lower::{Compiled, ProgSpec};
 use mmql_lang::diag::{Code, Diagnostic};
@@ -74,8 +75,14 @@ impl Loaded {
 }
 
 pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
+    load_maps(&compiled.bpf_maps)
+}
+
+/// Creates the maps of an object (a script's, or `mmql record`'s capture maps), in order:
+/// map `i` is `ObjectMap(i)`.
+pub fn load_maps(defs: &[MapDef]) -> Result<Loaded, LoadFailure> {
     let mut maps = Vec::new();
-    for def in &compiled.bpf_maps {
+    for def in defs {
         let fd = prog::create_map(def).map_err(|e| {
             if is_eperm(&e) {
                 LoadFailure::Privilege(PRIVILEGE.to_string())
@@ -95,42 +102,71 @@ pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
 /// Loads and attaches every program; returns how many are attached.
 pub fn attach(loaded: &mut Loaded, compiled: &Compiled) -> Result<usize, LoadFailure> {
     for p in &compiled.programs {
-        let fds: Vec<BorrowedFd<'_>> = loaded
-            .maps
-            .iter()
-            .filter_map(|fd| fd.as_ref().map(|f| f.as_fd()))
-            .collect();
-        if fds.len() != loaded.maps.len() {
-            return Err(LoadFailure::Other(
-                "a map was handed off before its programs were loaded".into(),
-            ));
-        }
-        let fd = prog::load_tracepoint(&p.def.name, &p.def.insns, &p.def.map_relocs, &fds)
-            .map_err(|e| load_error(e, p))?;
-        let id = prog::tracepoint_id(&p.category, &p.event).map_err(|e| {
-            // With tracefs there, a missing id means this kernel lacks the event (the formats
-            // came from `--formats` or another kernel); only without it is tracefs the cause.
-            let hint = if std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
-                "this kernel has no such tracepoint; check `mmql list` without --formats"
-            } else {
-                "is tracefs mounted at /sys/kernel/tracing?"
-            };
-            LoadFailure::Other(format!(
-                "cannot find tracepoint {}:{}: {e} ({hint})",
-                p.category, p.event
-            ))
+        attach_program(loaded, &p.def, &p.category, &p.event).map_err(|e| match e {
+            AttachError::Load(e) => load_error(e, p),
+            AttachError::Failed(f) => f,
         })?;
-        let event = prog::attach_tracepoint(id, fd.as_fd()).map_err(|e| {
-            if is_eperm(&e) {
-                LoadFailure::Privilege(PRIVILEGE.to_string())
-            } else {
-                LoadFailure::Other(format!("cannot attach to {}:{}: {e}", p.category, p.event))
-            }
-        })?;
-        loaded.progs.push(fd);
-        loaded.events.get_mut().push(event);
     }
     Ok(loaded.attached())
+}
+
+pub enum AttachError {
+    /// The program did not load (the verifier, or no permission).
+    Load(ProgLoadError),
+    Failed(LoadFailure),
+}
+
+/// Loads one program with the maps' fds patched in and attaches it to its tracepoint.
+pub fn attach_program(
+    loaded: &mut Loaded,
+    def: &ProgramDef,
+    category: &str,
+    event: &str,
+) -> Result<(), AttachError> {
+    let fds: Vec<BorrowedFd<'_>> = loaded
+        .maps
+        .iter()
+        .filter_map(|fd| fd.as_ref().map(|f| f.as_fd()))
+        .collect();
+    if fds.len() != loaded.maps.len() {
+        return Err(AttachError::Failed(LoadFailure::Other(
+            "a map was handed off before its programs were loaded".into(),
+        )));
+    }
+    let fd = prog::load_tracepoint(&def.name, &def.insns, &def.map_relocs, &fds)
+        .map_err(AttachError::Load)?;
+    let id = prog::tracepoint_id(category, event).map_err(|e| {
+        // With tracefs there, a missing id means this kernel lacks the event (the formats
+        // came from `--formats` or another kernel); only without it is tracefs the cause.
+        let hint = if std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+            "this kernel has no such tracepoint; check `mmql list` without --formats"
+        } else {
+            "is tracefs mounted at /sys/kernel/tracing?"
+        };
+        AttachError::Failed(LoadFailure::Other(format!(
+            "cannot find tracepoint {category}:{event}: {e} ({hint})"
+        )))
+    })?;
+    let attached = prog::attach_tracepoint(id, fd.as_fd()).map_err(|e| {
+        AttachError::Failed(if is_eperm(&e) {
+            LoadFailure::Privilege(PRIVILEGE.to_string())
+        } else {
+            LoadFailure::Other(format!("cannot attach to {category}:{event}: {e}"))
+        })
+    })?;
+    loaded.progs.push(fd);
+    loaded.events.get_mut().push(attached);
+    Ok(())
+}
+
+/// A program that did not load for want of privilege (not because of the program).
+pub fn privilege(e: &ProgLoadError) -> Option<LoadFailure> {
+    let err = match e {
+        ProgLoadError::Other(e) => e,
+        ProgLoadError::Rejected { error, log } if log.trim().is_empty() => error,
+        ProgLoadError::Rejected { .. } => return None,
+    };
+    is_eperm(err).then(|| LoadFailure::Privilege(PRIVILEGE.to_string()))
 }
 
 fn load_error(e: ProgLoadError, p: &ProgSpec) -> LoadFailure {

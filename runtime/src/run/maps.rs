@@ -48,6 +48,12 @@ impl<'a> Maps<'a> {
         }
     }
 
+    /// Symbols come from `ksyms` (a recording's) instead of this machine's kallsyms.
+    pub fn with_ksyms(self, ksyms: Ksyms) -> Maps<'a> {
+        let _ = self.ksyms.set(ksyms);
+        self
+    }
+
     /// Stops the probes; the maps stay readable.
     pub fn detach(&self) {
         self.store.detach();

@@ -4,7 +4,7 @@
 //! losses.
 
 pub(crate) mod child;
-mod ksyms;
+pub(crate) mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
 // `Session` for the userspace blocks, with its own loop around an HTTP server.
 pub(crate) mod load;
@@ -12,7 +12,7 @@ pub(crate) mod maps;
 mod merge;
 pub(crate) mod progress;
 pub(crate) mod record;
-mod records;
+pub(crate) mod records;
 pub(crate) mod replay;
 mod reports;
 pub(crate) mod signals;

@@ -22,6 +22,11 @@ thread_local! {
     static PRINT_TIME: RefCell<PrintTime> = RefCell::new(PrintTime::new());
 }
 
+/// Printf-time wall clocks (`strftime`) of a recording: its own offset, not this machine's.
+pub fn set_wall_offset(offset: i128) {
+    PRINT_TIME.with(|p| p.borrow_mut().set_wall_offset(offset));
+}
+
 pub enum Record {
     /// A printf line, with who printed it when the program was compiled for a timeline.
     Printf(String, Option<Stamp>),

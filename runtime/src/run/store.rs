@@ -2,9 +2,11 @@
 //! (`--record`, `mmql replay`). `Maps` merges and prints the same way from either, so a
 //! replayed run prints what the live one printed.
 
+use std::cell::RefCell;
 use std::io;
 
 use mmql_compiler::lower::roles::ObjectMap;
+use mmql_vm::Machine;
 
 use super::load::Loaded;
 use super::record::Recording;
@@ -13,6 +15,8 @@ use crate::sys::RawMap;
 pub enum Store<'a> {
     Kernel(&'a Loaded),
     Replay(&'a Recording),
+    /// A script run offline on recorded events: the interpreter's maps (in object order).
+    Offline(&'a RefCell<Machine>),
 }
 
 impl Store<'_> {
@@ -33,6 +37,7 @@ impl Store<'_> {
                 m.for_each_entry(&mut |k, v| f(k, v, slot))
             }
             Store::Replay(r) => r.each(map, f),
+            Store::Offline(m) => offline(&m.borrow(), map, |m| m.each(f)),
         }
     }
 
@@ -46,6 +51,7 @@ impl Store<'_> {
                     .then(|| (buf, m.slot_size().max(1))))
             }
             Store::Replay(r) => Ok(r.lookup(map, key)),
+            Store::Offline(m) => offline(&m.borrow(), map, |m| m.lookup(key)),
         }
     }
 
@@ -56,6 +62,7 @@ impl Store<'_> {
                 r.clear(map, array_entries.is_some());
                 Ok(())
             }
+            (Store::Offline(m), _) => offline_mut(&mut m.borrow_mut(), map, |m| m.clear()),
             (Store::Kernel(l), Some(entries)) => {
                 let m = Self::raw(l, map)?;
                 let zero = vec![0u8; m.value_buf_size()];
@@ -78,6 +85,7 @@ impl Store<'_> {
                 r.zero(map);
                 Ok(())
             }
+            Store::Offline(m) => offline_mut(&mut m.borrow_mut(), map, |m| m.zero()),
             Store::Kernel(l) => {
                 let m = Self::raw(l, map)?;
                 let zero = vec![0u8; m.value_buf_size()];
@@ -97,4 +105,22 @@ impl Store<'_> {
             l.detach();
         }
     }
+}
+
+/// The interpreter's map `map` (reads borrow the machine shared: a dump resolves stacks
+/// from another map while it iterates).
+fn offline<T>(m: &Machine, map: ObjectMap, f: impl FnOnce(&mmql_vm::Map) -> T) -> io::Result<T> {
+    m.maps.get(map.0).map(f).ok_or_else(|| missing(map))
+}
+
+fn offline_mut<T>(
+    m: &mut Machine,
+    map: ObjectMap,
+    f: impl FnOnce(&mut mmql_vm::Map) -> T,
+) -> io::Result<T> {
+    m.maps.get_mut(map.0).map(f).ok_or_else(|| missing(map))
+}
+
+fn missing(map: ObjectMap) -> io::Error {
+    io::Error::other(format!("map {} not in the interpreter", map.0))
 }

@@ -192,6 +192,20 @@ impl<'fd> RawMap<'fd> {
         }
     }
 
+    /// The value at `key` as one buffer per CPU (one for a map that is not per-CPU), or None
+    /// when absent.
+    pub fn lookup_per_cpu(&self, key: &[u8]) -> io::Result<Option<Vec<Vec<u8>>>> {
+        let mut buf = vec![0u8; self.value_buf_size()];
+        if !self.lookup(key, &mut buf)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            buf.chunks_exact(self.slot_size().max(1))
+                .map(|c| c.to_vec())
+                .collect(),
+        ))
+    }
+
     /// Write `value` (`value_buf_size()` bytes) at `key`. `flags`: `BPF_ANY` 0,
     /// `BPF_NOEXIST` 1, `BPF_EXIST` 2.
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {

@@ -176,6 +176,32 @@ pub fn workspace_root() -> PathBuf {
 /// `cargo build` once per test binary, into the same target directory and profile as `mmql`,
 /// with `--workspace` so features unify exactly as in `cargo build --workspace` and the build
 /// is a no-op after `scripts/test`. `MMQL_WORKLOAD=/path` overrides all of this.
+/// Runs `scripts/install --no-build --prefix /usr/local --destdir TMP/stage` with the binaries
+/// these tests built standing in for the release builds, so nothing on the machine changes.
+/// Returns the staged prefix (`TMP/stage/usr/local`), or the script's output on failure.
+pub fn stage_install(tmp: &Path) -> Result<PathBuf, String> {
+    let release = tmp.join("target/release");
+    std::fs::create_dir_all(&release).map_err(|e| e.to_string())?;
+    std::fs::copy(mmql(), release.join("mmql")).map_err(|e| format!("copy mmql: {e}"))?;
+    std::fs::copy(workload(), release.join("mmql-workload"))
+        .map_err(|e| format!("copy mmql-workload: {e}"))?;
+    let stage = tmp.join("stage");
+    let out = Command::new(workspace_root().join("scripts/install"))
+        .args(["--no-build", "--prefix", "/usr/local", "--destdir"])
+        .arg(&stage)
+        .env("CARGO_TARGET_DIR", tmp.join("target"))
+        .output()
+        .map_err(|e| format!("run scripts/install: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/install: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        ));
+    }
+    Ok(stage.join("usr/local"))
+}
+
 pub fn workload() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(build_workload).clone()

@@ -27,6 +27,9 @@ const HEADER: &str = "\
 #     computed from /proc/buddyinfo the way the kernel does; `-` for order -1); MIN LOW HIGH
 #     FREE are the zone's watermarks and free pages from /proc/zoneinfo. All are read when the
 #     line prints, a few milliseconds after the event.
+#   - -T: TIME(s) is seconds since the first compaction traced, as in bcc (which starts from
+#     its first event too, but divides nanoseconds by 10^6, so its \"seconds\" are really
+#     milliseconds; mmql prints seconds, with nanoseconds after the point).
 #   - -K: the kernel stack when the compaction ended.
 #   - -p PID and -d SECONDS are `mmql run` options: `mmql run compactsnoop -p 1234 -d 10`.
 # Events: compaction:mm_compaction_begin/_end (a span per thread), compaction:mm_compaction_finished.
@@ -55,11 +58,12 @@ pub fn source(o: &RecipeOptions) -> String {
         line_args.push(la);
     };
     if o.timestamps {
+        // `t`: ns since the first compaction traced (set below, before the line prints).
         col(
-            "%-15s ",
-            "\"TIME\"",
-            "%-15s ",
-            "strftime(\"%H:%M:%S.%f\", nsecs)",
+            "%-14s ",
+            "\"TIME(s)\"",
+            "%4d.%09d ",
+            "t / 1000000000, t % 1000000000",
         );
     }
     col("%-16s ", "\"COMM\"", "%-16s ", "comm");
@@ -111,6 +115,12 @@ pub fn source(o: &RecipeOptions) -> String {
     s.push_str("    @order[tid] = order\n");
     s.push_str("}\n");
     s.push_str("on compaction:mm_compaction {\n");
+    if o.timestamps {
+        s.push_str("    # TIME(s) counts from the first compaction traced, as bcc's does.\n");
+        s.push_str("    let now = nsecs\n");
+        s.push_str("    if @t0 == 0 { @t0 = now }\n");
+        s.push_str("    let t = now - @t0\n");
+    }
     s.push_str(&format!(
         "    printf(\"{line_fmt}\", {})\n",
         line_args.join(", ")
@@ -121,6 +131,10 @@ pub fn source(o: &RecipeOptions) -> String {
     }
     s.push_str("    delete(@order[tid])\n");
     s.push_str("}\n");
+    if o.timestamps {
+        // The start time is bookkeeping, not a result: keep it out of the exit dump.
+        s.push_str("on end { clear(@t0) }\n");
+    }
     s
 }
 
@@ -152,7 +166,8 @@ mod tests {
             kernel_stack: true,
             extended: true,
         });
-        assert!(all.contains("\"TIME\", \"COMM\""));
+        assert!(all.contains("\"TIME(s)\", \"COMM\""));
+        assert!(all.contains("\"%4d.%09d %-16s ") && all.contains("let t = now - @t0"));
         assert!(all.contains("\"FRAGIDX\", \"MIN\", \"LOW\", \"HIGH\", \"FREE\", \"LAT(ms)\""));
         assert!(all.contains("printf(\"%s\", kstack)"));
         assert!(all.contains("-T on, -K on, -e on"));

@@ -1,0 +1,287 @@
+//! The BPF programs `mmql record` attaches: one per recorded tracepoint, each copying the
+//! whole tracepoint record (the bytes a script's program sees as its context) into a ring
+//! buffer behind a fixed header of what helpers would have told it (time, pid/tgid, CPU, uid,
+//! comm, stack id). Input: the events' format files. Output: program and map definitions
+//! for the loader, and the header layout the recording reader decodes.
+
+use crate::bpf::insn::{helper, AluOp, Insn, JmpOp, Size, R0, R1, R10, R2, R3, R6, R7, R8};
+use crate::bpf::{
+    MapDef, ProgramDef, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF, BPF_MAP_TYPE_STACK_TRACE,
+};
+use crate::format::Event;
+use crate::lower::layout::{STACK_DEPTH, STACK_ENTRIES};
+
+/// The header in front of every captured record (little-endian):
+/// `ts:u64 pid_tgid:u64 cpu:u32 stack_id:i32 uid:u32 event:u16 len:u16 comm:[u8;16]`.
+pub mod header {
+    pub const TS: usize = 0;
+    pub const PID_TGID: usize = 8;
+    pub const CPU: usize = 16;
+    pub const STACK_ID: usize = 20;
+    pub const UID: usize = 24;
+    pub const EVENT: usize = 28;
+    pub const LEN: usize = 30;
+    pub const COMM: usize = 32;
+    pub const SIZE: usize = 48;
+}
+
+/// Bytes kept past an event's fixed fields for its `__data_loc` payloads (strings, arrays).
+pub const DYNAMIC_CAP: u32 = 512;
+/// The ring buffer between the probes and `mmql record`.
+pub const RING_BYTES: u32 = 16 << 20;
+
+/// Map indices in [`Capture::maps`].
+pub const RING_MAP: usize = 0;
+pub const LOST_MAP: usize = 1;
+pub const STACK_MAP: usize = 2;
+
+pub struct CaptureOptions {
+    /// Only this thread group (`-p`, `-c`).
+    pub pid: Option<u32>,
+    /// Record kernel stacks (`--stacks`).
+    pub stacks: bool,
+}
+
+pub struct CaptureProgram {
+    pub def: ProgramDef,
+    pub category: String,
+    pub event: String,
+}
+
+pub struct Capture {
+    pub programs: Vec<CaptureProgram>,
+    pub maps: Vec<MapDef>,
+}
+
+/// Bytes of an event's record before any dynamic payload.
+pub fn fixed_size(e: &Event) -> u32 {
+    e.common_fields
+        .iter()
+        .chain(&e.fields)
+        .map(|f| f.offset + f.size)
+        .max()
+        .unwrap_or(0)
+}
+
+/// A few instructions with forward jumps to named places.
+struct Asm {
+    insns: Vec<Insn>,
+    /// (jump slot, label)
+    fixups: Vec<(usize, usize)>,
+    labels: Vec<Option<usize>>,
+    relocs: Vec<(usize, usize)>,
+}
+
+impl Asm {
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+    fn place(&mut self, l: usize) {
+        self.labels[l] = Some(self.insns.len());
+    }
+    fn push(&mut self, i: Insn) {
+        self.insns.push(i);
+    }
+    fn jump(&mut self, i: Insn, l: usize) {
+        self.fixups.push((self.insns.len(), l));
+        self.insns.push(i);
+    }
+    fn map(&mut self, dst: u8, map: usize) {
+        self.relocs.push((self.insns.len(), map));
+        self.insns.extend(Insn::ld_map_fd(dst));
+    }
+    fn finish(mut self) -> (Vec<Insn>, Vec<(usize, usize)>) {
+        for (at, l) in self.fixups {
+            let target = self.labels[l].unwrap_or(self.insns.len());
+            self.insns[at].off = (target as i64 - at as i64 - 1) as i16;
+        }
+        (self.insns, self.relocs)
+    }
+}
+
+fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
+    let fixed = fixed_size(e);
+    let dynamic: Vec<u32> = e
+        .fields
+        .iter()
+        .filter(|f| f.c_type.starts_with("__data_loc") && f.size == 4)
+        .map(|f| f.offset)
+        .collect();
+    let cap = if dynamic.is_empty() {
+        fixed
+    } else {
+        fixed + DYNAMIC_CAP
+    };
+    let mut a = Asm {
+        insns: Vec::new(),
+        fixups: Vec::new(),
+        labels: Vec::new(),
+        relocs: Vec::new(),
+    };
+    let exit = a.label();
+    a.push(Insn::mov64_reg(R6, R1));
+    if let Some(pid) = opts.pid {
+        a.push(Insn::call(helper::GET_CURRENT_PID_TGID));
+        a.push(Insn::alu64_imm(AluOp::Rsh, R0, 32));
+        a.jump(Insn::jmp_imm(JmpOp::Ne, R0, pid as i32, 0), exit);
+    }
+    // r7 = bytes to copy: the fixed part, or the end of the furthest dynamic payload.
+    a.push(Insn::mov64_imm(R7, fixed as i32));
+    for off in dynamic {
+        let skip = a.label();
+        a.push(Insn::ldx(Size::W, R1, R6, off as i16));
+        a.push(Insn::mov64_reg(R2, R1));
+        a.push(Insn::alu64_imm(AluOp::And, R2, 0xffff));
+        a.push(Insn::alu64_imm(AluOp::Rsh, R1, 16));
+        a.push(Insn::alu64_reg(AluOp::Add, R1, R2));
+        a.jump(Insn::jmp_reg(JmpOp::Ge, R7, R1, 0), skip);
+        a.push(Insn::mov64_reg(R7, R1));
+        a.place(skip);
+    }
+    let fits = a.label();
+    a.jump(Insn::jmp_imm(JmpOp::Le, R7, cap as i32, 0), fits);
+    a.push(Insn::mov64_imm(R7, cap as i32));
+    a.place(fits);
+    a.map(R1, RING_MAP);
+    a.push(Insn::mov64_imm(R2, (header::SIZE as u32 + cap) as i32));
+    a.push(Insn::mov64_imm(R3, 0));
+    a.push(Insn::call(helper::RINGBUF_RESERVE));
+    let have = a.label();
+    a.jump(Insn::jmp_imm(JmpOp::Ne, R0, 0, 0), have);
+    // No room: count it in the per-CPU lost counter (no other writer on this CPU).
+    a.push(Insn::st_imm(Size::W, R10, -4, 0));
+    a.map(R1, LOST_MAP);
+    a.push(Insn::mov64_reg(R2, R10));
+    a.push(Insn::alu64_imm(AluOp::Add, R2, -4));
+    a.push(Insn::call(helper::MAP_LOOKUP_ELEM));
+    a.jump(Insn::jmp_imm(JmpOp::Eq, R0, 0, 0), exit);
+    a.push(Insn::ldx(Size::DW, R1, R0, 0));
+    a.push(Insn::alu64_imm(AluOp::Add, R1, 1));
+    a.push(Insn::stx(Size::DW, R0, R1, 0));
+    a.jump(Insn::ja(0), exit);
+    a.place(have);
+    a.push(Insn::mov64_reg(R8, R0));
+    a.push(Insn::call(helper::KTIME_GET_NS));
+    a.push(Insn::stx(Size::DW, R8, R0, header::TS as i16));
+    a.push(Insn::call(helper::GET_CURRENT_PID_TGID));
+    a.push(Insn::stx(Size::DW, R8, R0, header::PID_TGID as i16));
+    a.push(Insn::call(helper::GET_SMP_PROCESSOR_ID));
+    a.push(Insn::stx(Size::W, R8, R0, header::CPU as i16));
+    if opts.stacks {
+        a.push(Insn::mov64_reg(R1, R6));
+        a.map(R2, STACK_MAP);
+        a.push(Insn::mov64_imm(R3, 0));
+        a.push(Insn::call(helper::GET_STACKID));
+        a.push(Insn::stx(Size::W, R8, R0, header::STACK_ID as i16));
+    } else {
+        a.push(Insn::st_imm(Size::W, R8, header::STACK_ID as i16, -1));
+    }
+    a.push(Insn::call(helper::GET_CURRENT_UID_GID));
+    a.push(Insn::stx(Size::W, R8, R0, header::UID as i16));
+    a.push(Insn::st_imm(
+        Size::H,
+        R8,
+        header::EVENT as i16,
+        index as i32,
+    ));
+    a.push(Insn::stx(Size::H, R8, R7, header::LEN as i16));
+    a.push(Insn::mov64_reg(R1, R8));
+    a.push(Insn::alu64_imm(AluOp::Add, R1, header::COMM as i32));
+    a.push(Insn::mov64_imm(R2, 16));
+    a.push(Insn::call(helper::GET_CURRENT_COMM));
+    a.push(Insn::mov64_reg(R1, R8));
+    a.push(Insn::alu64_imm(AluOp::Add, R1, header::SIZE as i32));
+    a.push(Insn::mov64_reg(R2, R7));
+    a.push(Insn::mov64_reg(R3, R6));
+    a.push(Insn::call(helper::PROBE_READ_KERNEL));
+    a.push(Insn::mov64_reg(R1, R8));
+    a.push(Insn::mov64_imm(R2, 0));
+    a.push(Insn::call(helper::RINGBUF_SUBMIT));
+    a.place(exit);
+    a.push(Insn::mov64_imm(R0, 0));
+    a.push(Insn::exit());
+    let (insns, map_relocs) = a.finish();
+    let mut name = format!("r{index}_{}", e.name.trim_start_matches("mm_"));
+    name.truncate(15);
+    ProgramDef {
+        name,
+        section: format!("tracepoint/{}/{}", e.category, e.name),
+        insns,
+        map_relocs,
+    }
+}
+
+/// The capture programs for `events` (whose position is the event number in each header).
+pub fn capture(events: &[&Event], opts: &CaptureOptions) -> Capture {
+    let mut maps = vec![
+        MapDef {
+            name: "mmql_capture".into(),
+            map_type: BPF_MAP_TYPE_RINGBUF,
+            key_size: 0,
+            value_size: 0,
+            max_entries: RING_BYTES,
+            flags: 0,
+        },
+        MapDef {
+            name: "mmql_lost".into(),
+            map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 1,
+            flags: 0,
+        },
+    ];
+    if opts.stacks {
+        maps.push(MapDef {
+            name: "mmql_stacks".into(),
+            map_type: BPF_MAP_TYPE_STACK_TRACE,
+            key_size: 4,
+            value_size: STACK_DEPTH * 8,
+            max_entries: STACK_ENTRIES * 4,
+            flags: 0,
+        });
+    }
+    let programs = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| CaptureProgram {
+            def: program(i, e, opts),
+            category: e.category.clone(),
+            event: e.name.clone(),
+        })
+        .collect();
+    Capture { programs, maps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Catalog;
+
+    #[test]
+    fn one_program_per_event_with_its_maps() {
+        let (cat, _) = Catalog::from_snapshot();
+        let alloc = cat.get("kmem", "mm_page_alloc").expect("in the snapshot");
+        let victim = cat.get("oom", "mark_victim").expect("in the snapshot");
+        let c = capture(
+            &[alloc, victim],
+            &CaptureOptions {
+                pid: Some(42),
+                stacks: true,
+            },
+        );
+        assert_eq!(c.maps.len(), 3);
+        assert_eq!(c.programs.len(), 2);
+        assert_eq!(c.programs[1].def.section, "tracepoint/oom/mark_victim");
+        // Every map reference points at an ld_imm64 and a map that exists.
+        for p in &c.programs {
+            for &(slot, map) in &p.def.map_relocs {
+                assert!(p.def.insns[slot].is_ld_imm64());
+                assert!(map < c.maps.len());
+            }
+            assert_eq!(p.def.insns.last().copied(), Some(Insn::exit()));
+        }
+        assert!(fixed_size(victim) > 8);
+    }
+}

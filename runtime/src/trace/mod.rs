@@ -1,0 +1,93 @@
+//! Event recordings and running scripts on them: `mmql record` writes every raw tracepoint
+//! record of the events asked for; `--trace FILE` runs any script on such a file (or another
+//! [`source::TraceSource`]) in a userspace eBPF interpreter, without root.
+
+pub mod file;
+pub mod offline;
+pub mod record;
+pub mod source;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+
+use mmql_lang::diag::did_you_mean;
+use mmql_lang::Source;
+use mmql_stdlib::samples;
+
+use crate::cli::RunOpts;
+use crate::commands::{Context, Failure};
+use crate::formats::{FormatSource, RecordedFormats};
+use source::TraceSource;
+
+/// What `--trace sample:NAME` starts with.
+pub const SAMPLE: &str = "sample:";
+
+/// Opens `--trace ARG`: a recording file, or a bundled sample.
+pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
+    let path = Path::new(arg);
+    let data: Cow<'static, [u8]> = match arg.strip_prefix(SAMPLE) {
+        Some(name) => match samples::get(name) {
+            Some(s) => Cow::Borrowed(s.bytes),
+            None => {
+                let names: Vec<&str> = samples::SAMPLES.iter().map(|s| s.name).collect();
+                let hint = did_you_mean(name, names.iter().copied())
+                    .map_or_else(String::new, |h| format!("; {h}"));
+                return Err(Failure::Message(format!(
+                    "no sample named `{name}`{hint} (the samples: {})",
+                    names.join(", ")
+                )));
+            }
+        },
+        None => Cow::Owned(
+            std::fs::read(path)
+                .map_err(|e| Failure::Message(format!("cannot read the recording `{arg}`: {e}")))?,
+        ),
+    };
+    if file::is_recording(&data) {
+        let f = file::TraceFile::parse(path, &data).map_err(|e| Failure::Message(e.to_string()))?;
+        return Ok(Box::new(f));
+    }
+    Err(Failure::Message(format!(
+        "{arg}: at offset 0: not a recording mmql reads (it writes them with `mmql record -o FILE`)"
+    )))
+}
+
+/// The format source a recording gives `check`, `explain`, `list` and the offline run.
+pub fn formats(name: &str, source: &dyn TraceSource) -> FormatSource {
+    let info = source.info();
+    FormatSource::Recorded(Arc::new(RecordedFormats {
+        name: name.to_string(),
+        files: info.formats.clone(),
+        btf_enums: info.btf_enums.clone(),
+        kernel_release: info.kernel_release.clone(),
+    }))
+}
+
+/// A script run: on the recording when there is one, else on the kernel.
+pub fn run(
+    ctx: &Context,
+    src: &Source,
+    opts: &RunOpts,
+    trace: Option<Box<dyn TraceSource>>,
+) -> Result<(), Failure> {
+    match trace {
+        Some(t) => offline::run(ctx, src, opts, t),
+        None => crate::run::run(ctx, src, opts),
+    }
+}
+
+/// `mmql samples`: the bundled recordings.
+pub fn list_samples() -> Result<(), Failure> {
+    let width = samples::SAMPLES
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for s in samples::SAMPLES {
+        println!("{:<width$}  {}", s.name, s.summary);
+    }
+    println!();
+    println!("Run a script on one with `mmql --trace sample:NAME -e PROGRAM` (no root needed).");
+    Ok(())
+}

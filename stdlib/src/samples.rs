@@ -1,0 +1,38 @@
+//! Small event recordings shipped inside the binary (`mmql --trace sample:NAME ...`), made by
+//! `scripts/make-samples` with `mmql record` on Linux 6.18: any script runs on them anywhere,
+//! without root. The tutorial (docs/tutorial.md) uses only these.
+
+pub struct Sample {
+    pub name: &'static str,
+    /// What was recorded, in one line.
+    pub summary: &'static str,
+    /// The recording file.
+    pub bytes: &'static [u8],
+}
+
+pub const SAMPLES: &[Sample] = &[
+    Sample {
+        name: "churn",
+        summary: "every kmem event (with kernel stacks) of `mmql-workload churn`: 3000 pages mapped, touched and unmapped, twice",
+        bytes: include_bytes!("../samples/churn.mmqltrace"),
+    },
+    Sample {
+        name: "compaction",
+        summary: "every compaction event (and extfrag) of a process asking for compaction through /proc/sys/vm/compact_memory",
+        bytes: include_bytes!("../samples/compaction.mmqltrace"),
+    },
+    Sample {
+        name: "memcg-reclaim",
+        summary: "vmscan, writeback and page allocations of `dd` writing 100 MiB of page cache in a 64 MiB memory cgroup",
+        bytes: include_bytes!("../samples/memcg-reclaim.mmqltrace"),
+    },
+    Sample {
+        name: "oom-kill",
+        summary: "a 200 MiB memory hog in a 64 MiB memory cgroup: its allocations, memcg reclaim, and its OOM kill",
+        bytes: include_bytes!("../samples/oom-kill.mmqltrace"),
+    },
+];
+
+pub fn get(name: &str) -> Option<&'static Sample> {
+    SAMPLES.iter().find(|s| s.name == name)
+}
