@@ -124,40 +124,32 @@ fn losses_in_the_file_are_reported() {
     );
 }
 
+/// The stderr of a program mmql must refuse on a trace.dat fixture.
+fn refused(program: &str) -> String {
+    let file = fixtures().join("alloc-v6.dat").display().to_string();
+    let out = mmql_output(&["--trace", &file, "-e", program]);
+    assert!(!out.status.success(), "`{program}` ran");
+    text(&out.stderr)
+}
+
 #[test]
 fn what_a_trace_dat_lacks_is_a_located_error() {
-    let file = fixtures().join("alloc-v6.dat").display().to_string();
-    let out = mmql_output(&[
-        "--trace",
-        &file,
-        "-e",
-        "on kmem:mm_page_alloc { @[pid] = count() }",
-    ]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("[E0401] Error: the recording has thread ids only"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("-e:1:27"), "{stderr}");
-    assert!(
-        stderr.contains("use `tid`, or record with `mmql record`"),
-        "{stderr}"
-    );
-
-    let out = mmql_output(&[
-        "--trace",
-        &file,
-        "-e",
-        "on kmem:mm_page_alloc { @[kstack] = count() }",
-    ]);
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("[E0401] Error: the recording has no kernel stacks"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("`mmql record --stacks ...`"), "{stderr}");
+    let stderr = refused("on kmem:mm_page_alloc { @[pid] = count() }");
+    for want in [
+        "[E0401] Error: the recording has thread ids only",
+        "-e:1:27",
+        "use `tid`, or record with `mmql record`",
+    ] {
+        assert!(stderr.contains(want), "{stderr}");
+    }
+    let stderr = refused("on kmem:mm_page_alloc { @[kstack] = count() }");
+    for want in [
+        "[E0401] Error: the recording has no kernel stacks",
+        "-e:1:27",
+        "`mmql record --stacks ...` (stacks from `trace-cmd record -T` are not read)",
+    ] {
+        assert!(stderr.contains(want), "{stderr}");
+    }
 }
 
 #[test]
