@@ -5,28 +5,32 @@
 
 mod bigmap;
 mod measure;
+mod memlock;
 mod report;
 mod tracer;
 mod workload;
+mod yardstick;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use measure::{Config, Env, CASES};
-use report::{CaseResult, Header, Results, ScaleRow, StartRow};
+use report::{CaseResult, Header, MemRow, Results, ScaleRow, StartRow, YardResult};
 use tracer::{Kind, StatsGuard};
 
 const USAGE: &str = "usage: mmql-bench [--mmql PATH] [--bpftrace PATH|none] [--runs N] \
 [--startup-runs N] [--pages N] [--rounds N] [--cpu N] [--repo DIR]
        mmql-bench churn [--pages N] [--rounds N] [--cpu N]
-       mmql-bench reread --file PATH [--passes N] [--cpu N]";
+       mmql-bench reread --file PATH [--passes N] [--cpu N]
+       mmql-bench getpid [--calls N] [--cpu N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("churn") => workload::churn(&args[1..]),
         Some("reread") => workload::reread(&args[1..]),
+        Some("getpid") => workload::getpid(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -306,15 +310,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             format!("{} interval:ms:1 {{ exit() }}", CASES[1].bpftrace),
         ]
     });
-    let once = |a: &[String]| {
-        tracer::run_to_exit(a, Duration::from_secs(60)).and_then(|(d, ok, text)| {
-            if ok {
-                Ok(d)
-            } else {
-                Err(format!("`{}` failed: {text}", a.join(" ")))
-            }
-        })
-    };
+    let once = run_once;
     let mut roundtrip_mmql = Vec::new();
     let mut roundtrip_bpftrace = Vec::new();
     for _ in 0..cfg.startup_runs {
@@ -356,12 +352,37 @@ fn bench(args: &[String]) -> Result<(), String> {
                     None => Vec::new(),
                 }
             };
+            // The whole run, start to exit, with the probes detached at the end: stopping
+            // is where many probes cost most (a grace period per perf event closed).
+            let (mut whole, mut whole_bpftrace) = (Vec::new(), Vec::new());
+            if n == 100 {
+                let exit_m = script.with_extension("exit.mmql");
+                std::fs::write(&exit_m, format!("{src}after 1ms {{ exit() }}\n"))
+                    .map_err(|e| format!("{}: {e}", exit_m.display()))?;
+                let a_m = vec![cfg.mmql.display().to_string(), exit_m.display().to_string()];
+                let a_b = cfg.bpftrace.as_ref().map(|b| {
+                    vec![
+                        b.display().to_string(),
+                        "-e".into(),
+                        format!("{bt_src}interval:ms:1 {{ exit() }}"),
+                    ]
+                });
+                for _ in 0..cfg.startup_runs.min(3) {
+                    whole.push(run_once(&a_m));
+                    if let Some(a) = &a_b {
+                        whole_bpftrace.push(run_once(a));
+                    }
+                }
+                let _ = std::fs::remove_file(&exit_m);
+            }
             Ok(ScaleRow {
                 probes: n,
                 build,
                 object,
                 attach: attach(Kind::Mmql),
                 attach_bpftrace: attach(Kind::Bpftrace),
+                whole,
+                whole_bpftrace,
             })
         })();
         let _ = std::fs::remove_file(&script);
@@ -372,6 +393,8 @@ fn bench(args: &[String]) -> Result<(), String> {
             object: Err(e),
             attach: Vec::new(),
             attach_bpftrace: Vec::new(),
+            whole: Vec::new(),
+            whole_bpftrace: Vec::new(),
         }));
     }
     if let Some(line) = measure::scaling_script(1, &events, Kind::Mmql)
@@ -386,6 +409,89 @@ fn bench(args: &[String]) -> Result<(), String> {
             events.len()
         ));
     }
+
+    // ebpf_exporter's yardstick: extra ns per getpid call with a program on its tracepoint.
+    eprintln!("[getpid yardstick]");
+    let mut yards: Vec<YardResult> = yardstick::YARDS
+        .iter()
+        .map(|y| YardResult {
+            yard: y,
+            mmql: Vec::new(),
+            bpftrace: Vec::new(),
+        })
+        .collect();
+    for _ in 0..cfg.runs {
+        for y in yards.iter_mut() {
+            for &k in &kinds {
+                let s = yardstick::sample(&cfg, y.yard, k);
+                if let Err(e) = &s {
+                    eprintln!("  {:8} getpid {:30} failed: {e}", name(k), y.yard.label);
+                }
+                if k == Kind::Mmql {
+                    &mut y.mmql
+                } else {
+                    &mut y.bpftrace
+                }
+                .push(s);
+            }
+        }
+    }
+    for y in yardstick::YARDS {
+        for &k in &kinds {
+            if let Some(a) = measure::argv(&cfg, k, y.mmql, y.bpftrace) {
+                commands.push(shell_words(&a));
+            }
+        }
+    }
+
+    // Kernel memory (memlock of maps and programs) per script, and what --max-keys costs.
+    eprintln!("[kernel memory]");
+    let mut memory = Vec::new();
+    let hundred = measure::scaling_script(100, &events, Kind::Mmql);
+    let hundred_bt = measure::scaling_script(100, &events, Kind::Bpftrace);
+    let hundred_file = cfg
+        .scratch
+        .join(format!("mmql-bench-{}-mem.mmql", std::process::id()));
+    let wrote = std::fs::write(&hundred_file, &hundred)
+        .map_err(|e| format!("{}: {e}", hundred_file.display()));
+    let mem_mmql = |extra: &[&str]| -> Result<memlock::Held, String> {
+        wrote.clone()?;
+        let mut a = vec![cfg.mmql.display().to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push(hundred_file.display().to_string());
+        memlock::measure(Kind::Mmql, &a)
+    };
+    let mem_bt = |bt: &str| {
+        measure::argv(&cfg, Kind::Bpftrace, "", bt).map(|a| memlock::measure(Kind::Bpftrace, &a))
+    };
+    memory.push(MemRow {
+        label: format!("one-liner `{}`", CASES[1].mmql),
+        mmql: one_m.as_ref().map_or(Err("no command".into()), |a| {
+            memlock::measure(Kind::Mmql, a)
+        }),
+        bpftrace: mem_bt(CASES[1].bpftrace),
+    });
+    if let Ok(recipe) = measure::largest_recipe(&cfg.mmql) {
+        let a = vec![cfg.mmql.display().to_string(), "run".into(), recipe.clone()];
+        memory.push(MemRow {
+            label: format!("largest bundled recipe `{recipe}`"),
+            mmql: memlock::measure(Kind::Mmql, &a),
+            bpftrace: None,
+        });
+    }
+    memory.push(MemRow {
+        label: "100 probes (the scaling script)".into(),
+        mmql: mem_mmql(&[]),
+        bpftrace: mem_bt(&hundred_bt),
+    });
+    for keys in ["4096", "1024"] {
+        memory.push(MemRow {
+            label: format!("100 probes, `--max-keys {keys}`"),
+            mmql: mem_mmql(&["--max-keys", keys]),
+            bpftrace: None,
+        });
+    }
+    let _ = std::fs::remove_file(&hundred_file);
 
     // A million-key map filled and printed: the tracer's memory while it prints.
     eprintln!("[million keys]");
@@ -413,6 +519,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         roundtrip_mmql,
         roundtrip_bpftrace,
         scaling,
+        yards,
+        memory,
         big,
         mmql_bytes: std::fs::metadata(&cfg.mmql).map(|m| m.len()).unwrap_or(0),
         bpftrace_bytes: cfg.bpftrace.as_deref().and_then(bpftrace_size),
@@ -420,6 +528,17 @@ fn bench(args: &[String]) -> Result<(), String> {
     };
     print!("{}", report::render(&results));
     Ok(())
+}
+
+/// Runs a tracer command line to its exit: wall time from spawn, or why it failed.
+fn run_once(a: &[String]) -> Result<Duration, String> {
+    tracer::run_to_exit(a, Duration::from_secs(120)).and_then(|(d, ok, text)| {
+        if ok {
+            Ok(d)
+        } else {
+            Err(format!("`{}` failed: {text}", a.join(" ")))
+        }
+    })
 }
 
 /// A command line as one would type it into a shell.

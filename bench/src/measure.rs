@@ -252,12 +252,7 @@ pub fn per_event(cfg: &Config, env: &Env, case: &Case, kind: Kind) -> Result<Sam
     })();
     let fin = t.stop();
     let (progs, workload_ns) = measured?;
-    if !fin.success {
-        return Err(format!(
-            "tracer did not exit cleanly:\n{}{}",
-            fin.stdout, fin.stderr
-        ));
-    }
+    fin.check()?;
     let sample = Sample {
         progs,
         workload_ns,
@@ -284,12 +279,7 @@ pub fn startup(kind: Kind, argv: &[String]) -> Result<(Duration, u64), String> {
     let t = tracer::start(kind, argv, Duration::from_secs(60))?;
     let attach = t.attach;
     let fin = t.stop();
-    if !fin.success {
-        return Err(format!(
-            "tracer did not exit cleanly:\n{}{}",
-            fin.stdout, fin.stderr
-        ));
-    }
+    fin.check()?;
     Ok((attach, fin.max_rss_kb))
 }
 

@@ -42,6 +42,23 @@ pub struct ScaleRow {
     pub object: Tried<(u64, u64)>,
     pub attach: Vec<Tried<(Duration, u64)>>,
     pub attach_bpftrace: Vec<Tried<(Duration, u64)>>,
+    /// Start to exit of the script with `exit()` after 1 ms (100 probes only; else empty).
+    pub whole: Vec<Tried<Duration>>,
+    pub whole_bpftrace: Vec<Tried<Duration>>,
+}
+
+pub struct YardResult {
+    pub yard: &'static crate::yardstick::Yard,
+    pub mmql: Vec<Tried<crate::yardstick::YardSample>>,
+    pub bpftrace: Vec<Tried<crate::yardstick::YardSample>>,
+}
+
+/// Kernel memory of one script (one run each: memlock does not vary between runs).
+pub struct MemRow {
+    pub label: String,
+    pub mmql: Tried<crate::memlock::Held>,
+    /// None when bpftrace has no equivalent script.
+    pub bpftrace: Option<Tried<crate::memlock::Held>>,
 }
 
 pub struct Results {
@@ -53,6 +70,8 @@ pub struct Results {
     pub roundtrip_mmql: Vec<Tried<Duration>>,
     pub roundtrip_bpftrace: Vec<Tried<Duration>>,
     pub scaling: Vec<ScaleRow>,
+    pub yards: Vec<YardResult>,
+    pub memory: Vec<MemRow>,
     pub big: crate::bigmap::BigMap,
     pub mmql_bytes: u64,
     /// bpftrace's executable, and it together with the shared libraries it loads.
@@ -132,7 +151,8 @@ fn per_event_goal(
             "≤ 1.3× floor and ≤ 0.5× bpftrace: {}",
             verdict(both(vs_floor.map(|r| r <= 1.3), vs_bt.map(|r| r <= 0.5)))
         ),
-        4 => format!("≤ bpftrace: {}", verdict(vs_bt.map(|r| r <= 1.0))),
+        // Issue 16 asks 0.5× for these two (issue 5 asked ≤ bpftrace for `comm`).
+        4 | 5 => format!("≤ 0.5× bpftrace: {}", verdict(vs_bt.map(|r| r <= 0.5))),
         _ => "—".into(),
     }
 }
@@ -387,9 +407,14 @@ pub fn render(r: &Results) -> String {
         let am = median(ok_values(&row.attach, |x| Some(ms(&x.0))));
         let ab = median(ok_values(&row.attach_bpftrace, |x| Some(ms(&x.0))));
         let n = |v: &[Tried<(Duration, u64)>]| v.iter().filter(|x| x.is_ok()).count();
+        let goal = if row.probes == 100 {
+            format!("≤ bpftrace: {}", verdict(ratio(am, ab).map(|r| r <= 1.0)))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| {} probe{plural}: start to attached | {} | {} | {} | |",
+            "| {} probe{plural}: start to attached | {} | {} | {} | {goal} |",
             row.probes,
             cell(am, n(&row.attach), row.attach.len(), |x| format!(
                 "{x:.1} ms"
@@ -402,7 +427,21 @@ pub fn render(r: &Results) -> String {
             ),
             fmt_ratio(ratio(am, ab)),
         );
+        if !row.whole.is_empty() {
+            let (wm, wb) = (rt(&row.whole), rt(&row.whole_bpftrace));
+            let _ = writeln!(
+                s,
+                "| {} probes: whole run (start, attach, `exit()` after 1 ms, detach) | {} | {} | {} | ≤ 0.1× bpftrace: {} |",
+                row.probes,
+                cell(wm, okn(&row.whole), row.whole.len(), |x| format!("{x:.0} ms")),
+                cell(wb, okn(&row.whole_bpftrace), row.whole_bpftrace.len(), |x| format!("{x:.0} ms")),
+                fmt_ratio(ratio(wm, wb)),
+                verdict(ratio(wm, wb).map(|r| r <= 0.1)),
+            );
+        }
     }
+    render_yards(&mut s, &r.yards);
+    render_memory(&mut s, &r.memory);
 
     let _ = writeln!(
         s,
@@ -420,6 +459,85 @@ pub fn render(r: &Results) -> String {
         }
     }
     s
+}
+
+/// ebpf_exporter's yardstick: the getpid loop untraced, then the extra ns per call (and the
+/// kernel's own ns per event) for each program.
+fn render_yards(s: &mut String, yards: &[YardResult]) {
+    use crate::yardstick::YardSample;
+    let base = median(
+        yards
+            .iter()
+            .flat_map(|y| y.mmql.iter().chain(&y.bpftrace))
+            .filter_map(|x| x.as_ref().ok())
+            .map(|x| x.untraced_ns_per_call)
+            .collect(),
+    );
+    if yards.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "| `getpid` loop ({} calls), no tracer: ns per call | {} | | | |",
+        crate::yardstick::CALLS,
+        base.map_or("failed".into(), |x| format!("{x:.0} ns"))
+    );
+    for y in yards {
+        let extra = |v: &[Tried<YardSample>]| median(ok_values(v, |x| Some(x.extra_ns())));
+        let kern = |v: &[Tried<YardSample>]| median(ok_values(v, |x| Some(x.kernel_ns_per_event)));
+        let n = |v: &[Tried<YardSample>]| v.iter().filter(|x| x.is_ok()).count();
+        let show = |v: &[Tried<YardSample>]| {
+            cell(extra(v), n(v), v.len(), |x| {
+                format!(
+                    "+{x:.0} ns ({:.0} ns/event in the kernel)",
+                    kern(v).unwrap_or(f64::NAN)
+                )
+            })
+        };
+        let _ = writeln!(
+            s,
+            "| `getpid` loop, extra ns per call: {} | {} | {} | {} | |",
+            y.yard.label,
+            show(&y.mmql),
+            show(&y.bpftrace),
+            fmt_ratio(ratio(extra(&y.mmql), extra(&y.bpftrace))),
+        );
+    }
+}
+
+/// Kernel memory held by each tracer's maps and programs.
+fn render_memory(s: &mut String, rows: &[MemRow]) {
+    let kib = |b: u64| format!("{:.0} KiB", b as f64 / 1024.0);
+    let show = |h: &Tried<crate::memlock::Held>| match h {
+        Ok(h) => format!(
+            "{} (maps {}, programs {}; attached in {:.0} ms)",
+            kib(h.total()),
+            kib(h.maps),
+            kib(h.progs),
+            ms(&h.attach)
+        ),
+        Err(_) => "failed".into(),
+    };
+    for row in rows {
+        let m = row.mmql.as_ref().ok().map(|h| h.total() as f64);
+        let b = row
+            .bpftrace
+            .as_ref()
+            .and_then(|x| x.as_ref().ok())
+            .map(|h| h.total() as f64);
+        let goal = match &row.bpftrace {
+            Some(_) => format!("≤ bpftrace: {}", verdict(ratio(m, b).map(|r| r <= 1.0))),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "| kernel memory (memlock of BPF maps and programs), {} | {} | {} | {} | {goal} |",
+            row.label,
+            show(&row.mmql),
+            row.bpftrace.as_ref().map_or("—".into(), show),
+            fmt_ratio(ratio(m, b)),
+        );
+    }
 }
 
 /// Every failed repetition, once per distinct message, so a broken script is visible.
@@ -463,7 +581,31 @@ fn failures(r: &Results) -> Vec<String> {
     {
         add("round trip", e);
     }
+    for y in &r.yards {
+        for e in y.mmql.iter().filter_map(|x| x.as_ref().err()) {
+            add(&format!("mmql, getpid {}", y.yard.label), e);
+        }
+        for e in y.bpftrace.iter().filter_map(|x| x.as_ref().err()) {
+            add(&format!("bpftrace, getpid {}", y.yard.label), e);
+        }
+    }
+    for row in &r.memory {
+        if let Err(e) = &row.mmql {
+            add(&format!("mmql, kernel memory, {}", row.label), e);
+        }
+        if let Some(Err(e)) = &row.bpftrace {
+            add(&format!("bpftrace, kernel memory, {}", row.label), e);
+        }
+    }
     for row in &r.scaling {
+        for e in row
+            .whole
+            .iter()
+            .chain(&row.whole_bpftrace)
+            .filter_map(|x| x.as_ref().err())
+        {
+            add(&format!("whole run, {} probes", row.probes), e);
+        }
         for e in row.build.iter().filter_map(|x| x.as_ref().err()) {
             add(&format!("build, {} probes", row.probes), e);
         }

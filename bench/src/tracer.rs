@@ -62,6 +62,36 @@ pub struct Finished {
     pub stderr: String,
 }
 
+impl Finished {
+    /// Ok when the tracer exited with status 0; otherwise an error with all it printed.
+    pub fn check(&self) -> Result<(), String> {
+        if self.success {
+            Ok(())
+        } else {
+            Err(format!(
+                "tracer did not exit cleanly:\n{}{}",
+                self.stdout, self.stderr
+            ))
+        }
+    }
+}
+
+/// The text of `/proc/PID/fdinfo/*`, one entry per open fd.
+pub fn fdinfos(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
+/// The value of `key` (e.g. `prog_id:`) in one fd's fdinfo text.
+pub fn fdinfo_field(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
 /// A started tracer whose probes are attached.
 pub struct Running {
     pid: i32,
@@ -203,6 +233,10 @@ pub fn run_measured(
 }
 
 impl Running {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// The tracepoint programs this process holds, with their counters now.
     pub fn programs(&self) -> Result<Vec<ProgStat>, String> {
         let (ids, events) = owned_programs(self.pid);
@@ -320,15 +354,8 @@ impl Running {
 fn owned_programs(pid: i32) -> (BTreeSet<u64>, BTreeMap<u64, String>) {
     let mut ids = BTreeSet::new();
     let mut events = BTreeMap::new();
-    let dir = format!("/proc/{pid}/fdinfo");
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let field = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
-        };
+    for text in fdinfos(pid) {
+        let field = |k: &str| fdinfo_field(&text, k);
         if let Some(id) = field("prog_id:").and_then(|v| v.parse::<u64>().ok()) {
             ids.insert(id);
             if let Some(tp) = field("tp_name:") {

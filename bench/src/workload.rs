@@ -1,4 +1,4 @@
-//! The workloads the benchmark ships, run as `mmql-bench churn` / `mmql-bench reread` child
+//! The workloads the benchmark ships, run as `mmql-bench churn` / `reread` / `getpid` child
 //! processes: input is their options, output is `key=value` facts on stdout (the elapsed time
 //! the workload measured itself). Also the memory cgroup that confines the reclaim workload.
 //!
@@ -91,6 +91,22 @@ pub fn churn(args: &[String]) -> Result<(), String> {
         touched += map.touch_pages() as u64;
     }
     fact("pages_touched", touched);
+    fact("elapsed_ns", start.elapsed().as_nanos());
+    Ok(())
+}
+
+/// `getpid --calls N [--cpu N]`: N `getpid` system calls in a loop, the yardstick
+/// ebpf_exporter publishes its per-event overhead on (extra ns per call with a program on
+/// `syscalls:sys_enter_getpid`). Made with `syscall(2)`, so no libc cache can skip the kernel.
+pub fn getpid(args: &[String]) -> Result<(), String> {
+    let calls = number(args, "calls", 2_000_000)?;
+    pin(args)?;
+    let start = Instant::now();
+    for _ in 0..calls {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getpid) };
+    }
+    fact("calls", calls);
     fact("elapsed_ns", start.elapsed().as_nanos());
     Ok(())
 }

@@ -32,6 +32,12 @@ pub fn explain(p: &Program) -> String {
         let value = match &m.value {
             ValueKind::Last(t) => format!("value {}", TypeDisplay(t, &p.symtabs)),
             ValueKind::Agg(Agg::Lhist { lo, hi, step }) => format!("lhist {lo}..{hi} step {step}"),
+            ValueKind::Agg(Agg::Heatmap { slice }) => {
+                format!(
+                    "heatmap, log2 buckets per {} slice",
+                    duration_text(*slice as u64)
+                )
+            }
             ValueKind::SpanState { saved } => {
                 format!("span state: start time + {saved} saved field(s)")
             }
@@ -66,7 +72,7 @@ pub fn explain(p: &Program) -> String {
             w,
             "{} {} (userspace):",
             if t.repeat { "every" } else { "after" },
-            duration(t.nanos)
+            duration_text(t.nanos)
         );
         ustmts(w, p, &t.body);
     }
@@ -129,7 +135,8 @@ fn key_text(k: &SpanKeyExpr) -> String {
     }
 }
 
-fn duration(ns: u64) -> String {
+/// A nanosecond count in the largest unit that divides it: `5s`, `100ms`, `1500us`.
+pub fn duration_text(ns: u64) -> String {
     for (unit, div) in [
         ("h", 3_600_000_000_000u64),
         ("m", 60_000_000_000),

@@ -79,7 +79,7 @@ pub struct RunOpts {
     /// every printf line as an instant, every count/sum map printed by `every` as a counter.
     #[arg(long = "perfetto", value_name = "FILE")]
     pub perfetto: Option<PathBuf>,
-    /// Keys each keyed map may hold (default 10240, at most 4194304); inserts past it are
+    /// Keys each keyed map may hold (default 4096, at most 4194304); inserts past it are
     /// counted and reported. The kernel reserves the maps at load: 1000000 keys take ~0.6 s
     /// and ~80 MiB per map.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
@@ -104,7 +104,7 @@ pub enum Command {
     Check(ScriptArg),
     /// Show the checked program: probes, events, maps, actions, and the BPF listing.
     #[command(
-        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'"
+        after_help = "Examples:\n  mmql explain script.mmql\n  mmql explain --plan -e 'on vmscan:direct_reclaim { @ns = hist(duration) }'\n  mmql explain --measure 2s -e 'on kmem:mm_page_alloc { @n[comm] = count() }'"
     )]
     Explain(ExplainArgs),
     /// Write the BPF object for a script.
@@ -255,7 +255,7 @@ pub struct ServeArgs {
     /// serving when it exits.
     #[arg(short = 'p', long = "pid", value_name = "PID")]
     pub pid: Option<u32>,
-    /// Keys each keyed map may hold (default 10240); inserts past it are counted.
+    /// Keys each keyed map may hold (default 4096); inserts past it are counted.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
     pub max_keys: Option<u32>,
     /// Format of printf output and of the map dump printed when serving stops.
@@ -298,6 +298,10 @@ pub struct ExplainArgs {
     /// changes with every back-end tweak, the plan only when the language does).
     #[arg(long)]
     pub plan: bool,
+    /// Attach the probes for DURATION (`1s`, `500ms`) and print each one's cost per event as
+    /// the kernel measured it; needs root and `kernel.bpf_stats_enabled=1`.
+    #[arg(long, value_name = "DURATION")]
+    pub measure: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -15,7 +15,7 @@ use harness::{assert_clean, mmql, Watched};
 use serde_json::Value;
 
 /// The kernel-side capacity of a script hash map (compiler/src/lower/layout.rs HASH_ENTRIES).
-const HASH_ENTRIES: usize = 10_240;
+const HASH_ENTRIES: usize = 4_096;
 
 fn workload() -> String {
     support::workload().display().to_string()

@@ -161,6 +161,8 @@ fn schema_rejects_wrong_lines() {
         r#"{"type":"map","name":"@h","kind":"hist","keys":[],"data":[{"count":3}]}"#,
         r#"{"type":"map","name":"@h","kind":"lhist","keys":[],"data":[{"min":0,"max":9}]}"#,
         r#"{"type":"map","name":"@e","kind":null,"keys":[],"data":3}"#,
+        r#"{"type":"map","name":"@t","kind":"heatmap","keys":[],"data":[{"min":0,"max":0,"count":1}]}"#,
+        r#"{"type":"map","name":"@t","kind":"heatmap","keys":[],"data":{"slice_ns":1,"buckets":[{"max":0}],"slices":[{"counts":[1]}]}}"#,
         r#"{"type":"map","name":"@v","kind":"value","keys":[],"data":{"a":1}}"#,
         r#"{"type":"map","name":"@m","kind":"median","keys":[],"data":1}"#,
     ];
@@ -184,6 +186,8 @@ on kmem:mm_page_alloc {
     @stats = stats(pfn & 1023)
     @hist[gfp_flags] = hist(pfn)
     @lhist = lhist(pfn & 63, 0, 48, 8)
+    @heatmap = heatmap(pfn & 4095, 100ms)
+    @heatmap_by[order] = heatmap(pfn)
     @last = order
     @last_comm[pid] = comm
 }
@@ -231,7 +235,7 @@ fn real_output_conforms() {
         .map(|v| v["kind"].to_string())
         .collect();
     for k in [
-        "count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "value",
+        "count", "sum", "avg", "min", "max", "stats", "hist", "lhist", "heatmap", "value",
     ] {
         assert!(
             kinds.contains(&format!("\"{k}\"")),

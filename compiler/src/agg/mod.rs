@@ -17,7 +17,15 @@ pub enum Agg {
     Avg,
     Stats,
     Hist,
-    Lhist { lo: i64, hi: i64, step: i64 },
+    Lhist {
+        lo: i64,
+        hi: i64,
+        step: i64,
+    },
+    /// A log2 histogram per time slice of `slice` nanoseconds.
+    Heatmap {
+        slice: i64,
+    },
 }
 
 /// What one argument takes.
@@ -98,6 +106,9 @@ pub struct Row {
     pub update: &'static [WordOp],
     /// Per value word, how CPUs merge.
     pub merge: &'static [Merge],
+    /// Whether the key has one more part before the bucket: the time slice of the event
+    /// (`nsecs / slice`), so the map is always a hash.
+    pub timed: bool,
 }
 
 /// Every aggregation, for lookups by name and name suggestions.
@@ -110,6 +121,7 @@ pub const ROWS: &[&Row] = &[
     &scalar::STATS,
     &hist::HIST,
     &hist::LHIST,
+    &hist::HEATMAP,
 ];
 
 /// The row of the aggregation called `name`, if it is one.
@@ -132,6 +144,7 @@ impl Agg {
             Agg::Stats => &scalar::STATS,
             Agg::Hist => &hist::HIST,
             Agg::Lhist { .. } => &hist::LHIST,
+            Agg::Heatmap { .. } => &hist::HEATMAP,
         }
     }
 
@@ -148,10 +161,19 @@ impl Agg {
         }
     }
 
+    /// The time slice, in nanoseconds, of aggregations keyed by time.
+    pub fn slice_ns(&self) -> Option<u64> {
+        match self {
+            Agg::Heatmap { slice } => Some(*slice as u64),
+            _ => None,
+        }
+    }
+
     /// The constant arguments, as written after the value (`lhist(x, 0, 10, 1)`: 0, 10, 1).
     pub fn constants(&self) -> Vec<i64> {
         match self {
             Agg::Lhist { lo, hi, step } => vec![*lo, *hi, *step],
+            Agg::Heatmap { slice } => vec![*slice],
             _ => vec![],
         }
     }
@@ -178,9 +200,11 @@ mod tests {
                 );
             }
             assert!(row.optional <= row.params.len());
+            assert!(!row.timed || row.bucket != Bucket::None, "{}", row.name);
             // The row a built aggregation points back to is this one.
             let consts: Vec<i64> = match row.name {
                 "lhist" => vec![0, 10, 1],
+                "heatmap" => vec![1_000_000_000],
                 _ => vec![],
             };
             let built = (row.build)(&consts).map(|a| a.row().name);

@@ -18,6 +18,7 @@ pub const COUNT: Row = Row {
         src: Operand::One,
     }],
     merge: &[Merge::Add],
+    timed: false,
 };
 
 pub const SUM: Row = Row {
@@ -33,6 +34,7 @@ pub const SUM: Row = Row {
         src: Operand::X,
     }],
     merge: &[Merge::Add],
+    timed: false,
 };
 
 /// [value, set]
@@ -51,6 +53,7 @@ pub const MIN: Row = Row {
         mark: true,
     }],
     merge: &[Merge::Min { set: 1 }, Merge::Add],
+    timed: false,
 };
 
 /// [value, set]
@@ -69,6 +72,7 @@ pub const MAX: Row = Row {
         mark: true,
     }],
     merge: &[Merge::Max { set: 1 }, Merge::Add],
+    timed: false,
 };
 
 /// [sum, count]
@@ -91,6 +95,7 @@ pub const AVG: Row = Row {
         },
     ],
     merge: &[Merge::Add, Merge::Add],
+    timed: false,
 };
 
 /// [count, sum, min, max]; min and max are valid once count > 0, so they are kept before
@@ -131,4 +136,5 @@ pub const STATS: Row = Row {
         Merge::Min { set: 0 },
         Merge::Max { set: 0 },
     ],
+    timed: false,
 };

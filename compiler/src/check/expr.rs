@@ -3,10 +3,11 @@
 //! does not cascade into many.
 
 use mmql_lang::ast::{BinOp, Expr, ExprKind, UnOp};
-use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
+use mmql_lang::diag::did_you_mean;
 use mmql_lang::Span;
 
-use super::{a_type, field_ref, Checker, Scope};
+use super::error::CheckError;
+use super::{field_ref, Checker, Scope};
 use crate::format::{Event, Field, FieldKind};
 use crate::program::*;
 use crate::types::Type;
@@ -38,12 +39,10 @@ impl Checker<'_> {
     pub(crate) fn condition(&mut self, e: &Expr, scope: &mut Scope) -> TExpr {
         let t = self.expr(e, scope, None);
         if !(t.ty.is_integer_like() || t.ty == Type::Void || t.ty == Type::Sym) {
-            let ty = a_type(&t.ty, &self.symtabs);
-            self.report(
-                Diagnostic::error(Code::E0202, "condition is not a boolean or integer")
-                    .at(e.span, format!("this is {ty}"))
-                    .with_help("compare it: strings with `== \"...\"`"),
-            );
+            self.report(CheckError::ConditionType {
+                span: e.span,
+                ty: t.ty.clone(),
+            });
         }
         t
     }
@@ -99,15 +98,10 @@ impl Checker<'_> {
                     (x, y) if x == y => x.clone(),
                     (x, y) if x.is_integer_like() && y.is_integer_like() => Type::I64,
                     (x, y) => {
-                        let (xs, ys) = (a_type(x, &self.symtabs), a_type(y, &self.symtabs));
-                        self.report(
-                            Diagnostic::error(
-                                Code::E0201,
-                                "the two branches of `?:` have different types",
-                            )
-                            .at(b.span, format!("this is {ys}"))
-                            .also(a.span, format!("this is {xs}")),
-                        );
+                        self.report(CheckError::BranchTypes {
+                            a: (a.span, x.clone()),
+                            b: (b.span, y.clone()),
+                        });
                         Type::Void
                     }
                 };
@@ -132,13 +126,11 @@ impl Checker<'_> {
         };
         let name = tab.render(n);
         if name != n.to_string() {
-            self.report(
-                Diagnostic::warning(Code::W0003, format!("`{n}` has a name here: `{name}`"))
-                    .at(span, format!("write `{name}`"))
-                    .with_note(
-                        "names are checked against the kernel's format file; numbers are not",
-                    ),
-            );
+            self.report(CheckError::NumberHasName {
+                number: n,
+                name,
+                span,
+            });
         }
     }
 
@@ -163,14 +155,12 @@ impl Checker<'_> {
         if let Some(event) = scope.event {
             if let Some(f) = event.field(n) {
                 if let Some(b) = builtin {
-                    self.report(
-                        Diagnostic::error(Code::E0111, format!("`{n}` is both a field of {} and a builtin", scope.what))
-                            .at(span, "which one?")
-                            .with_help(format!(
-                                "write `args.{n}` for the event's field, or `current.{n}` for the {} of the task that hit the event",
-                                b.name()
-                            )),
-                    );
+                    self.report(CheckError::FieldShadowsBuiltin {
+                        name: n.to_string(),
+                        span,
+                        event: scope.what.clone(),
+                        builtin: b.name(),
+                    });
                     return poison(span);
                 }
                 return self.field_expr(event, f, span);
@@ -185,14 +175,10 @@ impl Checker<'_> {
         }
         if let Some(b) = builtin {
             if scope.event.is_none() {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0112,
-                        format!("`{n}` only has a value inside an event probe"),
-                    )
-                    .at(span, "no event here")
-                    .with_help("`begin`, `end`, `every` and `after` blocks run in userspace"),
-                );
+                self.report(CheckError::BuiltinOutsideEvent {
+                    name: n.to_string(),
+                    span,
+                });
                 return poison(span);
             }
             return TExpr {
@@ -209,44 +195,22 @@ impl Checker<'_> {
                 None => false,
             });
             if let Some(f) = owner {
-                let op = match f.symbols {
-                    Some(crate::format::Symbols::Flags(_)) => "has",
-                    _ => "==",
-                };
-                self.report(
-                    Diagnostic::error(
-                        Code::E0105,
-                        format!(
-                            "`{n}` is a name of `{}` values, not a value by itself",
-                            f.name
-                        ),
-                    )
-                    .at(span, "compare a field with it")
-                    .with_help(format!("for example `{} {op} {n}`", f.name)),
-                );
+                self.report(CheckError::EnumNameAlone {
+                    name: n.to_string(),
+                    field: f.name.clone(),
+                    flags: matches!(f.symbols, Some(crate::format::Symbols::Flags(_))),
+                    span,
+                });
                 return poison(span);
             }
         }
         // bpftrace lets `@n = count` stand for `count()`; here a function is always called.
-        if crate::agg::names()
-            .chain(USER_FUNCTIONS.iter().copied())
-            .chain(STATEMENT_FUNCTIONS.iter().copied())
-            .chain(VALUE_FUNCTIONS.iter().copied())
-            .any(|f| f == n)
-        {
-            let kind = if crate::agg::lookup(n).is_some() {
-                "an aggregation"
-            } else {
-                "a function"
-            };
-            self.report(
-                Diagnostic::error(
-                    Code::E0105,
-                    format!("`{n}` is {kind}, called with parentheses"),
-                )
-                .at(span, "not called")
-                .with_help(format!("write `{n}()`")),
-            );
+        if all_functions().any(|f| f == n) {
+            self.report(CheckError::NotCalled {
+                name: n.to_string(),
+                aggregation: crate::agg::lookup(n).is_some(),
+                span,
+            });
             return poison(span);
         }
         if self.missing_from_some(n, span, scope) {
@@ -263,36 +227,25 @@ impl Checker<'_> {
                 .get(*id)
                 .map(|s| s.names().map(str::to_string).collect())
                 .unwrap_or_default();
-            let kind = if matches!(t, Type::Flags(_)) {
-                "flag"
-            } else {
-                "value"
-            };
-            let help = did_you_mean(n, names.iter().map(String::as_str))
-                .unwrap_or_else(|| format!("known names: {}", preview(&names)));
-            self.report(
-                Diagnostic::error(Code::E0107, format!("`{n}` is not a {kind} name here"))
-                    .at(span, "unknown name")
-                    .with_help(help),
-            );
+            self.report(CheckError::UnknownSymbol {
+                name: n.to_string(),
+                flags: matches!(t, Type::Flags(_)),
+                span,
+                suggestion: did_you_mean(n, names.iter().map(String::as_str)),
+                known: names,
+            });
             return poison(span);
         }
-        let what = if scope.event.is_some() {
-            format!("in {}", scope.what)
-        } else {
-            "here".to_string()
-        };
-        let help = did_you_mean(n, candidates.iter().copied()).or_else(|| {
-            scope.event.map(|ev| {
-                let fields: Vec<String> = ev.fields.iter().map(|f| f.name.clone()).collect();
-                format!("fields of {}: {}", scope.what, preview(&fields))
-            })
+        self.report(CheckError::UnknownName {
+            name: n.to_string(),
+            span,
+            event: scope.event.map(|_| scope.what.clone()),
+            suggestion: did_you_mean(n, candidates.iter().copied()),
+            fields: scope
+                .event
+                .map(|ev| ev.fields.iter().map(|f| f.name.clone()).collect())
+                .unwrap_or_default(),
         });
-        self.report(
-            Diagnostic::error(Code::E0105, format!("unknown name `{n}` {what}"))
-                .at(span, "not a local, field or builtin")
-                .help_opt(help),
-        );
         poison(span)
     }
 
@@ -308,10 +261,10 @@ impl Checker<'_> {
         match base {
             "args" => {
                 let Some(event) = scope.event else {
-                    self.report(
-                        Diagnostic::error(Code::E0112, "`args` only exists inside an event probe")
-                            .at(bspan, "no event here"),
-                    );
+                    self.report(CheckError::OutsideEvent {
+                        name: "args",
+                        span: bspan,
+                    });
                     return poison(span);
                 };
                 match event.field(field) {
@@ -322,11 +275,7 @@ impl Checker<'_> {
             }
             "begin" => {
                 let Some(sp) = scope.span.as_mut() else {
-                    self.report(
-                        Diagnostic::error(Code::E0108, "`begin.` only works in a span probe")
-                            .at(bspan, "this probe is not a span")
-                            .with_help("spans are `on CATEGORY:X` where X_begin/X_end exist, e.g. `on vmscan:direct_reclaim`"),
-                    );
+                    self.report(CheckError::BeginOutsideSpan { span: bspan });
                     return poison(span);
                 };
                 let begin = sp.begin;
@@ -336,13 +285,7 @@ impl Checker<'_> {
                 };
                 let ty = self.field_type(begin, f, fspan);
                 if matches!(ty, Type::Str { .. } | Type::Void) {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0212,
-                            "begin fields that are strings cannot be carried to the end event yet",
-                        )
-                        .at(span, "a string field"),
-                    );
+                    self.report(CheckError::BeginStringField { span });
                     return poison(span);
                 }
                 let Some(sp) = scope.span.as_mut() else {
@@ -372,31 +315,26 @@ impl Checker<'_> {
                     span,
                 },
                 Some(_) => {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0112,
-                            "`current` only exists inside an event probe",
-                        )
-                        .at(bspan, "no event here"),
-                    );
+                    self.report(CheckError::OutsideEvent {
+                        name: "current",
+                        span: bspan,
+                    });
                     poison(span)
                 }
                 None => {
-                    let help = did_you_mean(field, Builtin::ALL.iter().map(|(n, _)| *n));
-                    self.report(
-                        Diagnostic::error(Code::E0105, format!("no builtin `{field}`"))
-                            .at(fspan, "unknown builtin")
-                            .help_opt(help),
-                    );
+                    self.report(CheckError::UnknownBuiltin {
+                        name: field.to_string(),
+                        span: fspan,
+                        suggestion: did_you_mean(field, Builtin::ALL.iter().map(|(n, _)| *n)),
+                    });
                     poison(span)
                 }
             },
             other => {
-                self.report(
-                    Diagnostic::error(Code::E0105, format!("unknown name `{other}`"))
-                        .at(bspan, "expected `args`, `begin` or `current`")
-                        .with_help("`args.FIELD` is an event field, `begin.FIELD` a span's begin field, `current.pid` a builtin"),
-                );
+                self.report(CheckError::UnknownQualifier {
+                    name: other.to_string(),
+                    span: bspan,
+                });
                 poison(span)
             }
         }
@@ -411,34 +349,24 @@ impl Checker<'_> {
         let Some(owner) = self.probe_events.iter().find(|e| e.field(n).is_some()) else {
             return false;
         };
-        let here = format!("{}:{}", event.category, event.name);
-        self.report(
-            Diagnostic::error(
-                Code::E0110,
-                format!(
-                    "`{n}` is a field of {}:{} but not of {here}",
-                    owner.category, owner.name
-                ),
-            )
-            .at(span, format!("missing from {here}"))
-            .with_help("every event of a probe must have the fields it uses: narrow the pattern, or give these events their own probe"),
-        );
+        self.report(CheckError::FieldMissingFromSome {
+            name: n.to_string(),
+            owner: format!("{}:{}", owner.category, owner.name),
+            here: format!("{}:{}", event.category, event.name),
+            span,
+        });
         true
     }
 
     fn unknown_field(&mut self, event: &Event, field: &str, span: Span, what: &str) -> TExpr {
-        let names: Vec<&str> = event.fields.iter().map(|f| f.name.as_str()).collect();
-        let help = did_you_mean(field, names.iter().copied()).unwrap_or_else(|| {
-            format!(
-                "fields of {what}: {}",
-                preview(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            )
+        let fields: Vec<String> = event.fields.iter().map(|f| f.name.clone()).collect();
+        self.report(CheckError::UnknownField {
+            event: what.to_string(),
+            field: field.to_string(),
+            span,
+            suggestion: did_you_mean(field, fields.iter().map(String::as_str)),
+            fields,
         });
-        self.report(
-            Diagnostic::error(Code::E0104, format!("{what} has no field `{field}`"))
-                .at(span, "unknown field")
-                .with_help(help),
-        );
         poison(span)
     }
 
@@ -467,16 +395,11 @@ impl Checker<'_> {
             FieldKind::CharArray { len } => Type::Str { cap: *len },
             FieldKind::DataLocString => Type::Str { cap: DATA_LOC_CAP },
             FieldKind::Array { .. } | FieldKind::Unsupported => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0204,
-                        format!(
-                            "field `{}` ({}) cannot be read by mmql yet",
-                            f.name, f.c_type
-                        ),
-                    )
-                    .at(span, "an array field"),
-                );
+                self.report(CheckError::UnreadableField {
+                    field: f.name.clone(),
+                    c_type: f.c_type.clone(),
+                    span,
+                });
                 Type::Void
             }
         }
@@ -497,10 +420,10 @@ impl Checker<'_> {
     fn unary(&mut self, op: UnOp, inner: &Expr, span: Span, scope: &mut Scope) -> TExpr {
         let t = self.expr(inner, scope, None);
         if matches!(t.ty, Type::Str { .. } | Type::Stack) {
-            self.report(
-                Diagnostic::error(Code::E0201, format!("`{}` needs a number", op.symbol()))
-                    .at(inner.span, "not a number"),
-            );
+            self.report(CheckError::UnaryNeedsNumber {
+                op: op.symbol(),
+                span: inner.span,
+            });
             return poison(span);
         }
         if let (UnOp::Neg, TExprKind::Int(n)) = (op, &t.kind) {
@@ -570,29 +493,16 @@ impl Checker<'_> {
                     return self.mismatch(op, &ta, &tb, span);
                 }
                 if !(lit(&ta) || lit(&tb)) {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0212,
-                            "strings can only be compared with a string literal",
-                        )
-                        .at(span, "two non-literal strings")
-                        .with_help(
-                            "compare each with a literal, e.g. `current.comm == \"kswapd0\"`",
-                        ),
-                    );
+                    self.report(CheckError::StringsNeedLiteral { span });
                     return poison(span);
                 }
                 Type::Bool
             }
             _ if op.is_comparison() && is_str(&ta.ty) && is_str(&tb.ty) => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0212,
-                        format!("strings cannot be ordered with `{}`", op.symbol()),
-                    )
-                    .at(span, "two strings")
-                    .with_help("strings support only `==` and `!=` against a literal"),
-                );
+                self.report(CheckError::StringOrdering {
+                    op: op.symbol(),
+                    span,
+                });
                 return poison(span);
             }
             _ if is_str(&ta.ty)
@@ -609,9 +519,7 @@ impl Checker<'_> {
                 Type::Bool
             }
             BinOp::Div | BinOp::Mod if matches!(tb.kind, TExprKind::Int(0)) => {
-                self.report(
-                    Diagnostic::error(Code::E0214, "division by zero").at(b.span, "this is zero"),
-                );
+                self.report(CheckError::DivisionByZero { span: b.span });
                 return poison(span);
             }
             _ if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) => Type::Bool,
@@ -640,22 +548,11 @@ impl Checker<'_> {
     }
 
     fn mismatch(&mut self, op: BinOp, a: &TExpr, b: &TExpr, span: Span) -> TExpr {
-        let (x, y) = (a_type(&a.ty, &self.symtabs), a_type(&b.ty, &self.symtabs));
-        self.report(
-            Diagnostic::error(
-                Code::E0201,
-                format!("`{}` cannot combine {x} and {y}", op.symbol()),
-            )
-            .at(b.span, format!("this is {y}"))
-            .also(a.span, format!("this is {x}"))
-            .with_help(match op {
-                BinOp::Has => {
-                    "`has` tests bits of a flags field: `gfp_flags has __GFP_DIRECT_RECLAIM`"
-                        .to_string()
-                }
-                _ => "strings support only `==` and `!=` against a literal".to_string(),
-            }),
-        );
+        self.report(CheckError::OperandTypes {
+            op,
+            a: (a.span, a.ty.clone()),
+            b: (b.span, b.ty.clone()),
+        });
         poison(span)
     }
 
@@ -670,18 +567,12 @@ impl Checker<'_> {
         match func {
             "ksym" => {
                 if args.len() != 1 {
-                    self.report(
-                        Diagnostic::error(Code::E0203, "`ksym` takes one argument")
-                            .at(span, "an address, e.g. `ksym(call_site)`"),
-                    );
+                    self.report(CheckError::KsymArity { span });
                     return poison(span);
                 }
                 let a = self.expr(&args[0], scope, None);
                 if !matches!(a.ty, Type::Int { .. } | Type::Void) {
-                    self.report(
-                        Diagnostic::error(Code::E0204, "`ksym` needs an address")
-                            .at(args[0].span, "not an integer"),
-                    );
+                    self.report(CheckError::KsymNeedsAddress { span: args[0].span });
                     return poison(span);
                 }
                 TExpr {
@@ -695,36 +586,26 @@ impl Checker<'_> {
                 poison(span)
             }
             f if crate::agg::lookup(f).is_some() => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0207,
-                        format!("`{f}()` is an aggregation, not a value"),
-                    )
-                    .at(span, "used as a value")
-                    .with_help(format!(
-                        "assign it to a map: `@m = {f}({})`, then `print(@m)`",
-                        if f == "count" { "" } else { "..." }
-                    )),
-                );
+                self.report(CheckError::AggregationAsValue {
+                    name: f.to_string(),
+                    span,
+                });
                 poison(span)
             }
             f if USER_FUNCTIONS.contains(&f) || STATEMENT_FUNCTIONS.contains(&f) => {
-                self.report(
-                    Diagnostic::error(Code::E0207, format!("`{f}()` does not return a value"))
-                        .at(span, "used as a value"),
-                );
+                self.report(CheckError::NoValue {
+                    name: f.to_string(),
+                    span,
+                });
                 poison(span)
             }
             f => {
-                let help = did_you_mean(f, all_functions()).or_else(|| {
-                    let names: Vec<String> = all_functions().map(str::to_string).collect();
-                    Some(format!("mmql's functions: {}", preview(&names)))
+                self.report(CheckError::UnknownFunction {
+                    name: f.to_string(),
+                    span: fspan,
+                    suggestion: did_you_mean(f, all_functions()),
+                    known: all_functions().map(str::to_string).collect(),
                 });
-                self.report(
-                    Diagnostic::error(Code::E0106, format!("unknown function `{f}`"))
-                        .at(fspan, "not a function mmql knows")
-                        .help_opt(help),
-                );
                 poison(span)
             }
         }

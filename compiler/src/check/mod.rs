@@ -1,10 +1,14 @@
 //! Checking: AST + catalog → the typed `Program`, or every error found.
 //!
-//! Kernel probe bodies are checked once per event they attach to, because two events may put
-//! the same field at different offsets. All probes are checked twice: a silent first pass
-//! learns every map's definition (a map may be read above the probe that writes it), the
-//! second reports.
+//! Two passes, each over the script once. `decl` resolves every probe's events and gives
+//! every map its id; then each probe is checked once, writers of a map before the probes
+//! that read it (a map's type is its first write's), userspace blocks last. Kernel probe
+//! bodies are checked once per event they attach to, because two events may put the same
+//! field at different offsets; a mistake found for several events of one probe is reported
+//! once. What goes wrong is a typed `CheckError`; `error.rs` alone words it as a diagnostic.
 
+mod decl;
+mod error;
 mod expr;
 mod per_event;
 mod printf;
@@ -15,14 +19,16 @@ mod userfn;
 use std::collections::HashMap;
 
 use mmql_lang::ast::{ProbeKind, Script};
-use mmql_lang::diag::{Code, Diagnostic};
+use mmql_lang::diag::Diagnostic;
 use mmql_lang::Span;
 use mmql_stdlib::knowledge::SpanKey;
 
 use crate::format::{Catalog, Event, Symbols};
 use crate::program::*;
-use crate::resolve::{resolve, Resolved};
+use crate::resolve::Resolved;
 use crate::types::{Symtab, SymtabId, Type};
+use decl::{Decls, Shape};
+use error::CheckError;
 
 /// The result of a successful check: the program and any warnings or notes.
 pub struct Checked {
@@ -31,36 +37,28 @@ pub struct Checked {
 }
 
 pub fn check(script: &Script, catalog: &Catalog) -> Result<Checked, Vec<Diagnostic>> {
-    let mut first = Checker::new(catalog, true);
-    first.run(script);
-    let mut second = Checker::new(catalog, false);
-    second.maps = first
-        .maps
-        .iter()
-        .map(|m| MapSlot {
-            info: m.info.clone(),
-            defined_at: m.defined_at,
-        })
-        .collect();
-    second.map_index = first.map_index.clone();
-    second.symtabs = first.symtabs.clone();
-    second.run(script);
-    second.finish()
+    let mut decls = decl::declare(script, catalog);
+    let mut checker = Checker::new(catalog, &decls);
+    checker.run(script, &mut decls);
+    checker.finish()
 }
 
 struct MapSlot {
     info: MapInfo,
-    /// Where the map got its key and value types; None until a write is seen.
-    defined_at: Option<Span>,
+    /// Where the map got its key and value types: its first write checked.
+    defined_at: Span,
 }
 
 pub(crate) struct Checker<'c> {
     catalog: &'c Catalog,
-    /// First pass: learn map definitions, report nothing.
-    silent: bool,
     diags: Vec<Diagnostic>,
-    maps: Vec<MapSlot>,
+    /// By id, from the declarations; `None` until the map's first write is checked.
+    maps: Vec<Option<MapSlot>>,
     map_index: HashMap<String, MapId>,
+    /// First writes, by id, for reads checked before them.
+    first_writes: Vec<(Span, Option<decl::FirstWrite>)>,
+    /// Maps whose first write is being looked ahead at (see `stmt::lookahead`).
+    looking_ahead: Vec<MapId>,
     symtabs: Vec<Symtab>,
     printfs: Vec<PrintfSpec>,
     probes: Vec<KProbe>,
@@ -90,13 +88,18 @@ pub(crate) struct SpanScope<'e> {
 }
 
 impl<'c> Checker<'c> {
-    fn new(catalog: &'c Catalog, silent: bool) -> Self {
+    fn new(catalog: &'c Catalog, decls: &Decls) -> Self {
         Checker {
             catalog,
-            silent,
             diags: vec![],
-            maps: vec![],
-            map_index: HashMap::new(),
+            maps: decls.maps.iter().map(|_| None).collect(),
+            map_index: decls.index.clone(),
+            first_writes: decls
+                .maps
+                .iter()
+                .map(|m| (m.first_write, m.write.clone()))
+                .collect(),
+            looking_ahead: vec![],
             symtabs: vec![],
             printfs: vec![],
             probes: vec![],
@@ -107,18 +110,22 @@ impl<'c> Checker<'c> {
         }
     }
 
-    pub(crate) fn report(&mut self, d: Diagnostic) {
-        if !self.silent && !self.diags.contains(&d) {
-            self.diags.push(d);
-        }
+    pub(crate) fn report(&mut self, e: CheckError) {
+        let d = e.diagnostic(&self.symtabs);
+        self.diags.push(d);
     }
 
-    fn run(&mut self, script: &Script) {
+    fn run(&mut self, script: &Script, decls: &mut Decls) {
+        for index in decl::check_order(decls, script.probes.len()) {
+            if let Some(p) = decls.probes[index].take() {
+                self.event_probe(index, &script.probes[index], p);
+            }
+        }
         let mut seen_begin: Option<Span> = None;
         let mut seen_end: Option<Span> = None;
-        for (index, probe) in script.probes.iter().enumerate() {
+        for probe in &script.probes {
             match &probe.kind {
-                ProbeKind::Events(patterns) => self.event_probe(index, probe, patterns),
+                ProbeKind::Events(_) => {}
                 ProbeKind::Begin | ProbeKind::End => {
                     let slot = if matches!(probe.kind, ProbeKind::Begin) {
                         &mut seen_begin
@@ -126,14 +133,10 @@ impl<'c> Checker<'c> {
                         &mut seen_end
                     };
                     if let Some(first) = *slot {
-                        let d = Diagnostic::error(
-                            Code::E0113,
-                            "a script has at most one `on begin` and one `on end`",
-                        )
-                        .at(probe.head_span, "second one here")
-                        .also(first, "first one here")
-                        .with_help("merge the two blocks");
-                        self.report(d);
+                        self.report(CheckError::SecondBeginEnd {
+                            span: probe.head_span,
+                            first,
+                        });
                         continue;
                     }
                     *slot = Some(probe.head_span);
@@ -146,11 +149,7 @@ impl<'c> Checker<'c> {
                 }
                 ProbeKind::Every(d) | ProbeKind::After(d) => {
                     if d.node < 1_000_000 {
-                        self.report(
-                            Diagnostic::error(Code::E0215, "interval must be at least 1ms")
-                                .at(d.span, "too short")
-                                .with_help("timers run in userspace; use `1ms` or longer"),
-                        );
+                        self.report(CheckError::IntervalTooShort { span: d.span });
                     }
                     let body = self.user_block(&probe.body, probe.filter.as_ref());
                     let repeat = matches!(probe.kind, ProbeKind::Every(_));
@@ -165,45 +164,27 @@ impl<'c> Checker<'c> {
         }
     }
 
-    fn event_probe(
+    fn event_probe(&mut self, index: usize, probe: &mmql_lang::ast::Probe, decl: decl::ProbeDecl) {
+        // Resolution words its own diagnostics (resolve.rs).
+        self.diags.extend(decl.resolve_diags);
+        match decl.shape {
+            Shape::Mixed(at) => self.report(CheckError::SpanWithOtherEvents { span: at }),
+            Shape::Resolved(Resolved::Span {
+                category,
+                begin,
+                end,
+                key,
+            }) => self.span_probe(index, probe, &category, &begin, &end, key),
+            Shape::Resolved(Resolved::Events(plain)) => self.plain_probe(index, probe, plain),
+        }
+    }
+
+    fn plain_probe(
         &mut self,
         index: usize,
         probe: &mmql_lang::ast::Probe,
-        patterns: &[mmql_lang::ast::EventPattern],
+        mut plain: Vec<(String, String)>,
     ) {
-        let mut plain: Vec<(String, String)> = Vec::new();
-        let mut spans = Vec::new();
-        for p in patterns {
-            match resolve(p, self.catalog) {
-                Ok(res) => {
-                    for n in res.notes {
-                        self.report(n);
-                    }
-                    match res.resolved {
-                        Resolved::Events(evs) => plain.extend(evs),
-                        Resolved::Span {
-                            category,
-                            begin,
-                            end,
-                            key,
-                        } => spans.push((p.span, category, begin, end, key)),
-                    }
-                }
-                Err(d) => self.report(d),
-            }
-        }
-        if !spans.is_empty() && (spans.len() > 1 || !plain.is_empty()) {
-            let d = Diagnostic::error(Code::E0109, "a span cannot share a probe with other events")
-                .at(spans[0].0, "this name is a begin/end span")
-                .with_help("give the span its own `on` block");
-            self.report(d);
-            return;
-        }
-        if let Some((_, category, begin, end, key)) = spans.pop() {
-            self.span_probe(index, probe, &category, &begin, &end, key);
-            return;
-        }
-        plain.dedup();
         let catalog = self.catalog;
         plain.retain(|(c, n)| catalog.get(c, n).is_some());
         self.probe_events = plain
@@ -241,7 +222,10 @@ impl<'c> Checker<'c> {
                 .into_iter()
                 .zip(reported_by)
                 .collect();
-            let written: Vec<&str> = patterns.iter().map(|p| p.text.as_str()).collect();
+            let written: Vec<&str> = match &probe.kind {
+                ProbeKind::Events(patterns) => patterns.iter().map(|p| p.text.as_str()).collect(),
+                _ => vec![],
+            };
             self.diags
                 .extend(per_event::merge(found, &names, &written.join(", ")));
         }
@@ -321,12 +305,22 @@ impl<'c> Checker<'c> {
         });
     }
 
-    fn internal_map(&mut self, name: &str, value: ValueKind, span: Span) -> MapId {
+    /// The id the declarations gave map `name` (every write in an event probe and every
+    /// span state is declared; a new one is added at the end should one not be).
+    pub(crate) fn declared_id(&mut self, name: &str, span: Span) -> MapId {
         if let Some(&id) = self.map_index.get(name) {
             return id;
         }
-        let id = self.maps.len();
-        self.maps.push(MapSlot {
+        self.map_index.insert(name.to_string(), self.maps.len());
+        self.maps.push(None);
+        self.first_writes.push((span, None));
+        self.maps.len() - 1
+    }
+
+    /// A span's state map, under the id its declaration gave it.
+    fn internal_map(&mut self, name: &str, value: ValueKind, span: Span) -> MapId {
+        let id = self.declared_id(name, span);
+        self.maps[id] = Some(MapSlot {
             info: MapInfo {
                 name: name.to_string(),
                 keys: vec![Type::U64],
@@ -336,9 +330,8 @@ impl<'c> Checker<'c> {
                 internal: true,
                 span,
             },
-            defined_at: Some(span),
+            defined_at: span,
         });
-        self.map_index.insert(name.to_string(), id);
         id
     }
 
@@ -367,25 +360,71 @@ impl<'c> Checker<'c> {
     }
 
     fn finish(mut self) -> Result<Checked, Vec<Diagnostic>> {
-        let (errors, warnings): (Vec<_>, Vec<_>) = std::mem::take(&mut self.diags)
-            .into_iter()
-            .partition(|d| d.is_error());
+        let mut maps = Vec::new();
+        for (id, slot) in std::mem::take(&mut self.maps).into_iter().enumerate() {
+            match slot {
+                Some(m) => maps.push(m.info),
+                // Only a write that failed to check leaves a declared map undefined, and
+                // that failure is reported; this keeps the promise if one ever is not.
+                None if !self.diags.iter().any(Diagnostic::is_error) => {
+                    let name = self.map_index.iter().find(|(_, &i)| i == id);
+                    let name = name.map_or("?", |(n, _)| n.as_str()).to_string();
+                    let span = self.first_writes.get(id).map_or(Span::default(), |w| w.0);
+                    self.report(CheckError::UndefinedWrite { name, span });
+                }
+                None => {}
+            }
+        }
+        // Probes were checked writers first: report and number everything in source order.
+        let mut diags = std::mem::take(&mut self.diags);
+        diags.sort_by_key(|d| d.primary.as_ref().map_or(0, |p| p.0.start));
+        let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| d.is_error());
         if !errors.is_empty() {
             let mut all = errors;
             all.extend(warnings);
             return Err(all);
         }
+        self.probes.sort_by_key(|k| k.source_index);
+        let printfs = renumber_printfs(&mut self.probes, std::mem::take(&mut self.printfs));
         let program = Program {
             probes: self.probes,
-            maps: self.maps.into_iter().map(|m| m.info).collect(),
+            maps,
             symtabs: self.symtabs,
-            printfs: self.printfs,
+            printfs,
             begin: self.begin,
             end: self.end,
             timers: self.timers,
         };
         Ok(Checked { program, warnings })
     }
+}
+
+/// Gives printf records ids in the order their statements appear in `probes`, so the ring
+/// buffer's record ids follow the script whatever order the probes were checked in.
+fn renumber_printfs(probes: &mut [KProbe], printfs: Vec<PrintfSpec>) -> Vec<PrintfSpec> {
+    fn walk(body: &mut [TStmt], old: &mut Vec<PrintfId>) {
+        for s in body {
+            match s {
+                TStmt::Printf { id, .. } => {
+                    old.push(*id);
+                    *id = old.len() - 1;
+                }
+                TStmt::If { then, els, .. } => {
+                    walk(then, old);
+                    walk(els, old);
+                }
+                TStmt::Let { .. } | TStmt::Update { .. } | TStmt::Delete { .. } | TStmt::Exit => {}
+            }
+        }
+    }
+    let mut old = Vec::new();
+    for k in probes.iter_mut() {
+        walk(&mut k.body, &mut old);
+    }
+    let mut slots: Vec<Option<PrintfSpec>> = printfs.into_iter().map(Some).collect();
+    old.iter()
+        .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+        .collect()
 }
 
 impl<'e> Scope<'e> {

@@ -67,9 +67,17 @@ pub(crate) fn merge(
                     helps.iter().all(|o| o.as_ref() == Some(&h)).then_some(h)
                 })
                 .or_else(|| {
-                    Some(format!(
-                        "`mmql list '{patterns}' -v` shows each event's fields"
-                    ))
+                    // Events helped differently (each its own fields): point at them all. A
+                    // mistake no event had help for (a wrong arity) gets none.
+                    helps.iter().any(Option::is_some).then(|| {
+                        // `list` takes one pattern; several are joined by ", " here.
+                        let arg = if patterns.contains(", ") {
+                            "PATTERN".to_string()
+                        } else {
+                            format!("'{patterns}'")
+                        };
+                        format!("`mmql list {arg} -v` shows each event's fields")
+                    })
                 });
             let mut names: Vec<&str> = evs
                 .iter()

@@ -1,18 +1,17 @@
 //! printf checking: a format string and typed arguments → the parsed [`Format`], or a
 //! located error. The parse is `crate::printf`'s, the one the runtime formats from.
 
-use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
 
+use super::error::CheckError;
 use crate::printf::{parse, Format};
-use crate::types::{Symtab, Type};
+use crate::types::Type;
 
 /// Parses a format; a directive mmql does not print is an error located on it.
-pub(crate) fn parse_format(fmt: &str, fmt_span: Span) -> Result<Format, Diagnostic> {
-    parse(fmt).map_err(|e| {
-        Diagnostic::error(Code::E0208, e.message)
-            .at(directive_span(fmt, fmt_span, e.offset, e.len), "this directive")
-            .with_help("supported: %d %i %u %x %X %o %c %s, with flags, width, precision and length modifiers; %% for a percent sign")
+pub(crate) fn parse_format(fmt: &str, fmt_span: Span) -> Result<Format, CheckError> {
+    parse(fmt).map_err(|e| CheckError::BadFormat {
+        span: directive_span(fmt, fmt_span, e.offset, e.len),
+        message: e.message,
     })
 }
 
@@ -40,24 +39,16 @@ pub(crate) fn check_printf(
     fmt: &str,
     fmt_span: Span,
     args: &[(Type, Span)],
-    symtabs: &[Symtab],
-) -> Result<Format, Diagnostic> {
+) -> Result<Format, CheckError> {
     let format = parse_format(fmt, fmt_span)?;
     let convs: Vec<_> = format.conversions().collect();
     if convs.len() != args.len() {
-        let mut d = Diagnostic::error(
-            Code::E0208,
-            format!(
-                "the format has {} conversion(s) but {} argument(s) follow",
-                convs.len(),
-                args.len()
-            ),
-        )
-        .at(fmt_span, format!("{} conversion(s)", convs.len()));
-        if let Some(extra) = args.get(convs.len()) {
-            d = d.also(extra.1, "no conversion for this");
-        }
-        return Err(d);
+        return Err(CheckError::PrintfArgCount {
+            conversions: convs.len(),
+            args: args.len(),
+            span: fmt_span,
+            extra: args.get(convs.len()).map(|a| a.1),
+        });
     }
     for (c, (aty, aspan)) in convs.iter().zip(args) {
         let is_text = matches!(aty, Type::Str { .. } | Type::Sym | Type::Stack);
@@ -68,18 +59,12 @@ pub(crate) fn check_printf(
             aty.is_integer_like() || *aty == Type::Sym
         };
         if !ok {
-            let ty = super::a_type(aty, symtabs);
-            let help = if c.wants_string() {
-                "use `%d` or `%u` for numbers"
-            } else {
-                "use `%s` for strings"
-            };
-            return Err(Diagnostic::error(
-                Code::E0208,
-                format!("`{}` does not fit {ty}", &fmt[c.offset..c.offset + c.len]),
-            )
-            .at(*aspan, format!("this is {ty}"))
-            .with_help(help));
+            return Err(CheckError::PrintfArgType {
+                directive: fmt[c.offset..c.offset + c.len].to_string(),
+                wants_string: c.wants_string(),
+                span: *aspan,
+                ty: aty.clone(),
+            });
         }
     }
     Ok(format)
@@ -93,15 +78,15 @@ mod tests {
     fn errors_point_at_the_directive_when_they_can() {
         // `printf("a %q", 1)` with the literal at byte 7: `%q` is bytes 10..12.
         let d = parse_format("a %q", Span::new(7, 13)).err();
-        let labels = d.map(|d| d.primary.map(|(s, _)| s));
+        let labels = d.map(|d| d.diagnostic(&[]).primary.map(|(s, _)| s));
         assert_eq!(labels, Some(Some(Span::new(10, 12))));
         // Escapes after it do not move it: `"a %q\n"` is 8 bytes of source.
         let d = parse_format("a %q\n", Span::new(7, 15)).err();
-        let labels = d.map(|d| d.primary.map(|(s, _)| s));
+        let labels = d.map(|d| d.diagnostic(&[]).primary.map(|(s, _)| s));
         assert_eq!(labels, Some(Some(Span::new(10, 12))));
         // With an escape before it the offsets differ: the whole literal (`"\n%q"`).
         let d = parse_format("\n%q", Span::new(7, 13)).err();
-        let labels = d.map(|d| d.primary.map(|(s, _)| s));
+        let labels = d.map(|d| d.diagnostic(&[]).primary.map(|(s, _)| s));
         assert_eq!(labels, Some(Some(Span::new(7, 13))));
     }
 }

@@ -2,17 +2,18 @@
 //! `delete`, `exit`; and keeping every map's key and value types consistent.
 
 use mmql_lang::ast::{Block, Expr, ExprKind, MapRef, StmtKind, UpdateOp};
-use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
+use mmql_lang::diag::did_you_mean;
 use mmql_lang::Span;
 use mmql_stdlib::knowledge;
 
+use super::error::CheckError;
 use super::expr::{poison, USER_FUNCTIONS};
 use super::printf::check_printf;
 use super::{Checker, MapSlot, Scope};
 use crate::agg::{self, Agg, Param};
 use crate::printf::Format;
 use crate::program::*;
-use crate::types::{Type, TypeDisplay};
+use crate::types::Type;
 
 /// Most keys a map may have; each is a slot of the BPF map key.
 pub const MAX_KEYS: usize = 8;
@@ -44,14 +45,11 @@ impl Checker<'_> {
                     None
                 };
                 if let Some(what) = taken {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0111,
-                            format!("`{n}` is already {what}"),
-                        )
-                        .at(name.span, "pick another name")
-                        .with_help(format!("a `let` may not hide a field or builtin, so `{n}` means one thing throughout a probe")),
-                    );
+                    self.report(CheckError::LetShadows {
+                        name: n.to_string(),
+                        span: name.span,
+                        what,
+                    });
                 }
                 let v = self.expr(value, scope, None);
                 let id = scope.local_types.len();
@@ -123,11 +121,11 @@ impl Checker<'_> {
     fn number(&mut self, e: &Expr, scope: &mut Scope, what: &str) -> TExpr {
         let t = self.expr(e, scope, None);
         if !(t.ty.is_integer_like() || t.ty == Type::Void) {
-            let ty = super::a_type(&t.ty, &self.symtabs);
-            self.report(
-                Diagnostic::error(Code::E0204, format!("`{what}` needs a number"))
-                    .at(e.span, format!("this is {ty}")),
-            );
+            self.report(CheckError::NeedsNumber {
+                what: what.to_string(),
+                span: e.span,
+                ty: t.ty.clone(),
+            });
             return poison(t.span);
         }
         t
@@ -139,10 +137,7 @@ impl Checker<'_> {
             let v = self.expr(value, scope, None);
             if v.ty == Type::Stack {
                 // Stacks are fine as keys; as values they would need a second lookup.
-                self.report(
-                    Diagnostic::error(Code::E0204, "`kstack` can only be a map key")
-                        .at(value.span, "use `@m[kstack] = count()`"),
-                );
+                self.report(CheckError::StackAsValue { span: value.span });
                 return None;
             }
             let ty = v.ty.clone();
@@ -155,13 +150,12 @@ impl Checker<'_> {
             return Some((AggOp::Assign(v), ValueKind::Last(ty)));
         };
         if args.len() > row.params.len() || args.len() + row.optional < row.params.len() {
-            self.report(
-                Diagnostic::error(
-                    Code::E0203,
-                    format!("`{f}` called with {} argument(s)", args.len()),
-                )
-                .at(value.span, row.usage),
-            );
+            self.report(CheckError::AggregationArity {
+                name: f.to_string(),
+                given: args.len(),
+                span: value.span,
+                usage: row.usage,
+            });
             return None;
         }
         let mut operand = None;
@@ -172,11 +166,11 @@ impl Checker<'_> {
                 Param::Const { error, example } => match constant(a) {
                     Some(c) => consts.push(c),
                     None => {
-                        self.report(
-                            Diagnostic::error(Code::E0213, *error)
-                                .at(a.span, "not a constant")
-                                .with_help(*example),
-                        );
+                        self.report(CheckError::NotConstant {
+                            error,
+                            example,
+                            span: a.span,
+                        });
                         return None;
                     }
                 },
@@ -185,7 +179,11 @@ impl Checker<'_> {
         match (row.build)(&consts) {
             Ok(a) => Some((AggOp::Agg(operand), ValueKind::Agg(a))),
             Err((message, label)) => {
-                self.report(Diagnostic::error(Code::E0213, message).at(value.span, label));
+                self.report(CheckError::AggregationRule {
+                    message,
+                    label,
+                    span: value.span,
+                });
                 None
             }
         }
@@ -193,17 +191,12 @@ impl Checker<'_> {
 
     fn map_keys(&mut self, m: &MapRef, scope: &mut Scope) -> Vec<TExpr> {
         if m.keys.len() > MAX_KEYS {
-            self.report(
-                Diagnostic::error(
-                    Code::E0217,
-                    format!(
-                        "`{}` has {} keys; at most {MAX_KEYS}",
-                        m.display_name(),
-                        m.keys.len()
-                    ),
-                )
-                .at(m.span, "too many keys"),
-            );
+            self.report(CheckError::TooManyKeys {
+                name: m.display_name(),
+                count: m.keys.len(),
+                max: MAX_KEYS,
+                span: m.span,
+            });
         }
         m.keys
             .iter()
@@ -246,11 +239,12 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, k)| key_name(k, i))
             .collect();
-        let Some(&id) = self.map_index.get(&name) else {
-            let id = self.maps.len();
-            self.maps.push(MapSlot {
+        // A map is defined by its first write.
+        let id = self.declared_id(&name, span);
+        let Some(slot) = &self.maps[id] else {
+            self.maps[id] = Some(MapSlot {
                 info: MapInfo {
-                    name: name.clone(),
+                    name,
                     keys: key_types,
                     key_names,
                     value,
@@ -258,13 +252,11 @@ impl Checker<'_> {
                     internal: false,
                     span: m.span,
                 },
-                defined_at: Some(span),
+                defined_at: span,
             });
-            self.map_index.insert(name, id);
             return Some(id);
         };
-        let slot = &self.maps[id];
-        let def = slot.defined_at.unwrap_or(span);
+        let def = slot.defined_at;
         let old = &slot.info;
         if old.keys.len() != key_types.len()
             || !old
@@ -273,21 +265,14 @@ impl Checker<'_> {
                 .zip(&key_types)
                 .all(|(a, b)| compatible(a, b))
         {
-            let was: Vec<String> = old
-                .keys
-                .iter()
-                .map(|t| TypeDisplay(t, &self.symtabs).to_string())
-                .collect();
-            let now: Vec<String> = key_types
-                .iter()
-                .map(|t| TypeDisplay(t, &self.symtabs).to_string())
-                .collect();
-            self.report(
-                Diagnostic::error(Code::E0205, format!("`{name}` is used with different keys"))
-                    .at(m.span, format!("keys here: [{}]", now.join(", ")))
-                    .also(def, format!("keys first: [{}]", was.join(", ")))
-                    .with_help("use one map per key shape"),
-            );
+            let was = old.keys.clone();
+            self.report(CheckError::KeysDiffer {
+                name,
+                now: key_types,
+                was,
+                span: m.span,
+                first: def,
+            });
             return None;
         }
         let same_kind = match (&old.value, &value) {
@@ -295,23 +280,20 @@ impl Checker<'_> {
             (a, b) => a == b,
         };
         if !same_kind {
-            self.report(
-                Diagnostic::error(
-                    Code::E0206,
-                    format!(
-                        "`{name}` holds a {} here but a {} elsewhere",
-                        value.name(),
-                        old.value.name()
-                    ),
-                )
-                .at(span, format!("a {}", value.name()))
-                .also(def, format!("a {}", old.value.name()))
-                .with_help("use a separate map for each aggregation"),
-            );
+            let was = old.value.name();
+            self.report(CheckError::KindsDiffer {
+                name,
+                now: value.name(),
+                was,
+                span,
+                first: def,
+            });
             return None;
         }
         // Widen string keys and values so every writer fits.
-        let info = &mut self.maps[id].info;
+        let Some(MapSlot { info, .. }) = self.maps[id].as_mut() else {
+            return None;
+        };
         for (a, b) in info.keys.iter_mut().zip(&key_types) {
             widen(a, b);
         }
@@ -321,9 +303,6 @@ impl Checker<'_> {
         if info.domain != domain {
             info.domain = None;
         }
-        if self.maps[id].defined_at.is_none() {
-            self.maps[id].defined_at = Some(span);
-        }
         Some(id)
     }
 
@@ -331,46 +310,112 @@ impl Checker<'_> {
         let name = m.display_name();
         let keys = self.map_keys(m, scope);
         let Some(&id) = self.map_index.get(&name) else {
-            if !self.silent {
-                let help = did_you_mean(&name, self.map_index.keys().map(String::as_str));
-                self.report(
-                    Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
-                        .at(m.span, "read here")
-                        .help_opt(help.or_else(|| {
-                            Some(
-                                "maps come to exist when a probe writes them: `@m[k] = ...`".into(),
-                            )
-                        })),
-                );
+            let suggestion = did_you_mean(&name, self.map_index.keys().map(String::as_str));
+            self.report(CheckError::NeverWritten {
+                name,
+                span: m.span,
+                suggestion,
+                userspace: false,
+            });
+            return poison(m.span);
+        };
+        let (value, key_count) = match &self.maps[id] {
+            Some(slot) => (Some(slot.info.value.clone()), slot.info.keys.len()),
+            None => self.lookahead(id),
+        };
+        let ty = match value {
+            Some(ValueKind::Last(ty)) => ty,
+            Some(v) => {
+                self.report(CheckError::AggregationRead {
+                    name,
+                    kind: v.name(),
+                    span: m.span,
+                });
+                return poison(m.span);
             }
-            return poison(m.span);
+            None => {
+                // The first write failed to check (reported there), or its value uses names
+                // of its own probe that a read elsewhere cannot see yet.
+                if let Some(&(first, _)) = self.first_writes.get(id) {
+                    self.report(CheckError::ReadBeforeTyped {
+                        name,
+                        span: m.span,
+                        first,
+                    });
+                }
+                return poison(m.span);
+            }
         };
-        let info = &self.maps[id].info;
-        let ValueKind::Last(ty) = &info.value else {
-            let kind = info.value.name();
-            self.report(
-                Diagnostic::error(Code::E0211, format!("`{name}` is a {kind} aggregation; it can't be read inside an event probe"))
-                    .at(m.span, "read here")
-                    .with_help("aggregations are merged across CPUs in userspace: print them from `every` or `on end`"),
-            );
-            return poison(m.span);
-        };
-        let ty = ty.clone();
-        if info.keys.len() != keys.len() {
-            let n = info.keys.len();
-            self.report(
-                Diagnostic::error(
-                    Code::E0205,
-                    format!("`{name}` has {n} key(s), read with {}", keys.len()),
-                )
-                .at(m.span, "wrong key count"),
-            );
+        if key_count != keys.len() {
+            self.report(CheckError::ReadKeyCount {
+                name,
+                keys: key_count,
+                given: keys.len(),
+                span: m.span,
+            });
             return poison(m.span);
         }
         TExpr {
             kind: TExprKind::MapRead { map: id, keys },
             ty,
             span: m.span,
+        }
+    }
+
+    /// The value kind and key count of a map read before its first write is checked (a read
+    /// above the write in the same probe, or probes that read each other's maps): the first
+    /// write's value, typed in its own event and thrown away (the write itself is checked,
+    /// and reports, in its turn). `None` value when it does not type there.
+    fn lookahead(&mut self, id: MapId) -> (Option<ValueKind>, usize) {
+        let Some((_, Some(w))) = self.first_writes.get(id).cloned() else {
+            return (None, 0);
+        };
+        let keys = w.target.keys.len();
+        let agg = match &w.value {
+            None => Some(Agg::Sum),
+            Some(Expr {
+                node: ExprKind::Call { func, args },
+                ..
+            }) => agg::lookup(&func.node).and_then(|row| {
+                let consts: Vec<i64> = args.iter().filter_map(constant).collect();
+                (row.build)(&consts).ok().or_else(|| (row.build)(&[]).ok())
+            }),
+            Some(_) => None,
+        };
+        if let Some(a) = agg {
+            return (Some(ValueKind::Agg(a)), keys);
+        }
+        let catalog = self.catalog;
+        let (Some(value), Some(event)) = (&w.value, catalog.get(&w.event.0, &w.event.1)) else {
+            return (None, keys);
+        };
+        if self.looking_ahead.contains(&id) {
+            return (None, keys);
+        }
+        let begin = w
+            .begin
+            .as_ref()
+            .and_then(|b| catalog.get(&w.event.0, b))
+            .map(|begin| super::SpanScope {
+                begin,
+                saved: vec![],
+            });
+        let mut scope = Scope::new(Some(event), begin, format!("{}:{}", w.event.0, w.event.1));
+        let reported = self.diags.len();
+        self.looking_ahead.push(id);
+        for (name, e) in &w.lets {
+            let t = self.expr(e, &mut scope, None);
+            let local = scope.local_types.len();
+            scope.local_types.push(t.ty);
+            scope.local_names.push(name.clone());
+            scope.locals.push((name.clone(), local));
+        }
+        let t = self.expr(value, &mut scope, None);
+        self.looking_ahead.pop();
+        self.diags.truncate(reported);
+        match t.ty {
+            Type::Void | Type::Stack => (None, keys),
+            ty => (Some(ValueKind::Last(ty)), keys),
         }
     }
 
@@ -395,10 +440,7 @@ impl Checker<'_> {
             }
             "exit" => {
                 if !args.is_empty() {
-                    self.report(
-                        Diagnostic::error(Code::E0203, "`exit()` takes no arguments")
-                            .at(e.span, "remove the arguments"),
-                    );
+                    self.report(CheckError::ExitArgs { span: e.span });
                 }
                 Some(TStmt::Exit)
             }
@@ -408,10 +450,7 @@ impl Checker<'_> {
                     ..
                 }] = args.as_slice()
                 else {
-                    self.report(
-                        Diagnostic::error(Code::E0204, "`delete` takes one map element")
-                            .at(e.span, "e.g. `delete(@start[tid])`"),
-                    );
+                    self.report(CheckError::DeleteShape { span: e.span });
                     return None;
                 };
                 let read = self.map_read(m, scope);
@@ -421,29 +460,16 @@ impl Checker<'_> {
                 Some(TStmt::Delete { map, keys })
             }
             f if USER_FUNCTIONS.contains(&f) => {
-                let help = if f == "time" {
-                    // bpftrace habit: a timestamp per event. That is a printf of `nsecs`.
-                    "to stamp each event, print its time: `printf(\"%s ...\\n\", strftime(\"%H:%M:%S\", nsecs))` (or `nsecs`, ns since boot); to print the time now and then, call `time()` from `every 5s { ... }`".to_string()
-                } else {
-                    format!("call it from `every 5s {{ {f}(...) }}` or `on end {{ ... }}`; maps are printed at exit anyway")
-                };
-                self.report(
-                    Diagnostic::error(
-                        Code::E0209,
-                        format!("`{f}()` runs in userspace, not in an event probe"),
-                    )
-                    .at(e.span, "inside an event probe")
-                    .with_help(help),
-                );
+                self.report(CheckError::UserFnInProbe {
+                    name: f.to_string(),
+                    span: e.span,
+                });
                 None
             }
             _ => {
                 let v = self.expr(e, scope, None);
                 if v.ty != Type::Void {
-                    self.report(
-                        Diagnostic::error(Code::E0207, "this value is computed and thrown away")
-                            .at(e.span, "unused value"),
-                    );
+                    self.report(CheckError::UnusedValue { span: e.span });
                 }
                 None
             }
@@ -462,10 +488,9 @@ impl Checker<'_> {
             span: fmt_span,
         }) = args.first()
         else {
-            self.report(
-                Diagnostic::error(Code::E0204, "`printf` needs a format string first")
-                    .at(fspan.to(span), "e.g. `printf(\"%d\\n\", pid)`"),
-            );
+            self.report(CheckError::PrintfNeedsFormat {
+                span: fspan.to(span),
+            });
             return None;
         };
         // Printf-time functions (`zone_name(zone_start)`) send their value arguments as slots
@@ -502,7 +527,7 @@ impl Checker<'_> {
         if failed {
             return None;
         }
-        match check_printf(format, *fmt_span, &shown_types, &self.symtabs) {
+        match check_printf(format, *fmt_span, &shown_types) {
             Ok(format) => Some((format, targs, shown)),
             Err(d) => {
                 self.report(d);

@@ -2,8 +2,9 @@
 //! and zeroing maps, printf of constants and scalar map values, `time`, `exit`.
 
 use mmql_lang::ast::{Block, Expr, ExprKind, StmtKind};
-use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
+use mmql_lang::diag::did_you_mean;
 
+use super::error::CheckError;
 use super::printf::parse_format;
 use super::stmt::constant;
 use super::Checker;
@@ -12,10 +13,7 @@ use crate::program::*;
 impl Checker<'_> {
     pub(crate) fn user_block(&mut self, block: &Block, filter: Option<&Expr>) -> Vec<UStmt> {
         if let Some(f) = filter {
-            self.report(
-                Diagnostic::error(Code::E0010, "only event probes take `where`")
-                    .at(f.span, "no event to filter"),
-            );
+            self.report(CheckError::WhereOnUserBlock { span: f.span });
         }
         let mut out = Vec::new();
         for s in &block.stmts {
@@ -25,11 +23,7 @@ impl Checker<'_> {
                         out.push(u);
                     }
                 }
-                _ => self.report(
-                    Diagnostic::error(Code::E0210, "this block runs in userspace: it can only print, clear, zero, printf, time and exit")
-                        .at(s.span, "not allowed here")
-                        .with_help("maps are written by event probes (`on CATEGORY:NAME { ... }`)"),
-                ),
+                _ => self.report(CheckError::UserBlockStatement { span: s.span }),
             }
         }
         out
@@ -37,28 +31,24 @@ impl Checker<'_> {
 
     fn user_map(&mut self, e: &Expr) -> Option<MapId> {
         let ExprKind::Map(m) = &e.node else {
-            self.report(
-                Diagnostic::error(Code::E0204, "expected a map").at(e.span, "e.g. `@orders`"),
-            );
+            self.report(CheckError::ExpectedMap { span: e.span });
             return None;
         };
         let name = m.display_name();
         if !m.keys.is_empty() {
-            self.report(
-                Diagnostic::error(Code::E0204, "give the whole map, without keys")
-                    .at(m.span, format!("write `{name}`")),
-            );
+            self.report(CheckError::MapWithKeys { name, span: m.span });
             return None;
         }
         match self.map_index.get(&name) {
             Some(&id) => Some(id),
             None => {
-                let help = did_you_mean(&name, self.map_index.keys().map(String::as_str));
-                self.report(
-                    Diagnostic::error(Code::E0216, format!("`{name}` is never written"))
-                        .at(m.span, "no probe writes this map")
-                        .help_opt(help),
-                );
+                let suggestion = did_you_mean(&name, self.map_index.keys().map(String::as_str));
+                self.report(CheckError::NeverWritten {
+                    name,
+                    span: m.span,
+                    suggestion,
+                    userspace: true,
+                });
                 None
             }
         }
@@ -82,13 +72,7 @@ impl Checker<'_> {
                         top: Some(top as u64),
                     }),
                     _ => {
-                        self.report(
-                            Diagnostic::error(
-                                Code::E0213,
-                                "the top-N of `print` must be a positive constant",
-                            )
-                            .at(n.span, "e.g. `print(@m, 10)`"),
-                        );
+                        self.report(CheckError::PrintTop { span: n.span });
                         None
                     }
                 }
@@ -113,24 +97,19 @@ impl Checker<'_> {
             ) => {
                 let format = match parse_format(fmt, *fspan) {
                     Ok(f) => f,
-                    Err(d) => {
-                        self.report(d);
+                    Err(e) => {
+                        self.report(e);
                         return None;
                     }
                 };
                 let n = format.conversions().count();
                 if n != rest.len() {
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0208,
-                            format!(
-                                "the format has {} conversion(s) but {} argument(s) follow",
-                                n,
-                                rest.len()
-                            ),
-                        )
-                        .at(*fspan, "here"),
-                    );
+                    self.report(CheckError::PrintfArgCount {
+                        conversions: n,
+                        args: rest.len(),
+                        span: *fspan,
+                        extra: rest.get(n).map(|a| a.span),
+                    });
                     return None;
                 }
                 let mut uargs = Vec::new();
@@ -139,8 +118,16 @@ impl Checker<'_> {
                         ExprKind::Str(s) => UArg::Str(s.clone()),
                         ExprKind::Map(_) => {
                             let id = self.user_map(a)?;
-                            if !self.maps[id].info.keys.is_empty() {
-                                self.report(Diagnostic::error(Code::E0204, "only a map without keys has a single value to print").at(a.span, "a keyed map"));
+                            let keyed = match &self.maps[id] {
+                                Some(slot) => !slot.info.keys.is_empty(),
+                                None => self
+                                    .first_writes
+                                    .get(id)
+                                    .and_then(|w| w.1.as_ref())
+                                    .is_some_and(|w| !w.target.keys.is_empty()),
+                            };
+                            if keyed {
+                                self.report(CheckError::UserPrintfKeyedMap { span: a.span });
                                 return None;
                             }
                             UArg::MapValue(id)
@@ -148,10 +135,7 @@ impl Checker<'_> {
                         _ => match constant(a) {
                             Some(c) => UArg::Int(c),
                             None => {
-                                self.report(
-                                    Diagnostic::error(Code::E0210, "userspace printf takes constants and maps without keys")
-                                        .at(a.span, "not available in userspace"),
-                                );
+                                self.report(CheckError::UserPrintfArg { span: a.span });
                                 return None;
                             }
                         },
@@ -163,34 +147,30 @@ impl Checker<'_> {
                 })
             }
             (name @ ("print" | "clear" | "zero" | "exit" | "time" | "printf"), _) => {
-                self.report(
-                    Diagnostic::error(Code::E0203, format!("wrong arguments to `{name}`"))
-                        .at(e.span, usage(name)),
-                );
+                self.report(CheckError::UserWrongArgs {
+                    name: name.to_string(),
+                    span: e.span,
+                    usage: usage(name),
+                });
                 None
             }
             ("delete", _) | ("ksym", _) => {
-                self.report(
-                    Diagnostic::error(
-                        Code::E0210,
-                        format!("`{f}` only works inside an event probe"),
-                    )
-                    .at(e.span, "in a userspace block"),
-                );
+                self.report(CheckError::ProbeOnly {
+                    name: f.to_string(),
+                    span: e.span,
+                });
                 None
             }
             _ => {
-                let help = did_you_mean(f, ["print", "clear", "zero", "printf", "time", "exit"]);
-                let code = if crate::agg::lookup(f).is_some() {
-                    Code::E0210
-                } else {
-                    Code::E0106
-                };
-                self.report(
-                    Diagnostic::error(code, format!("`{f}` cannot be called in a userspace block"))
-                        .at(func.span, "not available here")
-                        .help_opt(help),
-                );
+                self.report(CheckError::NotInUserspace {
+                    name: f.to_string(),
+                    span: func.span,
+                    suggestion: did_you_mean(
+                        f,
+                        ["print", "clear", "zero", "printf", "time", "exit"],
+                    ),
+                    aggregation: crate::agg::lookup(f).is_some(),
+                });
                 None
             }
         }

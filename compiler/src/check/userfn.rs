@@ -8,10 +8,10 @@
 //! kernel side stays unchanged: it sends integer slots like any printf argument.
 
 use mmql_lang::ast::{Expr, ExprKind};
-use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Span;
 
-use super::{a_type, Checker, Scope};
+use super::error::CheckError;
+use super::{Checker, Scope};
 use crate::program::{TExpr, UserFn};
 use crate::types::Type;
 
@@ -100,18 +100,13 @@ impl Checker<'_> {
     ) -> Option<(UserFn, Vec<TExpr>, Type)> {
         let row = ROWS.iter().find(|r| r.name == name)?;
         if args.len() != row.params.len() {
-            self.report(
-                Diagnostic::error(
-                    Code::E0203,
-                    format!(
-                        "`{name}` takes {} argument(s), not {}",
-                        row.params.len(),
-                        args.len()
-                    ),
-                )
-                .at(span, "wrong number of arguments")
-                .with_help(row.usage),
-            );
+            self.report(CheckError::PrintfTimeArity {
+                name: name.to_string(),
+                want: row.params.len(),
+                given: args.len(),
+                span,
+                usage: row.usage,
+            });
             return None;
         }
         let mut values = Vec::new();
@@ -122,14 +117,11 @@ impl Checker<'_> {
                 Param::Const => match &a.node {
                     ExprKind::Str(s) => consts.push(s.clone()),
                     _ => {
-                        self.report(
-                            Diagnostic::error(
-                                Code::E0213,
-                                format!("this argument of `{name}` must be a string literal"),
-                            )
-                            .at(a.span, "not a literal")
-                            .with_help(row.usage),
-                        );
+                        self.report(CheckError::PrintfTimeNotLiteral {
+                            name: name.to_string(),
+                            span: a.span,
+                            usage: row.usage,
+                        });
                         ok = false;
                     }
                 },
@@ -138,15 +130,12 @@ impl Checker<'_> {
                     if t.ty == Type::Void {
                         ok = false;
                     } else if !t.ty.is_integer_like() {
-                        let ty = a_type(&t.ty, &self.symtabs);
-                        self.report(
-                            Diagnostic::error(
-                                Code::E0204,
-                                format!("`{name}` needs an integer here"),
-                            )
-                            .at(a.span, format!("this is {ty}"))
-                            .with_help(row.usage),
-                        );
+                        self.report(CheckError::PrintfTimeNotInteger {
+                            name: name.to_string(),
+                            span: a.span,
+                            ty: t.ty.clone(),
+                            usage: row.usage,
+                        });
                         ok = false;
                     }
                     values.push(t);
@@ -163,18 +152,14 @@ impl Checker<'_> {
             "fragindex" => UserFn::FragIndex,
             "zoneinfo" => {
                 if !(ZONEINFO_KEYS.contains(&first.as_str()) || valid_counter(&first)) {
-                    let help = mmql_lang::diag::did_you_mean(&first, ZONEINFO_KEYS.iter().copied())
-                        .unwrap_or_else(|| {
-                            "keys: `min`, `low`, `high`, `free`, `managed`, `present`, `spanned`, or an `nr_*` counter".into()
-                        });
-                    self.report(
-                        Diagnostic::error(
-                            Code::E0204,
-                            format!("/proc/zoneinfo has no per-zone `{first}`"),
-                        )
-                        .at(args[1].span, "unknown key")
-                        .with_help(help),
-                    );
+                    self.report(CheckError::ZoneinfoKey {
+                        suggestion: mmql_lang::diag::did_you_mean(
+                            &first,
+                            ZONEINFO_KEYS.iter().copied(),
+                        ),
+                        key: first,
+                        span: args[1].span,
+                    });
                     return None;
                 }
                 UserFn::ZoneInfo(first)
@@ -186,15 +171,11 @@ impl Checker<'_> {
 
     /// A printf-time function met outside printf's arguments.
     pub(crate) fn printf_time_misplaced(&mut self, name: &str, span: Span) {
-        self.report(
-            Diagnostic::error(Code::E0218, format!("`{name}` can only be a printf argument"))
-                .at(span, "used as a value")
-                .with_help(format!(
-                    "it is evaluated in userspace when the line is printed: {}",
-                    usage(name)
-                ))
-                .with_note("the kernel never sees its result, so it cannot be a key, a filter or a stored value"),
-        );
+        self.report(CheckError::PrintfTimeMisplaced {
+            name: name.to_string(),
+            span,
+            usage: usage(name),
+        });
     }
 }
 

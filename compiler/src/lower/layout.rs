@@ -11,8 +11,13 @@ use crate::bpf::{self, MapDef};
 use crate::program::{MapInfo, Program, ValueKind};
 use crate::types::Type;
 
-/// Keys a script's hash map holds unless `--max-keys` says otherwise.
-pub const HASH_ENTRIES: u32 = 10_240;
+/// Keys a script's hash map holds unless `--max-keys` says otherwise: bpftrace's default too.
+/// Each key of a per-CPU hash is one per-CPU allocation the kernel makes when the map is
+/// created, so this sets start-up time and kernel memory per keyed map: at 10 240 a script
+/// of 100 keyed maps took longer to attach than bpftrace and held 2.7× its kernel memory
+/// (bench/run, issue 16). A key that does not fit is counted and reported with the hint to
+/// raise `--max-keys`, never dropped silently.
+pub const HASH_ENTRIES: u32 = 4_096;
 /// The largest `--max-keys`: 4 Mi keys. Maps are preallocated, so each key costs kernel
 /// memory (about 80 bytes on 2 CPUs) and load time (1 Mi keys: 0.6 s) whether used or not;
 /// past this a tracer starts to weigh on the host it is diagnosing.
@@ -32,8 +37,13 @@ pub enum MapKind {
         entries: u32,
     },
     PerCpuHash,
-    /// Shared hash: last-value maps and span state.
+    /// Shared hash: last-value maps.
     Hash,
+    /// Span state: a shared LRU hash. A span's begin rewrites its key's element in place and
+    /// its end marks it consumed instead of deleting it (a hash update and a delete per span
+    /// cost more than the rest of the pair), so elements stay; the LRU recycles the keys that
+    /// stop recurring (exited threads) when the table fills.
+    SpanHash,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +51,8 @@ pub struct MapLayout {
     /// ELF symbol (and kernel map name, so at most 15 characters).
     pub symbol: String,
     pub kind: MapKind,
-    /// Hash key: each key part at its offset; hist/lhist add a trailing u64 bucket.
+    /// Hash key: each key part at its offset; bucketed aggregations add a trailing u64
+    /// bucket, timed ones (heatmap) a u64 time slice before it.
     pub key_size: u32,
     pub key_offsets: Vec<u32>,
     /// Bytes of one value (per CPU, for per-CPU maps).
@@ -55,7 +66,7 @@ pub struct MapLayout {
 
 impl MapLayout {
     pub fn per_cpu(&self) -> bool {
-        !matches!(self.kind, MapKind::Hash)
+        !matches!(self.kind, MapKind::Hash | MapKind::SpanHash)
     }
 
     /// The value word (index) that marks an array slot as written, if it needs one. A hash
@@ -72,6 +83,7 @@ impl MapLayout {
             MapKind::PerCpuArray { .. } => (bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 4),
             MapKind::PerCpuHash => (bpf::BPF_MAP_TYPE_PERCPU_HASH, self.key_size),
             MapKind::Hash => (bpf::BPF_MAP_TYPE_HASH, self.key_size),
+            MapKind::SpanHash => (bpf::BPF_MAP_TYPE_LRU_HASH, self.key_size),
         };
         MapDef {
             name: self.symbol.clone(),
@@ -127,10 +139,14 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
         offsets.push(size);
         size += k.slot_size().max(8);
     }
-    let key_size = size + if buckets > 0 { 8 } else { 0 };
+    // Timed aggregations (heatmap) add the time slice, then the bucket: [keys, slice, bucket].
+    let timed = m.value.agg().is_some_and(|a| a.row().timed);
+    let key_size = size + if timed { 8 } else { 0 } + if buckets > 0 { 8 } else { 0 };
     let value_size = value_words(&m.value) * 8;
     let symbol = symbol(index, &m.name);
     let array_entries = match (m.keys.len(), m.domain) {
+        // Time slices are unbounded: a hash whatever the keys.
+        _ if timed => None,
         (0, _) => Some((1, None)),
         (1, Some(d)) => Some((d, Some(d))),
         _ => None,
@@ -138,7 +154,11 @@ pub fn layout(index: usize, m: &MapInfo, max_keys: Option<u32>) -> MapLayout {
     match (&m.value, array_entries) {
         (ValueKind::Last(_) | ValueKind::SpanState { .. }, _) => MapLayout {
             symbol,
-            kind: MapKind::Hash,
+            kind: if matches!(m.value, ValueKind::SpanState { .. }) {
+                MapKind::SpanHash
+            } else {
+                MapKind::Hash
+            },
             key_size: key_size.max(8),
             key_offsets: offsets,
             value_size,

@@ -318,6 +318,32 @@ impl Lowerer<'_> {
                         src: Src::V(v),
                     });
                 }
+                // The key's element usually exists (a thread or node whose span ended before):
+                // rewrite it in place; only a new key costs a hash update.
+                let v = self.b.lookup(*state, key_off);
+                let (insert, done) = (self.b.label(), self.b.label());
+                self.b.push(Op::Br {
+                    op: JmpOp::Eq,
+                    a: v,
+                    b: Src::Imm(0),
+                    target: insert,
+                });
+                for i in 0..words as i16 {
+                    let w = self.b.v();
+                    self.b.push(Op::LoadStack {
+                        dst: w,
+                        off: val + 8 * i,
+                        size: crate::bpf::insn::Size::DW,
+                    });
+                    self.b.push(Op::Store {
+                        base: v,
+                        off: 8 * i,
+                        size: crate::bpf::insn::Size::DW,
+                        src: Src::V(w),
+                    });
+                }
+                self.b.push(Op::Jmp(done));
+                self.b.place(insert);
                 let m = self.b.map(*state);
                 let kp = self.b.stack_addr(key_off);
                 let vp = self.b.stack_addr(val);
@@ -325,15 +351,14 @@ impl Lowerer<'_> {
                     helper::MAP_UPDATE_ELEM,
                     vec![Src::V(m), Src::V(kp), Src::V(vp), Src::Imm(0)],
                 );
-                let ok = self.b.label();
                 self.b.push(Op::Br {
                     op: JmpOp::Sge,
                     a: r,
                     b: Src::Imm(0),
-                    target: ok,
+                    target: done,
                 });
                 self.count(layout::counter::SPAN_FULL);
-                self.b.place(ok);
+                self.b.place(done);
             }
             ProbeRole::SpanEnd { state, key, .. } => {
                 let words = match self.p.maps[*state].value {
@@ -344,17 +369,8 @@ impl Lowerer<'_> {
                 self.span_state = Some(copy);
                 let key_off = self.span_key(key, false);
                 let v = self.b.lookup(*state, key_off);
-                let have = self.b.label();
-                self.b.push(Op::Br {
-                    op: JmpOp::Ne,
-                    a: v,
-                    b: Src::Imm(0),
-                    target: have,
-                });
-                self.count(layout::counter::SPAN_UNMATCHED);
-                self.b.push(Op::Jmp(exit));
-                self.b.place(have);
-                // Copy before deleting: the element may be reused once deleted.
+                self.unless_unmatched(v, exit);
+                // Copy first: the element is rewritten by the key's next begin.
                 for i in 0..words {
                     let w = self.b.v();
                     self.b.push(Op::Load {
@@ -363,18 +379,23 @@ impl Lowerer<'_> {
                         off: 8 * i as i16,
                         size: crate::bpf::insn::Size::DW,
                     });
+                    if i == 0 {
+                        // A start time of 0 marks a span already ended (consumed below).
+                        self.unless_unmatched(w, exit);
+                    }
                     self.b.push(Op::StoreStack {
                         off: copy + 8 * i as i16,
                         size: crate::bpf::insn::Size::DW,
                         src: Src::V(w),
                     });
                 }
-                let m2 = self.b.map(*state);
-                let kp2 = self.b.stack_addr(key_off);
-                self.b.push(Op::Call {
-                    helper: helper::MAP_DELETE_ELEM,
-                    args: vec![Src::V(m2), Src::V(kp2)],
-                    ret: None,
+                // Consumed, not deleted: the next begin of this key finds it and skips the
+                // hash update.
+                self.b.push(Op::Store {
+                    base: v,
+                    off: 0,
+                    size: crate::bpf::insn::Size::DW,
+                    src: Src::Imm(0),
                 });
                 if let Some(f) = &k.filter {
                     self.cond(f, exit);
@@ -382,6 +403,21 @@ impl Lowerer<'_> {
                 self.stmts(&k.body);
             }
         }
+    }
+
+    /// A span end without its begin (no element, or one already ended) is counted and the
+    /// probe exits; it goes on when `v` is non-zero.
+    fn unless_unmatched(&mut self, v: ir::V, exit: Label) {
+        let open = self.b.label();
+        self.b.push(Op::Br {
+            op: JmpOp::Ne,
+            a: v,
+            b: Src::Imm(0),
+            target: open,
+        });
+        self.count(layout::counter::SPAN_UNMATCHED);
+        self.b.push(Op::Jmp(exit));
+        self.b.place(open);
     }
 
     /// Puts the span key (thread id, or a field of the begin or end record) on the stack.

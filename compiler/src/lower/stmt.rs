@@ -165,7 +165,7 @@ impl Lowerer<'_> {
                 });
                 Key::Stack(off)
             }
-            MapKind::PerCpuHash | MapKind::Hash => {
+            MapKind::PerCpuHash | MapKind::Hash | MapKind::SpanHash => {
                 let off = self.b.alloc(layout.key_size);
                 self.b.zero_stack(off, layout.key_size);
                 let info = &self.p.maps[map];
@@ -253,6 +253,17 @@ impl Lowerer<'_> {
         };
         let Key::Stack(k) = self.key(map, keys, bucket, skip);
         let layout = self.layouts[map].clone();
+        if let Some(ns) = agg.slice_ns() {
+            // [keys, slice, bucket]: the slice is the event's time divided by the slice length.
+            let t = self.b.call(helper::KTIME_GET_NS, vec![]);
+            let len = self.b.imm(ns as i64);
+            self.b.alu(AluOp::Div, t, Src::V(len));
+            self.b.push(Op::StoreStack {
+                off: k + layout.key_size as i16 - 16,
+                size: Size::DW,
+                src: Src::V(t),
+            });
+        }
         let v = self.b.lookup(map, k);
         let have = self.b.label();
         self.b.push(Op::Br {

@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod explain;
 pub mod list;
+pub mod measure;
 pub mod recipes;
 pub mod shell;
 

@@ -61,7 +61,7 @@ pub struct BucketRange {
 }
 
 /// `[min, max]` of log2 bucket `k` per the table above.
-fn log2_bounds(k: usize) -> (Option<i128>, Option<i128>) {
+pub fn log2_bounds(k: usize) -> (Option<i128>, Option<i128>) {
     match k {
         0 => (None, Some(-1)),
         1 => (Some(0), Some(0)),

@@ -15,7 +15,7 @@
 //!   plural noun such as `"events"`).
 //! - `{"type":"warning","msg":"..."}` and `{"type":"error","msg":"..."}` — runtime notices.
 //! - `{"type":"map","name":"@orders","kind":"count","keys":["comm","order"],"data":...}` — one
-//!   map. `kind` is one of `count sum avg min max stats hist lhist value` and fixes the shape
+//!   map. `kind` is one of `count sum avg min max stats hist lhist heatmap value` and fixes the shape
 //!   of each value below (`null` for an empty map). `keys` names the key components (`[]` for
 //!   a scalar map).
 //!   - Scalar map: `data` is the value itself (`null` if the map is empty).
@@ -30,6 +30,9 @@
 //!     (`hist`) or values below the range (`lhist`) has no `"min"`; the `lhist` bucket of
 //!     values at or above the range has no `"max"`. Bounds may exceed 2^63 (log2 bucket of
 //!     values near `u64::MAX`).
+//!   - `heatmap`: `{"slice_ns":N,"buckets":[{"min":1024,"max":2047},...],"slices":[{"start_ns":T,
+//!     "counts":[3,0,...]},...]}`: a matrix, one `counts` entry per bucket for each slice that
+//!     counted something, oldest first; `start_ns` on the `nsecs` clock.
 //!
 //! Unlike bpftrace, whose JSON keys maps by joined key text (`{"@c":{"x,1":1}}`), keys here
 //! stay typed arrays so scripts need not re-split strings that may contain commas.
@@ -37,7 +40,7 @@
 use std::io::{self, Write};
 
 use super::hist::{self, BucketRange};
-use super::value::{AggValue, MapDump, Scalar};
+use super::value::{AggValue, Heatmap, MapDump, Scalar};
 
 /// Writes one map line with all rows.
 pub fn write_map(w: &mut dyn Write, map: &MapDump) -> io::Result<()> {
@@ -174,8 +177,54 @@ fn push_value(out: &mut String, v: &AggValue) {
             step,
             buckets,
         } => push_buckets(out, &hist::linear_ranges(*lo, *hi, *step, buckets)),
+        AggValue::Heatmap(h) => push_heatmap(out, h),
         AggValue::Last(s) => push_scalar(out, s),
     }
+}
+
+/// A heatmap as a matrix: the log2 buckets from the lowest to the highest any slice counted
+/// (`buckets`, bounds inclusive as in `hist`), and per slice its start and one count per
+/// bucket (`counts[i]` is `buckets[i]`'s).
+fn push_heatmap(out: &mut String, h: &Heatmap) {
+    let n = h.slices.iter().map(|s| s.buckets.len()).max().unwrap_or(0);
+    let used = |b: usize| {
+        h.slices
+            .iter()
+            .any(|s| s.buckets.get(b).is_some_and(|&c| c != 0))
+    };
+    let span = (0..n).find(|&b| used(b)).zip((0..n).rfind(|&b| used(b)));
+    let rows = span.map_or(0..0, |(lo, hi)| lo..hi + 1);
+    out.push_str(&format!(r#"{{"slice_ns":{},"buckets":["#, h.slice_ns));
+    for (i, b) in rows.clone().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (min, max) = hist::log2_bounds(b);
+        out.push('{');
+        let mut fields = Vec::new();
+        if let Some(min) = min {
+            fields.push(format!("\"min\":{min}"));
+        }
+        if let Some(max) = max {
+            fields.push(format!("\"max\":{max}"));
+        }
+        out.push_str(&fields.join(","));
+        out.push('}');
+    }
+    out.push_str(r#"],"slices":["#);
+    for (i, s) in h.slices.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!(r#"{{"start_ns":{},"counts":["#, s.start_ns));
+        let counts: Vec<String> = rows
+            .clone()
+            .map(|b| s.buckets.get(b).copied().unwrap_or(0).to_string())
+            .collect();
+        out.push_str(&counts.join(","));
+        out.push_str("]}");
+    }
+    out.push_str("]}");
 }
 
 fn push_buckets(out: &mut String, ranges: &[BucketRange]) {

@@ -10,6 +10,7 @@
 //! - `hist`: histogram bucket conventions shared with the BPF side, and the bucket tables.
 //! - `printf`: printf format checking and formatting; `timefmt`: `time()`'s strftime.
 
+pub mod heatmap;
 pub mod hist;
 pub mod html;
 pub mod json;

@@ -21,8 +21,8 @@
 
 use std::io::{self, Write};
 
-use super::hist;
 use super::value::{AggValue, MapDump, Scalar};
+use super::{heatmap, hist};
 
 /// Writes one map: all rows, or the `top` largest (`Some(0)` = all, as in bpftrace).
 pub fn write_map(w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io::Result<()> {
@@ -55,6 +55,11 @@ fn write_entry(w: &mut dyn Write, name: &str, value: &AggValue) -> io::Result<()
             AggValue::int_average(*sum, *count)
         ),
         AggValue::Last(s) => writeln!(w, "{name}: {s}"),
+        AggValue::Heatmap(h) => {
+            writeln!(w, "{name}: ")?;
+            heatmap::write_rows(w, h)?;
+            writeln!(w)
+        }
         AggValue::Hist(buckets) => {
             writeln!(w, "{name}: ")?;
             hist::write_log2_rows(w, buckets)?;

@@ -46,8 +46,35 @@ pub enum AggValue {
         step: i64,
         buckets: Vec<u64>,
     },
+    /// `heatmap(x)`: a log2 histogram per time slice.
+    Heatmap(Heatmap),
     /// Plain assignment `@m[k] = expr`: the last value stored.
     Last(Scalar),
+}
+
+/// A merged heatmap: the slices that counted something, oldest first. Slices between them
+/// counted nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heatmap {
+    /// Length of one slice, in nanoseconds.
+    pub slice_ns: u64,
+    pub slices: Vec<HeatSlice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeatSlice {
+    /// Start of the slice on the clock `nsecs` reads (CLOCK_MONOTONIC, ns since boot): the
+    /// slice holds events from `start_ns` to `start_ns + slice_ns`.
+    pub start_ns: u64,
+    /// Log2 buckets, as [`AggValue::Hist`]'s (`hist.rs` has the convention).
+    pub buckets: Vec<u64>,
+}
+
+impl Heatmap {
+    /// Events counted over all slices.
+    pub fn total(&self) -> u64 {
+        self.slices.iter().flat_map(|s| &s.buckets).sum()
+    }
 }
 
 /// Everything needed to print one map.
@@ -98,6 +125,7 @@ impl AggValue {
             AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. } => {
                 Some(b.iter().map(|&c| i128::from(c)).sum())
             }
+            AggValue::Heatmap(h) => Some(i128::from(h.total())),
             AggValue::Last(Scalar::Int(v)) => Some(i128::from(*v)),
             AggValue::Last(Scalar::UInt(v)) => Some(i128::from(*v)),
             AggValue::Last(Scalar::Bool(b)) => Some(i128::from(*b)),
@@ -116,6 +144,7 @@ impl AggValue {
             AggValue::Stats { .. } => "stats",
             AggValue::Hist(_) => "hist",
             AggValue::Lhist { .. } => "lhist",
+            AggValue::Heatmap(_) => "heatmap",
             AggValue::Last(_) => "value",
         }
     }
@@ -129,6 +158,7 @@ impl AggValue {
             AggValue::Avg { sum, count } => Scalar::Int(AggValue::int_average(*sum, *count)),
             AggValue::Stats { count, .. } => Scalar::UInt(*count),
             AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. } => Scalar::UInt(b.iter().sum()),
+            AggValue::Heatmap(h) => Scalar::UInt(h.total()),
             AggValue::Last(s) => s.clone(),
         }
     }

@@ -24,6 +24,10 @@ pub enum LoadFailure {
     Other(String),
 }
 
+/// Threads that close perf events at detach: enough for every probe of a large script to
+/// wait out its grace period at once.
+const DETACH_THREADS: usize = 128;
+
 const PRIVILEGE: &str =
     "loading BPF programs needs root, or the CAP_BPF and CAP_PERFMON capabilities";
 
@@ -69,8 +73,25 @@ impl Loaded {
 
     /// Closes every attachment: no probe runs after this returns (the kernel detaches a
     /// program when its perf event is closed), while maps stay readable for the final dump.
+    ///
+    /// The closes run on threads of their own, joined before returning. Each close of a
+    /// perf event with a program waits for an RCU tasks-trace grace period (~40 ms here)
+    /// before it returns, outside any lock, so closing them one after another cost 74 ms a
+    /// probe (7.4 s for 100); concurrent closes share their grace periods. What stays
+    /// serial is the kernel's own unregistering of a tracepoint's last perf event (under its
+    /// `event_mutex`): one wait per distinct tracepoint, not per probe.
     pub fn detach(&self) {
-        self.events.borrow_mut().clear();
+        let events = std::mem::take(&mut *self.events.borrow_mut());
+        let per_thread = events.len().div_ceil(DETACH_THREADS).max(1);
+        std::thread::scope(|s| {
+            let mut events = events.into_iter().peekable();
+            while events.peek().is_some() {
+                let chunk: Vec<OwnedFd> = events.by_ref().take(per_thread).collect();
+                // When a thread cannot start, its closure is dropped right here, which closes
+                // that share on this thread instead: slower, never left open.
+                let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(chunk));
+            }
+        });
     }
 }
 

@@ -108,10 +108,6 @@ impl<'a> Maps<'a> {
         s
     }
 
-    /// Calls `f(key bytes, value bytes, slot size)` for every element of a map; per-CPU
-    /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
-    /// reading costs one batch of memory whatever the map's size.
-
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
         self.read(id, false).map(|(d, _)| d)
     }
@@ -131,6 +127,7 @@ impl<'a> Maps<'a> {
         let info = &self.compiled.program.maps[id];
         let layout = &self.compiled.layouts[id];
         let buckets = layout.buckets as usize;
+        let timed = info.value.agg().is_some_and(|a| a.row().timed);
         // A hash element exists only once written, so a sum that came to 0 is a real row
         // (bpftrace prints it too); an array slot is written when its marker word says so.
         let hash = !matches!(layout.kind, MapKind::PerCpuArray { .. });
@@ -165,7 +162,7 @@ impl<'a> Maps<'a> {
         let mut grouped: BTreeMap<Vec<u8>, Acc> = BTreeMap::new();
         self.store
             .each(ObjectMap::script(id), &mut |key, value, slot| {
-                let (key_bytes, bucket) = match layout.kind {
+                let (key_bytes, bucket, slice) = match layout.kind {
                     MapKind::PerCpuArray { .. } => {
                         let i = u32::from_le_bytes(key[..4].try_into().unwrap_or([0; 4])) as usize;
                         let (k, b) = if buckets > 0 {
@@ -178,25 +175,31 @@ impl<'a> Maps<'a> {
                         } else {
                             (k as u64).to_le_bytes().to_vec()
                         };
-                        (kb, b)
+                        (kb, b, 0)
+                    }
+                    // [keys, slice, bucket]
+                    _ if timed && key.len() >= 16 => {
+                        let split = key.len() - 16;
+                        let (slice, bucket) = (word(&key[split..], 0), word(&key[split..], 1));
+                        (key[..split].to_vec(), bucket as usize, slice)
                     }
                     _ if buckets > 0 => {
                         let split = key.len() - 8;
-                        (key[..split].to_vec(), word(&key[split..], 0) as usize)
+                        (key[..split].to_vec(), word(&key[split..], 0) as usize, 0)
                     }
-                    _ => (key.to_vec(), 0),
+                    _ => (key.to_vec(), 0, 0),
                 };
                 if buckets > 0 {
                     let acc = grouped
                         .entry(key_bytes)
                         .or_insert_with(|| Acc::new(&info.value, buckets, marker));
                     for cpu in value.chunks_exact(slot) {
-                        acc.merge(cpu, bucket);
+                        acc.merge(cpu, bucket, slice);
                     }
                 } else {
                     let mut acc = Acc::new(&info.value, 0, marker);
                     for cpu in value.chunks_exact(slot) {
-                        acc.merge(cpu, 0);
+                        acc.merge(cpu, 0, 0);
                     }
                     push(&key_bytes, acc);
                 }

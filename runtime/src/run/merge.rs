@@ -3,11 +3,13 @@
 //! aggregation's row in the compiler (`mmql_compiler::agg`); which merged words make which
 //! value is the table below, the runtime's half of the row.
 
+use std::collections::BTreeMap;
+
 use mmql_compiler::agg::{Agg, Bucket, Merge};
 use mmql_compiler::program::ValueKind;
 
 use super::maps::{word, Maps};
-use crate::output::value::AggValue;
+use crate::output::value::{AggValue, HeatSlice, Heatmap};
 
 /// Per-key accumulation across CPUs (and, for histograms, across bucket entries).
 pub(super) struct Acc<'k> {
@@ -17,6 +19,8 @@ pub(super) struct Acc<'k> {
     /// Per word: whether any CPU held a value (`Min`/`Max` words).
     seen: Vec<bool>,
     buckets: Vec<u64>,
+    /// Timed aggregations (heatmap): buckets by time slice number.
+    slices: BTreeMap<u64, Vec<u64>>,
     /// Bucketed aggregations: the sum of the values counted, over all buckets and CPUs.
     pub(super) hist_sum: i128,
     last: Option<Vec<u8>>,
@@ -42,6 +46,7 @@ impl<'k> Acc<'k> {
             words,
             seen: vec![false; merge.len()],
             buckets: vec![0; buckets],
+            slices: BTreeMap::new(),
             hist_sum: 0,
             last: None,
             marker,
@@ -49,7 +54,8 @@ impl<'k> Acc<'k> {
         }
     }
 
-    pub(super) fn merge(&mut self, cpu: &[u8], bucket: usize) {
+    /// Adds one CPU's copy of the element of `bucket` (and time `slice`, for timed rows).
+    pub(super) fn merge(&mut self, cpu: &[u8], bucket: usize, slice: u64) {
         let w = |i| word(cpu, i);
         if let Some(m) = self.marker {
             self.marked |= w(m) != 0;
@@ -61,7 +67,13 @@ impl<'k> Acc<'k> {
         let row = agg.row();
         if row.bucket != Bucket::None {
             // Bucketed rows hold [count, sum of the values counted] per bucket.
-            if let Some(b) = self.buckets.get_mut(bucket) {
+            let n = self.buckets.len();
+            let buckets = if row.timed {
+                self.slices.entry(slice).or_insert_with(|| vec![0; n])
+            } else {
+                &mut self.buckets
+            };
+            if let Some(b) = buckets.get_mut(bucket) {
                 *b += w(0);
                 self.hist_sum += i128::from(w(1) as i64);
             }
@@ -116,6 +128,22 @@ impl<'k> Acc<'k> {
                 step,
                 buckets: self.buckets,
             },
+            Agg::Heatmap { slice } => {
+                let slice_ns = slice as u64;
+                let slices: Vec<HeatSlice> = self
+                    .slices
+                    .into_iter()
+                    .filter(|(_, b)| b.iter().any(|&c| c != 0))
+                    .map(|(n, buckets)| HeatSlice {
+                        start_ns: n.saturating_mul(slice_ns),
+                        buckets,
+                    })
+                    .collect();
+                if slices.is_empty() {
+                    return None;
+                }
+                AggValue::Heatmap(Heatmap { slice_ns, slices })
+            }
             _ => return None,
         })
     }

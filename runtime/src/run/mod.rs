@@ -34,7 +34,7 @@ use mmql_lang::Source;
 use crate::cli::{OutputFormat, RunOpts};
 use crate::commands::{Context, Failure};
 use crate::output::value::Scalar;
-use crate::output::{printf, timefmt, Format};
+use crate::output::{heatmap, printf, timefmt, Format};
 use child::{GatedChild, TracedPid};
 use load::LoadFailure;
 use maps::Maps;
@@ -73,7 +73,33 @@ pub(crate) fn open_output(
         })?)),
         None => Box::new(io::BufWriter::new(io::stdout())),
     };
+    if output.is_none() {
+        heatmap::set_style(terminal_style());
+    }
     Ok((format, out))
+}
+
+/// Heatmaps in colour and at the terminal's width when stdout is a terminal and `NO_COLOR`
+/// is unset (or empty); plain and 80 columns otherwise, so files and pipes get the same bytes
+/// on every machine.
+fn terminal_style() -> heatmap::Style {
+    use std::io::IsTerminal;
+    let stdout = io::stdout();
+    if !stdout.is_terminal() {
+        return heatmap::Style::default();
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    // SAFETY: TIOCGWINSZ fills a winsize the size of `ws` on a terminal fd, or fails.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    heatmap::Style {
+        color: !no_color,
+        width: if ok && ws.ws_col > 0 {
+            usize::from(ws.ws_col)
+        } else {
+            heatmap::DEFAULT_WIDTH
+        },
+    }
 }
 
 /// The script's ring buffer, handed to aya's reader; None when no probe prints or exits.

@@ -28,7 +28,8 @@ impl Store<'_> {
     }
 
     /// Calls `f(key, value, slot size)` for every element; per-CPU values hold one `slot`-byte
-    /// slot per CPU.
+    /// slot per CPU. Nothing is collected, so reading costs one batch of memory whatever the
+    /// map's size.
     pub fn each(&self, map: ObjectMap, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
         match self {
             Store::Kernel(l) => {

@@ -157,6 +157,11 @@ pub fn plan(
                     .push((info.name.clone(), "its values are not numbers"));
                 continue;
             }
+            ValueKind::Agg(Agg::Heatmap { .. }) => {
+                plan.skipped
+                    .push((info.name.clone(), "heatmaps have no Prometheus form"));
+                continue;
+            }
             ValueKind::SpanState { .. } => continue,
         };
         let bare = info.name.trim_start_matches('@');

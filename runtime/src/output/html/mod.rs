@@ -296,6 +296,7 @@ fn value_text(v: &AggValue) -> String {
         ),
         AggValue::Last(x) => x.to_string(),
         AggValue::Hist(b) | AggValue::Lhist { buckets: b, .. } => b.iter().sum::<u64>().to_string(),
+        AggValue::Heatmap(h) => format!("{} events in {} slices", h.total(), h.slices.len()),
     }
 }
 
