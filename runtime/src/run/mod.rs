@@ -192,13 +192,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
-        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
-    if let Some(path) = &opts.perfetto {
-        reports
-            .perfetto(path)
-            .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
-    }
+    let reports = Reports::for_run(opts, src)?;
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),

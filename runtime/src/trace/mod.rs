@@ -1,11 +1,13 @@
 //! Event recordings and running scripts on them: `mmql record` writes every raw tracepoint
 //! record of the events asked for; `--trace FILE` runs any script on such a file (or another
-//! [`source::TraceSource`]) in a userspace eBPF interpreter, without root.
+//! [`source::TraceSource`], such as trace-cmd's trace.dat through `tracecmd`) in a userspace
+//! eBPF interpreter, without root.
 
 pub mod file;
 pub mod offline;
 pub mod record;
 pub mod source;
+pub mod tracecmd;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -48,8 +50,14 @@ pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
         let f = file::TraceFile::parse(path, &data).map_err(|e| Failure::Message(e.to_string()))?;
         return Ok(Box::new(f));
     }
+    if tracedat::is_trace_dat(&data) {
+        let f = tracecmd::TraceCmdFile::parse(path, data.into_owned())
+            .map_err(|e| Failure::Message(e.to_string()))?;
+        return Ok(Box::new(f));
+    }
     Err(Failure::Message(format!(
-        "{arg}: at offset 0: not a recording mmql reads (it writes them with `mmql record -o FILE`)"
+        "{arg}: at offset 0: not a recording mmql reads (`mmql record -o FILE` writes them; \
+         trace-cmd's trace.dat files are read too)"
     )))
 }
 
