@@ -85,6 +85,10 @@ pub struct RunOpts {
     /// and ~80 MiB per map.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
     pub max_keys: Option<u32>,
+    /// `mmql lab`: `-c`'s command runs as the lab's workload, but tracing stays host-wide
+    /// (kswapd and other tasks' reclaim are what a lab shows). Not a command-line option.
+    #[arg(skip)]
+    pub host_wide: bool,
 }
 
 /// `--max-keys`: 1 to 4 Mi (`layout::MAX_KEYS_LIMIT`).
@@ -177,6 +181,12 @@ pub enum Command {
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]
     Recipes,
+    /// List the labs, or run one: reproduce a memory-management behaviour on this host, safely,
+    /// with the recipe that shows it, then put everything back (docs/labs.md).
+    #[command(
+        after_help = "Examples:\n  mmql lab\n  mmql lab zone-reclaim --dry-run\n  sudo mmql lab kswapd\n  sudo mmql lab kswapd -r kswapd-cycle -f json -o out.json"
+    )]
+    Lab(LabArgs),
     /// Print a bundled recipe's source.
     #[command(after_help = "Example:\n  mmql show direct-reclaim-latency > mine.mmql")]
     Show {
@@ -235,6 +245,23 @@ pub struct RecordArgs {
     /// Quiet: no banner and no summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LabArgs {
+    /// The lab to run (`mmql lab` lists them).
+    pub name: Option<String>,
+    /// Run this recipe instead of the lab's own (the listing names the ones that fit).
+    #[arg(short = 'r', long = "recipe", value_name = "RECIPE")]
+    pub recipe: Option<String>,
+    /// Print every change the lab would make, and whether it would refuse; change nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Where the lab puts its sparse file and swap file (a disk filesystem, not tmpfs).
+    #[arg(long = "dir", value_name = "DIR", default_value = "/var/tmp")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub run: RunOpts,
 }
 
 #[derive(Args, Debug)]

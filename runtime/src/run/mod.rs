@@ -161,7 +161,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         (None, Some(p)) => Some(TracedPid::open(p).map_err(Failure::Message)?),
         _ => None,
     };
-    let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
+    let pid = child
+        .as_ref()
+        .filter(|_| !opts.host_wide)
+        .map(GatedChild::pid)
+        .or(opts.pid);
     // Signals are caught from before compiling: one arriving while the probes load or attach
     // then stops the run at the first poll, with the usual cleanup and exit 0, instead of
     // killing mmql at an arbitrary point.
@@ -515,6 +519,7 @@ impl<'a, 'm> Session<'a, 'm> {
         let runtime = RuntimeCounts {
             unreadable: self.garbled,
             unprinted: self.unprinted,
+            skipped: self.maps.store.skipped(),
         };
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;

@@ -100,6 +100,14 @@ impl Store<'_> {
         }
     }
 
+    /// Events the kernel skipped a probe for (a recording, or an offline run, has none).
+    pub fn skipped(&self) -> u64 {
+        match self {
+            Store::Kernel(l) => l.skipped(),
+            Store::Replay(_) | Store::Offline(_) => 0,
+        }
+    }
+
     /// Stops the probes (a recording has none).
     pub fn detach(&self) {
         if let Store::Kernel(l) = self {

@@ -459,6 +459,8 @@ pub struct RuntimeStats {
     /// The BPF loss counters, indexed as `mmql_compiler::lower::losses::counter`.
     pub counters: Vec<u64>,
     pub garbled: u64,
+    /// Events the kernel skipped the probes for (their `recursion_misses`).
+    pub skipped: u64,
     /// Rows left out of this scrape by the series cap: (map name, rows).
     pub series_dropped: Vec<(String, usize)>,
     /// Per program: (program name, `category:event`, run count, run time in ns); empty when
@@ -471,6 +473,7 @@ pub fn encode_runtime(out: &mut String, s: &RuntimeStats) {
     let runtime = RuntimeCounts {
         unreadable: s.garbled,
         unprinted: 0,
+        skipped: s.skipped,
     };
     for loss in exported_losses() {
         header(out, loss.metric, loss.help, "counter");
@@ -848,6 +851,7 @@ mod tests {
         let s = RuntimeStats {
             counters: vec![3, 4, 0, 0, 0, 0, 0, 0],
             garbled: 1,
+            skipped: 2,
             series_dropped: vec![("@big".into(), 9)],
             programs: vec![("p0".into(), "kmem:mm_page_alloc".into(), 10, 1_500_000_000)],
         };
@@ -857,6 +861,7 @@ mod tests {
             "mmql_events_lost_total 3",
             "mmql_map_full_drops_total 4",
             "mmql_garbled_records_total 1",
+            "mmql_probes_skipped_total 2",
             "mmql_series_dropped{map=\"@big\"} 9",
             "mmql_program_runs_total{program=\"p0\",event=\"kmem:mm_page_alloc\"} 10",
             "mmql_program_run_seconds_total{program=\"p0\",event=\"kmem:mm_page_alloc\"} 1.5",

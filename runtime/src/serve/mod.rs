@@ -236,6 +236,7 @@ impl Exporter {
         let mut stats = RuntimeStats {
             counters: session.maps.counters()?,
             garbled: session.garbled,
+            skipped: session.maps.store.skipped(),
             ..Default::default()
         };
         for m in &self.metrics {

@@ -1,10 +1,11 @@
 //! Event recordings and running scripts on them: `mmql record` writes every raw tracepoint
 //! record of the events asked for; `--trace FILE` runs any script on such a file (or another
-//! [`source::TraceSource`]) in a userspace eBPF interpreter, without root.
+//! [`mmql_trace::TraceSource`], such as trace-cmd's trace.dat through `tracecmd`) in a userspace
+//! eBPF interpreter, without root.
 
 pub mod offline;
 pub mod record;
-mod tracedat;
+pub mod tracecmd;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -47,13 +48,14 @@ pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
         let f = file::TraceFile::parse(path, &data).map_err(|e| Failure::Message(e.to_string()))?;
         return Ok(Box::new(f));
     }
-    if ::tracedat::is_trace_dat(&data) {
-        let t = tracedat::TraceDatSource::new(arg, data.into_owned())
+    if tracedat::is_trace_dat(&data) {
+        let f = tracecmd::TraceCmdFile::parse(path, data.into_owned())
             .map_err(|e| Failure::Message(e.to_string()))?;
-        return Ok(Box::new(t));
+        return Ok(Box::new(f));
     }
     Err(Failure::Message(format!(
-        "{arg}: at offset 0: not a recording mmql reads (`mmql record -o FILE` writes them; trace-cmd's trace.dat works too)"
+        "{arg}: at offset 0: not a recording mmql reads (`mmql record -o FILE` writes them; \
+         trace-cmd's trace.dat files are read too)"
     )))
 }
 

@@ -44,7 +44,9 @@ fn lacks(
                             if info.how_recorded == "mmql record" {
                                 "`mmql record --stacks ...`"
                             } else {
-                                "`trace-cmd record -T ...`, or `mmql record --stacks ...`"
+                                // The trace.dat reader does not join `trace-cmd record -T`'s
+                                // separate kernel_stack events to their events.
+                                "`mmql record --stacks ...` (stacks from `trace-cmd record -T` are not read)"
                             }
                         )),
                 );
