@@ -67,9 +67,10 @@ pub struct RunOpts {
     /// Quiet: no "Attached N probes" banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Also write a recording of the run to FILE (ring records, and every map when tracing
-    /// stops) for `mmql replay`.
-    #[arg(long = "record", value_name = "FILE")]
+    /// Also write the run's own output state to FILE (ring records, and every map when
+    /// tracing stops) for `mmql replay`: the golden tests' rig, hidden from help; users
+    /// record events with `mmql record` and run scripts on them with `--trace`.
+    #[arg(long = "record", value_name = "FILE", hide = true)]
     pub record: Option<PathBuf>,
     /// Also write a self-contained HTML report of the run to FILE: metadata, every map as a
     /// chart or table, the printed lines.
@@ -145,8 +146,10 @@ pub enum Command {
         #[command(flatten)]
         run: RunOpts,
     },
-    /// Print what a recorded run printed (`--record FILE`), from the recording.
+    /// Print what a recorded run printed (`--record FILE`), from the recording: the golden
+    /// tests' rig, hidden from help (users record events: `mmql record`, `--trace`).
     #[command(
+        hide = true,
         after_help = "Examples:\n  mmql -d 10s --record run.rec script.mmql && mmql replay run.rec script.mmql\n  mmql replay run.rec -e 'on kmem:mm_page_alloc { @n[order] = count() }' -f json"
     )]
     Replay {

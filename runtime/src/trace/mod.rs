@@ -1,12 +1,10 @@
 //! Event recordings and running scripts on them: `mmql record` writes every raw tracepoint
 //! record of the events asked for; `--trace FILE` runs any script on such a file (or another
-//! [`source::TraceSource`], such as trace-cmd's trace.dat through `tracecmd`) in a userspace
+//! [`mmql_trace::TraceSource`], such as trace-cmd's trace.dat through `tracecmd`) in a userspace
 //! eBPF interpreter, without root.
 
-pub mod file;
 pub mod offline;
 pub mod record;
-pub mod source;
 pub mod tracecmd;
 
 use std::borrow::Cow;
@@ -20,12 +18,12 @@ use mmql_stdlib::samples;
 use crate::cli::RunOpts;
 use crate::commands::{Context, Failure};
 use crate::formats::{FormatSource, RecordedFormats};
-use source::TraceSource;
+use mmql_trace::{file, TraceSource};
 
 /// What `--trace sample:NAME` starts with.
 pub const SAMPLE: &str = "sample:";
 
-/// Opens `--trace ARG`: a recording file, or a bundled sample.
+/// Opens `--trace ARG`: an mmql recording, a trace-cmd trace.dat, or a bundled sample.
 pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
     let path = Path::new(arg);
     let data: Cow<'static, [u8]> = match arg.strip_prefix(SAMPLE) {

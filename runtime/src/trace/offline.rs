@@ -14,7 +14,6 @@ use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Source;
 use mmql_vm::{Event, Machine, Program};
 
-use super::source::TraceSource;
 use crate::cli::RunOpts;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
@@ -23,6 +22,7 @@ use crate::run::maps::Maps;
 use crate::run::store::Store;
 use crate::run::timers::Schedule;
 use crate::run::{open_output, parse_duration, Reports, Session};
+use mmql_trace::TraceSource;
 
 /// A located error for a script that needs what the recording lacks.
 fn lacks(
@@ -132,6 +132,12 @@ pub fn run(
         },
     )?;
     lacks(ctx, src, &compiled, source.as_ref())?;
+    if opts.pid.is_some() && !source.info().has_tgid {
+        return Err(Failure::Message(format!(
+            "-p filters by process id, and this {} recording has thread ids only; filter with `where tid == N` instead",
+            source.info().how_recorded
+        )));
+    }
     let info = source.info().clone();
     let missing: Vec<String> = compiled
         .programs

@@ -19,7 +19,6 @@ use mmql_lang::ast::EventPattern;
 use mmql_lang::{Source, Span};
 use serde_json::json;
 
-use super::file::{kind, TraceWriter};
 use crate::cli::{RecordArgs, ScriptArg};
 use crate::commands::{recipes, Context, Failure};
 use crate::formats::FormatSource;
@@ -30,6 +29,7 @@ use crate::run::signals::SignalPipe;
 use crate::run::{load_failure, parse_duration};
 use crate::sys::prog::ProgLoadError;
 use crate::sys::RawMap;
+use mmql_trace::file::{kind, TraceWriter};
 
 /// Blocks reach the disk at least this often, so an interrupted recording loses little.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tracedat::{Events, TraceDat};
 
-use super::source::{TraceError, TraceEvent, TraceInfo, TraceSource};
+use mmql_trace::{TraceError, TraceEvent, TraceInfo, TraceSource};
 
 /// What a record's comm is when the file saved none for its pid (`trace-cmd report` prints the
 /// same).
