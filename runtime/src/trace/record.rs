@@ -282,8 +282,14 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
             }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            // One slice at a time, as a run drains (run::SLICE): records arriving faster
+            // than they are written must not keep a stop request waiting.
+            let until = Instant::now() + crate::run::SLICE;
             while let Some(item) = ring.next() {
                 rec.event(&item, stack_map.as_ref())?;
+                if Instant::now() >= until {
+                    break;
+                }
             }
             if last_flush.elapsed() >= FLUSH_EVERY {
                 rec.w.flush()?;
@@ -297,6 +303,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
             }
         }
         kernel.detach();
+        // Detached: nothing more arrives, so this drain ends with what the ring holds.
         while let Some(item) = ring.next() {
             rec.event(&item, stack_map.as_ref())?;
         }
