@@ -27,8 +27,8 @@ pub enum Counted {
     /// By the runtime: records still in the ring buffer when the output could not take them
     /// within the stop bound.
     Unprinted,
-    /// By the kernel, per program, read by the runtime: probe runs skipped because another
-    /// BPF program held the CPU (`recursion_misses`).
+    /// By the kernel, per program (`recursion_misses` of `bpf_prog_info`): events it ran no
+    /// probe for.
     Skipped,
 }
 
@@ -37,6 +37,7 @@ pub enum Counted {
 pub struct RuntimeCounts {
     pub unreadable: u64,
     pub unprinted: u64,
+    /// The programs' `recursion_misses`, summed.
     pub skipped: u64,
 }
 
@@ -129,13 +130,14 @@ pub const LOSSES: [Loss; 8] = [
         "mmql_unprinted_records_total",
         "Ring buffer records left unprinted when the output could not keep up after a stop.",
     ),
-    // An upper bound: the kernel skips the program before its filter runs, so a skipped event
-    // may be one the script would have ignored.
+    // The kernel runs no tracing program for an event while another one, or a BPF map
+    // system call of any process (it raises the same per-CPU guard and may be preempted), is
+    // active on that CPU; on a busy machine that skips a few events in every 10,000.
     row(
         Counted::Skipped,
-        "events at most (probe skipped: another BPF program held its CPU)",
-        "mmql_probe_skips_total",
-        "Probe runs the kernel skipped because another BPF program held the CPU.",
+        "probe runs (the kernel skipped them before any filter: another BPF program or a BPF system call held that CPU)",
+        "mmql_probes_skipped_total",
+        "Events the kernel ran no probe for because another BPF program or BPF system call held the CPU.",
     ),
 ];
 

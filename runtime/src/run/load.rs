@@ -67,8 +67,8 @@ impl Loaded {
         prog::prog_stats(self.progs.get(prog)?.as_fd()).ok()
     }
 
-    /// Events the kernel skipped across every program (see [`prog::prog_misses`]).
-    pub fn misses(&self) -> u64 {
+    /// Events the kernel did not run a probe for (summed `recursion_misses`).
+    pub fn skipped(&self) -> u64 {
         self.progs
             .iter()
             .filter_map(|fd| prog::prog_misses(fd.as_fd()).ok())

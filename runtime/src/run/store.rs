@@ -100,12 +100,11 @@ impl Store<'_> {
         }
     }
 
-    /// Events the kernel skipped because another BPF program held the CPU (a recording has
-    /// no probes, so none).
-    pub fn misses(&self) -> u64 {
+    /// Events the kernel skipped a probe for (a recording, or an offline run, has none).
+    pub fn skipped(&self) -> u64 {
         match self {
-            Store::Kernel(l) => l.misses(),
-            _ => 0,
+            Store::Kernel(l) => l.skipped(),
+            Store::Replay(_) | Store::Offline(_) => 0,
         }
     }
 

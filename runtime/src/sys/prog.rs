@@ -133,8 +133,20 @@ pub fn load_program(prog_type: u32, name: &str, code: &[Insn]) -> Result<OwnedFd
     }
 }
 
-/// The first 216 bytes of `struct bpf_prog_info` (include/uapi/linux/bpf.h): up to
-/// `recursion_misses`, the last field this reads.
+/// Run count and total run time (ns) of a program, as `kernel.bpf_stats_enabled` counts them.
+pub fn prog_stats(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let info = prog_info(fd)?;
+    Ok((info_word(&info, 200), info_word(&info, 192)))
+}
+
+/// How often the kernel skipped the program (`recursion_misses`): it does so when another
+/// tracing program, or a BPF system call such as a map read, is active on that CPU.
+pub fn prog_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(info_word(&prog_info(fd)?, 208))
+}
+
+/// `struct bpf_prog_info` up to `recursion_misses`: run_time_ns at byte 192, run_cnt at 200,
+/// recursion_misses at 208 (include/uapi/linux/bpf.h).
 fn prog_info(fd: BorrowedFd<'_>) -> io::Result<[u8; 216]> {
     let mut info = [0u8; 216];
     let mut attr = InfoAttr {
@@ -149,23 +161,6 @@ fn prog_info(fd: BorrowedFd<'_>) -> io::Result<[u8; 216]> {
 
 fn info_word(info: &[u8; 216], at: usize) -> u64 {
     u64::from_le_bytes(info[at..at + 8].try_into().unwrap_or([0; 8]))
-}
-
-/// Run count and total run time (ns) of a program, as `kernel.bpf_stats_enabled` counts them.
-pub fn prog_stats(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // struct bpf_prog_info: run_time_ns at byte 192, run_cnt at 200.
-    let info = prog_info(fd)?;
-    Ok((info_word(&info, 200), info_word(&info, 192)))
-}
-
-/// Times the kernel skipped a program because a BPF program was already running on that
-/// CPU (`recursion_misses`, byte 208 of struct bpf_prog_info; counted whatever
-/// `kernel.bpf_stats_enabled` says). A tracepoint program attached through perf shares one
-/// per-CPU guard (`bpf_prog_active`) with every kprobe and tracepoint program of every
-/// process, and with the map syscalls of any process, which hold it while preemptible: on a
-/// busy machine events are skipped this way, and each skip is an event the script never saw.
-pub fn prog_misses(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    Ok(info_word(&prog_info(fd)?, 208))
 }
 
 /// `struct perf_event_attr`, as far as a tracepoint event needs, padded to PERF_ATTR_SIZE_VER7.

@@ -212,8 +212,7 @@ impl Proc {
             while Instant::now() < again && self.running() {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            if !self.running() || self.out.text().len() != printed || Instant::now() >= deadline
-            {
+            if !self.running() || self.out.text().len() != printed || Instant::now() >= deadline {
                 return self.finish(deadline.saturating_duration_since(Instant::now()));
             }
         }
@@ -368,7 +367,7 @@ pub fn mmql_skipped(lines: &[Value]) -> u64 {
         .filter(|l| {
             l["what"]
                 .as_str()
-                .is_some_and(|w| w.contains("probe skipped"))
+                .is_some_and(|w| w.contains("the kernel skipped them"))
         })
         .filter_map(|l| l["count"].as_u64())
         .sum()
