@@ -43,7 +43,7 @@ fn pcp_capacity() -> i64 {
 }
 
 /// `vm.percpu_pagelist_high_fraction` while the page recipes run: each CPU's list then holds
-/// at most 1/8192 of its zone split over the CPUs (here ~350 pages of the Normal zone) instead
+/// at most 1/8192 of its zone split over the CPUs (measured: 329 pages of the Normal zone, 252 of DMA32) instead
 /// of the auto-tuned mark (Linux 6.7+), which grows to `high_max` (here 337 141 pages a CPU)
 /// after a burst of frees. With the machine's own setting the churn depends on what other
 /// processes left on its CPU's list (measured: 40 924 pages on one CPU after a page-cache
