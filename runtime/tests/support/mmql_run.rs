@@ -215,6 +215,10 @@ impl Proc {
             if !self.running() || self.out.text().len() != printed || Instant::now() >= deadline {
                 return self.finish(deadline.saturating_duration_since(Instant::now()));
             }
+            eprintln!(
+                "{} printed nothing {SIGINT_AGAIN:?} after SIGINT; sending it again",
+                self.what
+            );
         }
     }
 }
