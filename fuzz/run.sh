@@ -26,10 +26,10 @@ elif [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     shift
 fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(parse check format compile tracedat)
+[ ${#targets[@]} -gt 0 ] || targets=(parse check format compile recording tracedat)
 
 # Corpora: scripts for the three script targets, format files and the BTF table for `format`,
-# trace-cmd's files for `tracedat`.
+# the bundled sample recordings for `recording`, trace-cmd's files for `tracedat`.
 # Rebuilt from the tree every run (cheap), added to whatever libFuzzer saved there before.
 seed() {
     local dir=corpus/$1
@@ -40,6 +40,9 @@ seed() {
                 cp "$f" "$dir/$(echo "${f#"$root/stdlib/snapshot/events/"}" | tr / _)"
             done
             cp "$root/stdlib/snapshot/btf-enums.txt" "$dir/btf-enums.txt"
+            ;;
+        recording)
+            cp "$root"/stdlib/samples/*.mmqltrace "$dir/"
             ;;
         tracedat)
             # The committed trace-cmd files: version 7 zstd, version 6, version 7 uncompressed.

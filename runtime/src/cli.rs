@@ -67,9 +67,10 @@ pub struct RunOpts {
     /// Quiet: no "Attached N probes" banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
-    /// Also write a recording of the run to FILE (ring records, and every map when tracing
-    /// stops) for `mmql replay`.
-    #[arg(long = "record", value_name = "FILE")]
+    /// Also write the run's own output state to FILE (ring records, and every map when
+    /// tracing stops) for `mmql replay`: the golden tests' rig, hidden from help; users
+    /// record events with `mmql record` and run scripts on them with `--trace`.
+    #[arg(long = "record", value_name = "FILE", hide = true)]
     pub record: Option<PathBuf>,
     /// Also write a self-contained HTML report of the run to FILE: metadata, every map as a
     /// chart or table, the printed lines.
@@ -84,6 +85,10 @@ pub struct RunOpts {
     /// and ~80 MiB per map.
     #[arg(long = "max-keys", value_name = "N", value_parser = max_keys)]
     pub max_keys: Option<u32>,
+    /// `mmql lab`: `-c`'s command runs as the lab's workload, but tracing stays host-wide
+    /// (kswapd and other tasks' reclaim are what a lab shows). Not a command-line option.
+    #[arg(skip)]
+    pub host_wide: bool,
 }
 
 /// `--max-keys`: 1 to 4 Mi (`layout::MAX_KEYS_LIMIT`).
@@ -141,8 +146,10 @@ pub enum Command {
         #[command(flatten)]
         run: RunOpts,
     },
-    /// Print what a recorded run printed (`--record FILE`), from the recording.
+    /// Print what a recorded run printed (`--record FILE`), from the recording: the golden
+    /// tests' rig, hidden from help (users record events: `mmql record`, `--trace`).
     #[command(
+        hide = true,
         after_help = "Examples:\n  mmql -d 10s --record run.rec script.mmql && mmql replay run.rec script.mmql\n  mmql replay run.rec -e 'on kmem:mm_page_alloc { @n[order] = count() }' -f json"
     )]
     Replay {
@@ -174,6 +181,12 @@ pub enum Command {
     /// List the bundled recipes.
     #[command(after_help = "Example:\n  mmql recipes")]
     Recipes,
+    /// List the labs, or run one: reproduce a memory-management behaviour on this host, safely,
+    /// with the recipe that shows it, then put everything back (docs/labs.md).
+    #[command(
+        after_help = "Examples:\n  mmql lab\n  mmql lab zone-reclaim --dry-run\n  sudo mmql lab kswapd\n  sudo mmql lab kswapd -r kswapd-cycle -f json -o out.json"
+    )]
+    Lab(LabArgs),
     /// Print a bundled recipe's source.
     #[command(after_help = "Example:\n  mmql show direct-reclaim-latency > mine.mmql")]
     Show {
@@ -232,6 +245,23 @@ pub struct RecordArgs {
     /// Quiet: no banner and no summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LabArgs {
+    /// The lab to run (`mmql lab` lists them).
+    pub name: Option<String>,
+    /// Run this recipe instead of the lab's own (the listing names the ones that fit).
+    #[arg(short = 'r', long = "recipe", value_name = "RECIPE")]
+    pub recipe: Option<String>,
+    /// Print every change the lab would make, and whether it would refuse; change nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Where the lab puts its sparse file and swap file (a disk filesystem, not tmpfs).
+    #[arg(long = "dir", value_name = "DIR", default_value = "/var/tmp")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub run: RunOpts,
 }
 
 #[derive(Args, Debug)]

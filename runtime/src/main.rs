@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod formats;
+mod lab;
 mod output;
 mod run;
 mod serve;
@@ -17,6 +18,10 @@ use cli::Command;
 use mmql::{sys, verifier};
 
 fn main() -> ExitCode {
+    // `mmql lab` runs its workloads from this binary, so an installed mmql needs no other file.
+    if let Some(code) = lab::internal_entry() {
+        return code;
+    }
     // clap exits here on a usage error (status 2), honouring --color and NO_COLOR.
     let cli = commands::shell::parse();
     let mut ctx = commands::Context::new(&cli.common);
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         (Some(Command::Record(args)), _) => trace::record::record(&ctx, args),
         (Some(Command::Samples), _) => trace::list_samples(),
         (Some(Command::Recipes), _) => commands::recipes::list(),
+        (Some(Command::Lab(args)), _) => lab::run(&ctx, args),
         (
             Some(Command::Replay {
                 recording,

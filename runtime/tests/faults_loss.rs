@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::{assert_clean, mmql, Watched};
+use harness::{assert_clean, lost, mmql, Watched};
 use serde_json::Value;
 
 /// The kernel-side capacity of a script hash map (compiler/src/lower/layout.rs HASH_ENTRIES).
@@ -19,16 +19,6 @@ const HASH_ENTRIES: usize = 4_096;
 
 fn workload() -> String {
     support::workload().display().to_string()
-}
-
-/// `mmql: lost N WHAT` from stderr (text mode), or 0.
-fn lost(stderr: &str, what: &str) -> u64 {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("mmql: lost "))
-        .filter(|l| l.ends_with(what))
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// One key per event (`nsecs`), 30 000 events from the `-c` workload: the map fills at

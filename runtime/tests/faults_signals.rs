@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use harness::{assert_clean, mmql, Producer, Rng, Watched};
+use harness::{assert_clean, lost, mmql, Producer, Rng, Watched};
 
 /// A script that keeps mmql busy in every phase: a printf per page allocation (a steady
 /// stream on any machine), a count to dump at exit, and a timer that prints meanwhile.
@@ -193,16 +193,6 @@ fn on_end_sees_a_still_map() {
         e.dump()
     );
     assert_clean(&e, "on end snapshot");
-}
-
-/// `mmql: lost N WHAT` from stderr (text mode), or 0.
-fn lost(stderr: &str, what: &str) -> u64 {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("mmql: lost "))
-        .filter(|l| l.ends_with(what))
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Starts `mmql ARGS` with its stdout read at ~80 KB/s (4 KiB every 50 ms), far below what a

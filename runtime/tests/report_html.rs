@@ -33,7 +33,7 @@ fn expected(json: &[Value]) -> (usize, usize, usize) {
                     .count()
             }
             Some("map") => {
-                let hist = matches!(v["kind"].as_str(), Some("hist" | "lhist"));
+                let hist = matches!(v["kind"].as_str(), Some("hist" | "lhist" | "heatmap"));
                 let keyed = !v["keys"].as_array().is_none_or(|k| k.is_empty());
                 let n = match &v["data"] {
                     Value::Null => 0,
@@ -52,6 +52,15 @@ fn expected(json: &[Value]) -> (usize, usize, usize) {
     (charts, rows, lines)
 }
 
+/// `mmql ARGS… -f json --html PAGE`, which must succeed: its JSON lines.
+fn json_and_html(args: &[&str], page: &Path) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.extend(["-f", "json", "--html", page.to_str().expect("utf-8 path")]);
+    let out = support::mmql_output(&all);
+    assert!(out.status.success(), "{out:?}");
+    json_lines(&support::text(&out.stdout))
+}
+
 /// Loads `page` in Chromium and checks it against what the run printed.
 fn check_page(page: &Path, json: &[Value]) -> String {
     let html = std::fs::read_to_string(page).expect("report written");
@@ -67,11 +76,7 @@ fn check_page(page: &Path, json: &[Value]) -> String {
     );
     let dom = &loaded.dom;
     let (charts, rows, lines) = expected(json);
-    assert_eq!(
-        dom.matches("<svg class=\"chart\"").count(),
-        charts,
-        "charts"
-    );
+    assert_eq!(dom.matches("<svg class=\"chart").count(), charts, "charts");
     assert_eq!(
         dom.matches("<tr class=\"row\">").count(),
         rows,
@@ -107,17 +112,14 @@ fn replayed_run_report_renders() {
     let root = support::workspace_root();
     let case = root.join("tests/golden/replay/direct-reclaim-latency");
     let page = tmp("replay.html");
-    let out = support::mmql_output(&[
-        "replay",
-        case.with_extension("rec").to_str().expect("utf-8 path"),
-        "recipe:direct-reclaim-latency",
-        "-f",
-        "json",
-        "--html",
-        page.to_str().expect("utf-8 path"),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let json = json_lines(&support::text(&out.stdout));
+    let json = json_and_html(
+        &[
+            "replay",
+            case.with_extension("rec").to_str().expect("utf-8 path"),
+            "recipe:direct-reclaim-latency",
+        ],
+        &page,
+    );
     let (charts, _, lines) = expected(&json);
     assert!(
         charts > 0 && lines > 0,
@@ -125,6 +127,83 @@ fn replayed_run_report_renders() {
     );
     let dom = check_page(&page, &json);
     assert!(dom.contains("@latency_us[memcg]"), "one chart per key");
+    let _ = std::fs::remove_file(&page);
+}
+
+/// direct-reclaim-latency on the bundled recording of `dd` in a 64 MiB cgroup (`--trace`, no
+/// kernel needed): same counts as its JSON, and the report says it ran on a recording.
+#[test]
+fn trace_run_report_renders() {
+    skip_unless!(require_chromium());
+    let page = tmp("trace.html");
+    let json = json_and_html(
+        &[
+            "--trace",
+            "sample:memcg-reclaim",
+            "run",
+            "direct-reclaim-latency",
+        ],
+        &page,
+    );
+    let (charts, rows, lines) = expected(&json);
+    assert!(charts > 0 && rows > 0 && lines > 5, "the sample has stalls");
+    let dom = check_page(&page, &json);
+    assert!(
+        dom.contains("recorded events (--trace)"),
+        "says where it ran"
+    );
+    let _ = std::fs::remove_file(&page);
+}
+
+/// Heatmaps on the bundled recording of `dd` in a 64 MiB cgroup (`--trace`): one heatmap chart
+/// per key, with a cell per non-empty slice and bucket. Its top becomes
+/// docs/img/html-heatmap.png when `MMQL_DOCS_SHOTS=1`.
+#[test]
+fn heatmap_report_renders() {
+    skip_unless!(require_chromium());
+    let page = tmp("heatmap.html");
+    let json = json_and_html(
+        &[
+            "--trace",
+            "sample:memcg-reclaim",
+            "-e",
+            "on vmscan:memcg_reclaim { @stall_us[comm] = heatmap(duration / 1000, 20ms) } \
+             on kmem:mm_page_alloc { @order = heatmap(order, 20ms) }",
+        ],
+        &page,
+    );
+    let dom = check_page(&page, &json);
+    let heat = dom.matches("<svg class=\"chart heat\"").count();
+    assert_eq!(heat, 2, "@order and @stall_us[dd]");
+    // Every non-empty (slice, bucket) of @order is one cell.
+    let order = json
+        .iter()
+        .find(|v| v["name"] == "@order")
+        .expect("@order printed");
+    let cells: usize = order["data"]["slices"]
+        .as_array()
+        .expect("slices")
+        .iter()
+        .map(|s| {
+            s["counts"]
+                .as_array()
+                .expect("counts")
+                .iter()
+                .filter(|c| c.as_u64() > Some(0))
+                .count()
+        })
+        .sum();
+    let start = dom.find("aria-label=\"@order\"").expect("@order chart");
+    let chart = &dom[start..start + dom[start..].find("</svg>").expect("svg end")];
+    assert_eq!(
+        chart.matches("<title>").count(),
+        cells,
+        "one cell per non-empty bucket"
+    );
+    if std::env::var_os("MMQL_DOCS_SHOTS").is_some_and(|v| v == "1") {
+        let png = support::workspace_root().join("docs/img/html-heatmap.png");
+        browser::screenshot(&page, &png, 1000, 1060);
+    }
     let _ = std::fs::remove_file(&page);
 }
 

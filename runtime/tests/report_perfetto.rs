@@ -51,13 +51,10 @@ on vmscan:memcg_reclaim {
 every 300ms { print(@n); print(@pages) }
 "#;
 
-#[test]
-fn memcg_reclaim_timeline_matches_the_run() {
-    skip_unless_root_bpf!();
-    skip_unless!(require_memcg());
-    skip_unless!(require_perfetto_py());
-    let trace = std::env::temp_dir().join(format!("mmql-perfetto-{}.pftrace", std::process::id()));
-    let p = start_mmql(&[
+/// `FIRST… -f json --perfetto TRACE -e SCRIPT`.
+fn script_args<'a>(first: &[&'a str], trace: &'a std::path::Path) -> Vec<&'a str> {
+    let mut args = first.to_vec();
+    args.extend([
         "-f",
         "json",
         "--perfetto",
@@ -65,6 +62,16 @@ fn memcg_reclaim_timeline_matches_the_run() {
         "-e",
         SCRIPT,
     ]);
+    args
+}
+
+#[test]
+fn memcg_reclaim_timeline_matches_the_run() {
+    skip_unless_root_bpf!();
+    skip_unless!(require_memcg());
+    skip_unless!(require_perfetto_py());
+    let trace = std::env::temp_dir().join(format!("mmql-perfetto-{}.pftrace", std::process::id()));
+    let p = start_mmql(&script_args(&[], &trace));
     let cg = MemCgroup::create(64 << 20).expect("memory cgroup");
     let (dd_pid, ok) = cg.fill_page_cache(150).expect("dd runs");
     drop(cg);
@@ -76,7 +83,28 @@ fn memcg_reclaim_timeline_matches_the_run() {
     let json = json_lines(&done.stdout);
     let s = summary(&trace);
     let _ = std::fs::remove_file(&trace);
+    check(&json, &s, Some(dd_pid), &done.stdout);
+}
 
+/// The same script on the bundled recording of `dd` in a 64 MiB cgroup (`--trace`, no root):
+/// the timeline is made the same way, in event time.
+#[test]
+fn recorded_memcg_reclaim_timeline_matches_the_run() {
+    skip_unless!(require_perfetto_py());
+    let trace = std::env::temp_dir().join(format!(
+        "mmql-perfetto-trace-{}.pftrace",
+        std::process::id()
+    ));
+    let out = support::mmql_output(&script_args(&["--trace", "sample:memcg-reclaim"], &trace));
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let s = summary(&trace);
+    let _ = std::fs::remove_file(&trace);
+    check(&json_lines(&stdout), &s, None, &stdout);
+}
+
+/// Slices, instants, threads and counters of the trace `s` against the run's JSON output.
+fn check(json: &[Value], s: &Value, dd_pid: Option<u32>, stdout: &str) {
     // What the run printed: the R lines (tid, pages, duration) and the `every` prints.
     let lines: Vec<(String, Vec<u64>)> = json
         .iter()
@@ -93,13 +121,14 @@ fn memcg_reclaim_timeline_matches_the_run() {
         .collect();
     assert!(
         lines.len() >= 5,
-        "dd reclaimed its cgroup's page cache:\n{}",
-        done.stdout
+        "dd reclaimed its cgroup's page cache:\n{stdout}"
     );
-    assert!(
-        lines.iter().all(|(_, n)| n[0] == u64::from(dd_pid)),
-        "only dd reclaimed"
-    );
+    if let Some(pid) = dd_pid {
+        assert!(
+            lines.iter().all(|(_, n)| n[0] == u64::from(pid)),
+            "only dd reclaimed"
+        );
+    }
 
     assert_eq!(
         s["clocks"],
@@ -122,7 +151,9 @@ fn memcg_reclaim_timeline_matches_the_run() {
         assert_eq!(sl["name"], "vmscan:memcg_reclaim");
         let track = &sl["track"];
         assert_eq!(track["tid"].as_u64(), Some(nums[0]), "{sl}");
-        assert_eq!(track["pid"].as_u64(), Some(u64::from(dd_pid)));
+        if let Some(pid) = dd_pid {
+            assert_eq!(track["pid"].as_u64(), Some(u64::from(pid)));
+        }
         assert_eq!(track["comm"], "dd");
         assert_eq!(sl["args"]["nr_reclaimed"].as_u64(), Some(nums[1]), "{sl}");
         assert!(

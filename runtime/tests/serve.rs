@@ -624,3 +624,60 @@ fn refuses_what_it_cannot_serve() {
     assert!(out.stderr.contains("cannot listen on"), "{}", out.stderr);
     assert!(!out.stderr.contains("Attached"), "{}", out.stderr);
 }
+
+/// `heatmap(order, 1s)` is exported as the histogram of its last complete slice: in the same
+/// scrape it equals a count of the same events keyed by `nsecs / 1s`, at the slice before the
+/// one the scrape fell in (read from CLOCK_MONOTONIC around the scrape).
+#[test]
+fn heatmap_exports_the_last_complete_slice() {
+    skip_unless_root_bpf!();
+    let w = NamedWorkload::new("svheat");
+    let port = free_port();
+    let script = format!(
+        r#"on kmem:mm_page_alloc where comm == "{}" {{ @heat = heatmap(order, 1s); @per[nsecs / 1000000000] = count() }}"#,
+        w.name
+    );
+    let p = start_serve(port, &script, &[]);
+    let mono = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec for clock_gettime to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64
+    };
+    let mut checked = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while checked < 2 && Instant::now() < deadline {
+        w.run(&["churn", "--pages", "2000", "--rounds", "2"]);
+        let before = mono();
+        let (body, s) = scrape(port);
+        if mono() != before {
+            continue; // the scrape straddled a second: its slice is not known
+        }
+        let per = |k: u64| {
+            samples(&s, "mmql_per_total")
+                .into_iter()
+                .find(|x| x.labels.get("key1") == Some(&k.to_string()))
+                .map_or(0.0, |x| number(&x.value))
+        };
+        let PromValue::Histogram(cum) = &sample_with(&s, "mmql_heat", &[]).value else {
+            panic!("mmql_heat is a histogram:\n{body}")
+        };
+        let inf = cum.last().map_or(0.0, |b| b.count);
+        let count = number(&sample_with(&s, "mmql_heat_count", &[]).value);
+        assert_eq!(count, inf, "{body}");
+        assert_eq!(count, per(before - 1), "the last complete slice:\n{body}");
+        assert!(
+            !body.contains("mmql_heat_sum"),
+            "no _sum for a slice:\n{body}"
+        );
+        if count > 0.0 {
+            checked += 1;
+        }
+    }
+    let done = p.stop();
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(checked, 2, "two scrapes saw a complete slice with events");
+}

@@ -141,7 +141,7 @@ impl Run<'_, '_> {
             r if (REGION_RING..REGION_RING + MAX_RESERVATIONS as u64).contains(&r) => {
                 self.ring.get_mut((r - REGION_RING) as usize)?.as_mut()?
             }
-            r if r >= REGION_MAP && r < REGION_MAP_HANDLE => {
+            r if (REGION_MAP..REGION_MAP_HANDLE).contains(&r) => {
                 let m = self.m.maps.get_mut((r - REGION_MAP) as usize)?;
                 m.arena_mut()
             }
@@ -168,17 +168,16 @@ impl Run<'_, '_> {
         Some(())
     }
 
-    /// A copy of `len` bytes at `addr` (helper arguments: keys, values).
-    fn bytes(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+    /// Copies `out.len()` bytes at `addr` into `out` (helper arguments: keys, values).
+    fn copy(&mut self, addr: u64, out: &mut [u8]) -> Option<()> {
+        let len = out.len();
         if addr >> 32 == REGION_CTX {
             let off = (addr & 0xffff_ffff) as usize;
-            return self
-                .ev
-                .ctx
-                .get(off..off.checked_add(len)?)
-                .map(<[u8]>::to_vec);
+            out.copy_from_slice(self.ev.ctx.get(off..off.checked_add(len)?)?);
+        } else {
+            out.copy_from_slice(self.mem(addr, len)?);
         }
-        self.mem(addr, len).map(|b| b.to_vec())
+        Some(())
     }
 
     fn map_index(&self, handle: u64) -> Option<usize> {
@@ -348,12 +347,17 @@ impl Run<'_, '_> {
         Ok(match id {
             helper::MAP_LOOKUP_ELEM | helper::MAP_UPDATE_ELEM | helper::MAP_DELETE_ELEM => {
                 let mi = self.map_index(reg[1]).ok_or("map argument is not a map")?;
+                // Keys and values live on the 512-byte stack or in map values: copied through
+                // buffers here, no allocation per call.
+                let mut key_buf = [0u8; STACK];
                 let key_size = self.m.maps[mi].key_size;
-                let key = self
-                    .bytes(reg[2], key_size)
-                    .ok_or("key outside every region")?;
+                let key = key_buf
+                    .get_mut(..key_size)
+                    .ok_or("key larger than the stack")?;
+                self.copy(reg[2], key).ok_or("key outside every region")?;
+                let key = &*key;
                 match id {
-                    helper::MAP_LOOKUP_ELEM => match self.m.maps[mi].find(&key) {
+                    helper::MAP_LOOKUP_ELEM => match self.m.maps[mi].find(key) {
                         Some(slot) => {
                             let at = self.m.maps[mi].value_at(slot, cpu);
                             ((REGION_MAP + mi as u64) << 32) | at as u64
@@ -361,11 +365,12 @@ impl Run<'_, '_> {
                         None => 0,
                     },
                     helper::MAP_UPDATE_ELEM => {
-                        let vs = self.m.maps[mi].value_size;
-                        let value = self.bytes(reg[3], vs).ok_or("value outside every region")?;
-                        self.m.maps[mi].update(&key, &value, reg[4], cpu) as u64
+                        let mut value = vec![0u8; self.m.maps[mi].value_size];
+                        self.copy(reg[3], &mut value)
+                            .ok_or("value outside every region")?;
+                        self.m.maps[mi].update(key, &value, reg[4], cpu) as u64
                     }
-                    _ => self.m.maps[mi].delete(&key) as u64,
+                    _ => self.m.maps[mi].delete(key) as u64,
                 }
             }
             helper::KTIME_GET_NS | helper::KTIME_GET_BOOT_NS | helper::KTIME_GET_COARSE_NS => {

@@ -24,6 +24,9 @@ const BPF_EXIST: u64 = 2;
 /// Arrays larger than this are refused: mmql's arrays index small fixed domains.
 const ARRAY_BYTES_MAX: usize = 1 << 30;
 
+/// Called with each element's key, every CPU's value, and the size of one CPU's slot.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8], usize) + 'a;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Hash,
@@ -203,7 +206,7 @@ impl Map {
     }
 
     /// Every element: key, every CPU's value, slot size (what the kernel's map reads give).
-    pub fn each(&self, f: &mut dyn FnMut(&[u8], &[u8], usize)) {
+    pub fn each(&self, f: &mut Visit<'_>) {
         let slot = self.slot.max(1);
         match self.kind {
             Kind::Array => {

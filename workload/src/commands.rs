@@ -10,7 +10,7 @@ use crate::{Failure, Opts};
 const MIB: usize = 1 << 20;
 
 /// Prints one fact and flushes, so a test reading a pipe sees it before we block or die.
-fn fact(key: &str, value: impl std::fmt::Display) {
+pub(crate) fn fact(key: &str, value: impl std::fmt::Display) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not change what the workload does to memory, so write errors are
     // deliberately ignored.
@@ -18,13 +18,13 @@ fn fact(key: &str, value: impl std::fmt::Display) {
     let _ = out.flush();
 }
 
-fn os(what: &str, e: std::io::Error) -> Failure {
+pub(crate) fn os(what: &str, e: std::io::Error) -> Failure {
     Failure::Os(format!("{what}: {e}"))
 }
 
 /// Every command announces its pid before doing anything, so tests can match tracer output
 /// (or a cgroup's member list) to this process even if it is killed part-way.
-fn announce() {
+pub(crate) fn announce() {
     fact("pid", std::process::id());
 }
 

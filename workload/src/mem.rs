@@ -263,6 +263,18 @@ pub fn free_unmovable_kb() -> Option<u64> {
     Some(pages * page_kb)
 }
 
+/// A /proc/meminfo value (KiB, or a count such as HugePages_Total).
+pub fn meminfo_kb(key: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// This process's page-table memory in KiB (VmPTE).
 pub fn page_table_kb() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")

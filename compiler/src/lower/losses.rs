@@ -27,6 +27,9 @@ pub enum Counted {
     /// By the runtime: records still in the ring buffer when the output could not take them
     /// within the stop bound.
     Unprinted,
+    /// By the kernel, per program (`recursion_misses` of `bpf_prog_info`): events it ran no
+    /// probe for.
+    Skipped,
 }
 
 /// The losses the runtime counts itself, beside the kernel's counter slots.
@@ -34,6 +37,8 @@ pub enum Counted {
 pub struct RuntimeCounts {
     pub unreadable: u64,
     pub unprinted: u64,
+    /// The programs' `recursion_misses`, summed.
+    pub skipped: u64,
 }
 
 /// One kind of loss, as every report names it.
@@ -58,6 +63,7 @@ impl Loss {
             Counted::Slot(s) => counters.get(s as usize).copied().unwrap_or(0),
             Counted::Unreadable => runtime.unreadable,
             Counted::Unprinted => runtime.unprinted,
+            Counted::Skipped => runtime.skipped,
         }
     }
 }
@@ -78,7 +84,7 @@ const fn row(
 }
 
 /// Every loss, in the order reports list them.
-pub const LOSSES: [Loss; 7] = [
+pub const LOSSES: [Loss; 8] = [
     row(
         Counted::Slot(counter::LOST_EVENTS),
         "events (ring buffer full)",
@@ -124,6 +130,15 @@ pub const LOSSES: [Loss; 7] = [
         "mmql_unprinted_records_total",
         "Ring buffer records left unprinted when the output could not keep up after a stop.",
     ),
+    // The kernel runs no tracing program for an event while another one, or a BPF map
+    // system call of any process (it raises the same per-CPU guard and may be preempted), is
+    // active on that CPU; on a busy machine that skips a few events in every 10,000.
+    row(
+        Counted::Skipped,
+        "probe runs (the kernel skipped them before any filter: another BPF program or a BPF system call held that CPU)",
+        "mmql_probes_skipped_total",
+        "Events the kernel ran no probe for because another BPF program or BPF system call held the CPU.",
+    ),
 ];
 
 #[cfg(test)]
@@ -150,8 +165,9 @@ mod tests {
         let runtime = RuntimeCounts {
             unreadable: 7,
             unprinted: 9,
+            skipped: 11,
         };
         let counts: Vec<u64> = LOSSES.iter().map(|l| l.count(&counters, runtime)).collect();
-        assert_eq!(counts, [3, 4, 0, 0, 0, 7, 9]);
+        assert_eq!(counts, [3, 4, 0, 0, 0, 7, 9, 11]);
     }
 }

@@ -67,6 +67,14 @@ impl Loaded {
         prog::prog_stats(self.progs.get(prog)?.as_fd()).ok()
     }
 
+    /// Events the kernel did not run a probe for (summed `recursion_misses`).
+    pub fn skipped(&self) -> u64 {
+        self.progs
+            .iter()
+            .filter_map(|fd| prog::prog_misses(fd.as_fd()).ok())
+            .sum()
+    }
+
     pub fn attached(&self) -> usize {
         self.events.borrow().len()
     }

@@ -108,10 +108,6 @@ impl<'a> Maps<'a> {
         s
     }
 
-    /// Calls `f(key bytes, value bytes, slot size)` for every element of a map; per-CPU
-    /// values hold one `slot`-byte slot per possible CPU. Nothing is collected here, so
-    /// reading costs one batch of memory whatever the map's size.
-
     pub fn dump(&self, id: MapId) -> io::Result<MapDump> {
         self.read(id, false).map(|(d, _)| d)
     }

@@ -161,7 +161,11 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         (None, Some(p)) => Some(TracedPid::open(p).map_err(Failure::Message)?),
         _ => None,
     };
-    let pid = child.as_ref().map(GatedChild::pid).or(opts.pid);
+    let pid = child
+        .as_ref()
+        .filter(|_| !opts.host_wide)
+        .map(GatedChild::pid)
+        .or(opts.pid);
     // Signals are caught from before compiling: one arriving while the probes load or attach
     // then stops the run at the first poll, with the usual cleanup and exit 0, instead of
     // killing mmql at an arbitrary point.
@@ -188,13 +192,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
-        .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
-    if let Some(path) = &opts.perfetto {
-        reports
-            .perfetto(path)
-            .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
-    }
+    let reports = Reports::for_run(opts, src)?;
     let mut ebpf = match load::load(&compiled) {
         Ok(e) => e,
         Err(f) => return Err(load_failure(ctx, src, f)),
@@ -521,6 +519,7 @@ impl<'a, 'm> Session<'a, 'm> {
         let runtime = RuntimeCounts {
             unreadable: self.garbled,
             unprinted: self.unprinted,
+            skipped: self.maps.store.skipped(),
         };
         // The cap every keyed map shares, for the hint on a full map.
         let compiled = self.maps.compiled;

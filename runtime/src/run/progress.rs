@@ -77,6 +77,7 @@ impl Progress {
             let runtime = RuntimeCounts {
                 unreadable: garbled,
                 unprinted: 0,
+                skipped: maps.store.skipped(),
             };
             LOSSES.iter().map(|l| l.count(&c, runtime)).sum::<u64>()
         });

@@ -48,7 +48,7 @@ pub fn replay(
     let mut session = Session::new(&maps, format, &mut *out, None);
     session.reports = Reports::new(outputs.html, &src.name, &src.text)
         .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
-    session.reports.replay_of(recording);
+    session.reports.replay_of(&recording.display().to_string());
     session.reports.start();
     // `on begin` ran before any event, so only what it printed from constants can be
     // printed again: a map it read was empty then and is full now, and time() would be today.

@@ -8,7 +8,11 @@ use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mmql_lang::Source;
+
 use super::maps::Maps;
+use crate::cli::RunOpts;
+use crate::commands::Failure;
 use crate::output::html;
 use crate::output::perfetto::{monotonic_now, SpanEvent, Stamp, Trace};
 use crate::output::report::{Meta, RunReport};
@@ -22,6 +26,7 @@ pub(crate) struct Reports {
     html: Option<(PathBuf, RunReport)>,
     perfetto: Option<(PathBuf, Trace<BufWriter<File>>)>,
     started: Option<Instant>,
+    event_ns: Option<u64>,
 }
 
 fn located(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
@@ -59,7 +64,20 @@ impl Reports {
             html,
             perfetto: None,
             started: None,
+            event_ns: None,
         })
+    }
+
+    /// What a script run asked for (`--html`, `--perfetto`), live or on recorded events.
+    pub(crate) fn for_run(opts: &RunOpts, src: &Source) -> Result<Reports, Failure> {
+        let mut reports = Reports::new(opts.html.as_ref(), &src.name, &src.text)
+            .map_err(|e| Failure::Message(format!("cannot write the report: {e}")))?;
+        if let Some(path) = &opts.perfetto {
+            reports
+                .perfetto(path)
+                .map_err(|e| Failure::Message(format!("cannot write the trace: {e}")))?;
+        }
+        Ok(reports)
     }
 
     /// `--perfetto FILE`: the trace starts now (the program must be compiled with the
@@ -77,12 +95,13 @@ impl Reports {
     /// thread's track at the time they are printed.
     pub(crate) fn printf_from(&mut self, text: &str, stamp: Option<&Stamp>) -> io::Result<()> {
         self.printf(text);
+        let now = self.now();
         if let Some((path, t)) = self.perfetto.as_mut() {
             let own;
             let s = match stamp {
                 Some(s) => s,
                 None => {
-                    own = own_stamp();
+                    own = own_stamp(now);
                     &own
                 }
             };
@@ -133,10 +152,10 @@ impl Reports {
 
     /// A map printed while the run goes on: count and sum values become counter samples.
     pub(crate) fn printed(&mut self, dump: &MapDump) -> io::Result<()> {
+        let now = self.now();
         let Some((path, t)) = self.perfetto.as_mut() else {
             return Ok(());
         };
-        let now = monotonic_now();
         for (key, value) in &dump.rows {
             let v = match value {
                 AggValue::Count(n) => *n as i64,
@@ -149,11 +168,22 @@ impl Reports {
         Ok(())
     }
 
-    /// The run is a replay of `recording`: the report says so.
-    pub(crate) fn replay_of(&mut self, recording: &Path) {
+    /// The run is a replay of a recording (`what` names it): the report says so.
+    pub(crate) fn replay_of(&mut self, what: &str) {
         if let Some((_, r)) = self.html.as_mut() {
-            r.meta.replayed_from = Some(recording.display().to_string());
+            r.meta.replayed_from = Some(what.to_string());
         }
+    }
+
+    /// Runs on recorded events (`--trace`) keep event time: what mmql prints itself (timer
+    /// blocks' lines and maps) is placed at this recorded time rather than now.
+    pub(crate) fn set_clock(&mut self, ns: u64) {
+        self.event_ns = Some(ns);
+    }
+
+    /// CLOCK_MONOTONIC now, or the recorded time [`Reports::set_clock`] last gave.
+    fn now(&self) -> u64 {
+        self.event_ns.unwrap_or_else(monotonic_now)
     }
 
     /// Tracing starts now: the report's start time and the origin of its duration.
@@ -197,12 +227,12 @@ impl Reports {
     }
 }
 
-/// mmql's own thread, now.
-fn own_stamp() -> Stamp {
+/// mmql's own thread, at `ns`.
+fn own_stamp(ns: u64) -> Stamp {
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
     Stamp {
-        ns: monotonic_now(),
+        ns,
         tid,
         pid: std::process::id(),
         comm: read_trimmed("/proc/thread-self/comm"),

@@ -28,7 +28,8 @@ impl Store<'_> {
     }
 
     /// Calls `f(key, value, slot size)` for every element; per-CPU values hold one `slot`-byte
-    /// slot per CPU.
+    /// slot per CPU. Nothing is collected, so reading costs one batch of memory whatever the
+    /// map's size.
     pub fn each(&self, map: ObjectMap, f: &mut dyn FnMut(&[u8], &[u8], usize)) -> io::Result<()> {
         match self {
             Store::Kernel(l) => {
@@ -96,6 +97,14 @@ impl Store<'_> {
                     None => m.keys()?.iter().try_for_each(|k| m.update(k, &zero, 0)),
                 }
             }
+        }
+    }
+
+    /// Events the kernel skipped a probe for (a recording, or an offline run, has none).
+    pub fn skipped(&self) -> u64 {
+        match self {
+            Store::Kernel(l) => l.skipped(),
+            Store::Replay(_) | Store::Offline(_) => 0,
         }
     }
 

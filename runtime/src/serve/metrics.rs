@@ -8,6 +8,7 @@
 //! |------------------------|--------------------------------------------------------------|
 //! | `count`, `sum`         | counter `PREFIX NAME _total`, one label per key part          |
 //! | `hist`, `lhist`        | histogram `PREFIX NAME`: cumulative `_bucket{le=…}`, `_sum`, `_count` |
+//! | `heatmap`              | histogram `PREFIX NAME` of the last complete slice: `_bucket{le=…}`, `_count` |
 //! | `avg`, `min`, `max`    | gauge `PREFIX NAME` (`avg` is exact: sum / count)             |
 //! | `stats`                | gauges `PREFIX NAME _samples`, `_sum`, `_min`, `_max`, `_avg` |
 //! | plain numeric value    | gauge `PREFIX NAME`                                           |
@@ -157,11 +158,8 @@ pub fn plan(
                     .push((info.name.clone(), "its values are not numbers"));
                 continue;
             }
-            ValueKind::Agg(Agg::Heatmap { .. }) => {
-                plan.skipped
-                    .push((info.name.clone(), "heatmaps have no Prometheus form"));
-                continue;
-            }
+            // The last complete slice, made a `hist` by [`latest_slices`] at each scrape.
+            ValueKind::Agg(Agg::Heatmap { .. }) => Shape::Histogram,
             ValueKind::SpanState { .. } => continue,
         };
         let bare = info.name.trim_start_matches('@');
@@ -314,6 +312,29 @@ pub fn cumulative_buckets(v: &AggValue) -> Vec<(String, u64)> {
     out
 }
 
+/// Replaces each heatmap row of `dump` by the log2 histogram of its last complete slice at
+/// `now_ns` (CLOCK_MONOTONIC, the clock `nsecs` and the slices use): the slice before the one
+/// `now_ns` falls in, empty when nothing was counted then. Prometheus scrapes a distribution
+/// that moves with time this way; the whole heatmap has no Prometheus form. Returns whether
+/// any row was a heatmap (its `_sum` is then unknown: the sums cover every slice).
+pub fn latest_slices(dump: &mut MapDump, now_ns: u64) -> bool {
+    let mut any = false;
+    for (_, v) in &mut dump.rows {
+        if let AggValue::Heatmap(h) = v {
+            any = true;
+            let slice = h.slice_ns.max(1);
+            let want = (now_ns / slice).checked_sub(1).map(|i| i * slice);
+            let buckets = h
+                .slices
+                .iter()
+                .find(|s| Some(s.start_ns) == want)
+                .map_or_else(Vec::new, |s| s.buckets.clone());
+            *v = AggValue::Hist(buckets);
+        }
+    }
+    any
+}
+
 /// Appends one map's families; returns how many rows were left out by the `max_series` cap
 /// (the smallest rows go first, so the busiest keys stay visible).
 /// `sums` holds, for histogram rows (aligned with `dump.rows`), the sum of the values counted;
@@ -438,6 +459,8 @@ pub struct RuntimeStats {
     /// The BPF loss counters, indexed as `mmql_compiler::lower::losses::counter`.
     pub counters: Vec<u64>,
     pub garbled: u64,
+    /// Events the kernel skipped the probes for (their `recursion_misses`).
+    pub skipped: u64,
     /// Rows left out of this scrape by the series cap: (map name, rows).
     pub series_dropped: Vec<(String, usize)>,
     /// Per program: (program name, `category:event`, run count, run time in ns); empty when
@@ -450,6 +473,7 @@ pub fn encode_runtime(out: &mut String, s: &RuntimeStats) {
     let runtime = RuntimeCounts {
         unreadable: s.garbled,
         unprinted: 0,
+        skipped: s.skipped,
     };
     for loss in exported_losses() {
         header(out, loss.metric, loss.help, "counter");
@@ -647,6 +671,57 @@ mod tests {
     }
 
     #[test]
+    fn heatmaps_export_their_last_complete_slice() {
+        use crate::output::value::{HeatSlice, Heatmap};
+        let sec = 1_000_000_000;
+        let heat = |slices: Vec<(u64, Vec<u64>)>| MapDump {
+            name: "@lat".into(),
+            key_names: vec![],
+            rows: vec![(
+                vec![],
+                AggValue::Heatmap(Heatmap {
+                    slice_ns: sec,
+                    slices: slices
+                        .into_iter()
+                        .map(|(i, buckets)| HeatSlice {
+                            start_ns: i * sec,
+                            buckets,
+                        })
+                        .collect(),
+                }),
+            )],
+        };
+        // At 12.5 s the last complete slice is [11 s, 12 s); the running one is left out.
+        let mut d = heat(vec![
+            (10, vec![0, 5]),
+            (11, vec![0, 1, 2]),
+            (12, vec![0, 9]),
+        ]);
+        assert!(latest_slices(&mut d, 12 * sec + sec / 2));
+        assert_eq!(d.rows[0].1, AggValue::Hist(vec![0, 1, 2]));
+        let m = one(info(
+            "@lat",
+            &[],
+            ValueKind::Agg(Agg::Heatmap { slice: sec as i64 }),
+        ));
+        assert_eq!(m.shape, Shape::Histogram);
+        let (out, _) = encoded(&m, d.rows.clone(), 10);
+        assert!(out.contains("mmql_lat_bucket{le=\"0\"} 1\n"), "{out}");
+        assert!(out.contains("mmql_lat_bucket{le=\"1\"} 3\n"), "{out}");
+        assert!(out.contains("mmql_lat_count 3\n"), "{out}");
+        // Nothing counted in the last complete slice: an empty histogram, not a stale one.
+        let mut quiet = heat(vec![(10, vec![0, 5])]);
+        latest_slices(&mut quiet, 12 * sec);
+        assert_eq!(quiet.rows[0].1, AggValue::Hist(vec![]));
+        let mut plain = MapDump {
+            name: "@h".into(),
+            key_names: vec![],
+            rows: vec![(vec![], AggValue::Hist(vec![1]))],
+        };
+        assert!(!latest_slices(&mut plain, 12 * sec));
+    }
+
+    #[test]
     fn histogram_sum_series_when_sums_are_known() {
         let p = plan(
             &[info("@lat", &[], ValueKind::Agg(Agg::Hist))],
@@ -776,6 +851,7 @@ mod tests {
         let s = RuntimeStats {
             counters: vec![3, 4, 0, 0, 0, 0, 0, 0],
             garbled: 1,
+            skipped: 2,
             series_dropped: vec![("@big".into(), 9)],
             programs: vec![("p0".into(), "kmem:mm_page_alloc".into(), 10, 1_500_000_000)],
         };
@@ -785,6 +861,7 @@ mod tests {
             "mmql_events_lost_total 3",
             "mmql_map_full_drops_total 4",
             "mmql_garbled_records_total 1",
+            "mmql_probes_skipped_total 2",
             "mmql_series_dropped{map=\"@big\"} 9",
             "mmql_program_runs_total{program=\"p0\",event=\"kmem:mm_page_alloc\"} 10",
             "mmql_program_run_seconds_total{program=\"p0\",event=\"kmem:mm_page_alloc\"} 1.5",

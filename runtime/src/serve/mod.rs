@@ -236,10 +236,16 @@ impl Exporter {
         let mut stats = RuntimeStats {
             counters: session.maps.counters()?,
             garbled: session.garbled,
+            skipped: session.maps.store.skipped(),
             ..Default::default()
         };
         for m in &self.metrics {
-            let (dump, sums) = session.maps.dump_with_sums(m.map)?;
+            let (mut dump, mut sums) = session.maps.dump_with_sums(m.map)?;
+            // CLOCK_MONOTONIC: the clock of `nsecs`, which the slices are cut from.
+            let now = crate::userfn::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+            if metrics::latest_slices(&mut dump, now) {
+                sums.clear();
+            }
             let dropped = metrics::encode_map(&mut out, m, &dump, &sums, self.max_series);
             if !m.labels.is_empty() {
                 stats.series_dropped.push((m.source_name.clone(), dropped));

@@ -1,11 +1,11 @@
 //! Event recordings and running scripts on them: `mmql record` writes every raw tracepoint
 //! record of the events asked for; `--trace FILE` runs any script on such a file (or another
-//! [`source::TraceSource`]) in a userspace eBPF interpreter, without root.
+//! [`mmql_trace::TraceSource`], such as trace-cmd's trace.dat through `tracecmd`) in a userspace
+//! eBPF interpreter, without root.
 
-pub mod file;
 pub mod offline;
 pub mod record;
-pub mod source;
+pub mod tracecmd;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -18,12 +18,12 @@ use mmql_stdlib::samples;
 use crate::cli::RunOpts;
 use crate::commands::{Context, Failure};
 use crate::formats::{FormatSource, RecordedFormats};
-use source::TraceSource;
+use mmql_trace::{file, TraceSource};
 
 /// What `--trace sample:NAME` starts with.
 pub const SAMPLE: &str = "sample:";
 
-/// Opens `--trace ARG`: a recording file, or a bundled sample.
+/// Opens `--trace ARG`: an mmql recording, a trace-cmd trace.dat, or a bundled sample.
 pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
     let path = Path::new(arg);
     let data: Cow<'static, [u8]> = match arg.strip_prefix(SAMPLE) {
@@ -48,8 +48,14 @@ pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
         let f = file::TraceFile::parse(path, &data).map_err(|e| Failure::Message(e.to_string()))?;
         return Ok(Box::new(f));
     }
+    if tracedat::is_trace_dat(&data) {
+        let f = tracecmd::TraceCmdFile::parse(path, data.into_owned())
+            .map_err(|e| Failure::Message(e.to_string()))?;
+        return Ok(Box::new(f));
+    }
     Err(Failure::Message(format!(
-        "{arg}: at offset 0: not a recording mmql reads (it writes them with `mmql record -o FILE`)"
+        "{arg}: at offset 0: not a recording mmql reads (`mmql record -o FILE` writes them; \
+         trace-cmd's trace.dat files are read too)"
     )))
 }
 

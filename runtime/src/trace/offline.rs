@@ -14,7 +14,6 @@ use mmql_lang::diag::{Code, Diagnostic};
 use mmql_lang::Source;
 use mmql_vm::{Event, Machine, Program};
 
-use super::source::TraceSource;
 use crate::cli::RunOpts;
 use crate::commands::{Context, Failure};
 use crate::output::Format;
@@ -22,7 +21,8 @@ use crate::run::ksyms::Ksyms;
 use crate::run::maps::Maps;
 use crate::run::store::Store;
 use crate::run::timers::Schedule;
-use crate::run::{open_output, parse_duration, Session};
+use crate::run::{open_output, parse_duration, Reports, Session};
+use mmql_trace::TraceSource;
 
 /// A located error for a script that needs what the recording lacks.
 fn lacks(
@@ -44,7 +44,9 @@ fn lacks(
                             if info.how_recorded == "mmql record" {
                                 "`mmql record --stacks ...`"
                             } else {
-                                "`trace-cmd record -T ...`, or `mmql record --stacks ...`"
+                                // The trace.dat reader does not join `trace-cmd record -T`'s
+                                // separate kernel_stack events to their events.
+                                "`mmql record --stacks ...` (stacks from `trace-cmd record -T` are not read)"
                             }
                         )),
                 );
@@ -113,11 +115,6 @@ pub fn run(
             "--record keeps a live run's output; a run on a recording needs no second one".into(),
         ));
     }
-    if opts.html.is_some() || opts.perfetto.is_some() {
-        return Err(Failure::Message(
-            "--html and --perfetto are written by live runs and replays only, not yet by --trace runs".into(),
-        ));
-    }
     let duration = match &opts.duration {
         Some(d) => Some(parse_duration(d).ok_or_else(|| {
             Failure::Message(format!(
@@ -131,10 +128,16 @@ pub fn run(
         &LowerOptions {
             pid: opts.pid,
             max_keys: opts.max_keys,
-            timeline: false,
+            timeline: opts.perfetto.is_some(),
         },
     )?;
     lacks(ctx, src, &compiled, source.as_ref())?;
+    if opts.pid.is_some() && !source.info().has_tgid {
+        return Err(Failure::Message(format!(
+            "-p filters by process id, and this {} recording has thread ids only; filter with `where tid == N` instead",
+            source.info().how_recorded
+        )));
+    }
     let info = source.info().clone();
     let missing: Vec<String> = compiled
         .programs
@@ -165,10 +168,18 @@ pub fn run(
         .map(|p| Program::new(&p.def))
         .collect();
     let table = dispatch(&compiled, source.as_ref());
+    let mut reports = Reports::for_run(opts, src)?;
+    reports.replay_of(&format!(
+        "recorded events (--trace){}",
+        info.kernel_release
+            .as_deref()
+            .map_or(String::new(), |k| format!(", Linux {k}"))
+    ));
     let (format, mut out) = open_output(opts.format, opts.output.as_deref())?;
     let maps = Maps::over(&compiled, Store::Offline(&machine))
         .with_ksyms(Ksyms::from_symbols(info.symbols.clone()));
     let mut session = Session::new(&maps, format, &mut *out, None);
+    session.reports = reports;
     let attached = compiled.programs.len();
     let result = (|| -> Result<(), Failure> {
         let io = |e: io::Error| Failure::Message(format!("cannot write the output: {e}"));
@@ -182,11 +193,13 @@ pub fn run(
             }
         }
         let program = &compiled.program;
+        let start = info.start_ns.unwrap_or(0);
+        session.reports.start();
+        session.reports.set_clock(start);
         session.exec(&program.begin).map_err(io)?;
         // Event time on an Instant line, so the live schedule serves: the recording's start
         // is `base`.
         let base = Instant::now();
-        let start = info.start_ns.unwrap_or(0);
         let at = |ts: u64| base + Duration::from_nanos(ts.saturating_sub(start));
         let mut schedule = Schedule::new(&program.timers, base);
         let deadline = duration.map(|d| base + d);
@@ -206,6 +219,9 @@ pub fn run(
             // Timers due before this event, in time order, each at its own moment.
             let stop_at = deadline.map_or(now, |d| d.min(now));
             while let Some(w) = schedule.next_wake().filter(|w| *w <= stop_at) {
+                session
+                    .reports
+                    .set_clock(start + w.duration_since(base).as_nanos() as u64);
                 for i in schedule.due(w) {
                     session.exec(&program.timers[i].body).map_err(io)?;
                 }
@@ -254,6 +270,9 @@ pub fn run(
             }
         }
         session.out.flush().map_err(io)?;
+        session
+            .reports
+            .set_clock(start + last.duration_since(base).as_nanos() as u64);
         session.finish().map_err(io)?;
         let lost = source.lost();
         if lost > 0 {

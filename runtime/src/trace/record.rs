@@ -19,7 +19,6 @@ use mmql_lang::ast::EventPattern;
 use mmql_lang::{Source, Span};
 use serde_json::json;
 
-use super::file::{kind, TraceWriter};
 use crate::cli::{RecordArgs, ScriptArg};
 use crate::commands::{recipes, Context, Failure};
 use crate::formats::FormatSource;
@@ -30,6 +29,7 @@ use crate::run::signals::SignalPipe;
 use crate::run::{load_failure, parse_duration};
 use crate::sys::prog::ProgLoadError;
 use crate::sys::RawMap;
+use mmql_trace::file::{kind, TraceWriter};
 
 /// Blocks reach the disk at least this often, so an interrupted recording loses little.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -282,8 +282,14 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
             }
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            // One slice at a time, as a run drains (run::SLICE): records arriving faster
+            // than they are written must not keep a stop request waiting.
+            let until = Instant::now() + crate::run::SLICE;
             while let Some(item) = ring.next() {
                 rec.event(&item, stack_map.as_ref())?;
+                if Instant::now() >= until {
+                    break;
+                }
             }
             if last_flush.elapsed() >= FLUSH_EVERY {
                 rec.w.flush()?;
@@ -297,6 +303,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
             }
         }
         kernel.detach();
+        // Detached: nothing more arrives, so this drain ends with what the ring holds.
         while let Some(item) = ring.next() {
             rec.event(&item, stack_map.as_ref())?;
         }

@@ -453,3 +453,13 @@ impl Drop for Producer {
         let _ = self.0.wait();
     }
 }
+
+/// `mmql: lost N WHAT` from stderr (text mode), summed; 0 when there is none.
+pub fn lost(stderr: &str, what: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("mmql: lost "))
+        .filter(|l| l.ends_with(what))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -91,6 +91,13 @@ pub fn start_cmd(name: &str, mut cmd: Command, secs: u64) -> Running {
 }
 
 impl Running {
+    /// Stops the recipe now (SIGINT, as Ctrl-C) and collects what it printed.
+    pub fn interrupt(self) -> Finished {
+        // SAFETY: signalling the child this helper started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.finish()
+    }
+
     /// Waits for the recipe to stop by itself (its `-d` or `-c`), killing it past the deadline.
     pub fn finish(mut self) -> Finished {
         let mut out = self.child.stdout.take().expect("stdout is piped");
@@ -152,8 +159,15 @@ impl Finished {
             "{}: attached programs\n{}",
             self.name, self.stderr
         );
+        // Probes the kernel skipped (another BPF program or a BPF system call held the CPU)
+        // are reported too, but they hit every probe on a busy machine, most of them for
+        // events the recipe filters out; each test's own comparison with the kernel or
+        // bpftrace says whether any event it counts went missing.
         assert!(
-            !self.stderr.contains("mmql: lost"),
+            !self
+                .stderr
+                .lines()
+                .any(|l| l.starts_with("mmql: lost") && !l.contains("the kernel skipped them")),
             "{} lost data:\n{}",
             self.name,
             self.stderr

@@ -17,7 +17,6 @@ pub mod browser;
 pub mod cgroup;
 pub mod mmql_run;
 pub mod perf;
-pub mod swap;
 
 use std::fmt;
 use std::io::Write;

@@ -43,7 +43,7 @@ pre.script{margin-top:8px;background:#fff;border:1px solid var(--line);border-ra
 .note{color:var(--muted);font-size:13px;margin:6px 0}
 svg.chart{display:block;max-width:100%;height:auto;margin:4px 0}
 svg .bar{fill:var(--bar)}svg text{font:12px ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;fill:var(--fg)}
-svg .bc{fill:var(--muted)}
+svg .bc{fill:var(--muted)}svg .grid{fill:#f4f6fa}
 tr.line td{border:none;padding:1px 8px}tr.line:nth-child(even){background:#fafbfd}
 td.n{color:var(--muted);width:60px;font-size:12px;padding-top:3px}
 footer{color:var(--muted);font-size:12px;margin-top:36px}
@@ -122,9 +122,9 @@ pub fn render(r: &RunReport) -> String {
     }
     printf_lines(&mut s, r);
     // Last and folded: the charts are what a reader of a bug report looks at first.
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<h2>Script</h2><details><summary class=\"note\">{} ({} lines)</summary><pre class=\"script\">{}</pre></details>\n",
+        "<h2>Script</h2><details><summary class=\"note\">{} ({} lines)</summary><pre class=\"script\">{}</pre></details>",
         escape(&m.script_name),
         m.script.trim_end().lines().count(),
         escape(m.script.trim_end())
@@ -169,10 +169,12 @@ fn map_card(s: &mut String, map: &ReportMap) {
         "<section class=\"card map\"><h3>{}</h3><p class=\"kind\">{kind}{keys}</p>",
         escape(&d.name)
     );
-    let hist = d
-        .rows
-        .first()
-        .is_some_and(|(_, v)| matches!(v, AggValue::Hist(_) | AggValue::Lhist { .. }));
+    let hist = d.rows.first().is_some_and(|(_, v)| {
+        matches!(
+            v,
+            AggValue::Hist(_) | AggValue::Lhist { .. } | AggValue::Heatmap(_)
+        )
+    });
     if hist {
         // Largest keys first: the one a reader looks for.
         let rows = d.sorted_rows(None);
@@ -182,7 +184,10 @@ fn map_card(s: &mut String, map: &ReportMap) {
             if !key.is_empty() {
                 let _ = write!(s, "<h4>{}</h4>", escape(&title));
             }
-            s.push_str(&svg::bar_chart(&title, &buckets(value)));
+            match value {
+                AggValue::Heatmap(h) => s.push_str(&svg::heatmap(&title, h)),
+                _ => s.push_str(&svg::bar_chart(&title, &buckets(value))),
+            }
         }
         if rows.len() > MAX_CHARTS {
             let _ = write!(

@@ -22,7 +22,7 @@ use std::path::Path;
 use mmql_compiler::capture::header;
 use serde_json::Value;
 
-use super::source::{TraceError, TraceEvent, TraceInfo, TraceSource};
+use crate::source::{TraceError, TraceEvent, TraceInfo, TraceSource};
 
 pub const MAGIC: &[u8; 8] = b"MMQLTRCE";
 pub const VERSION: u32 = 1;
@@ -311,8 +311,10 @@ impl Reader {
             kind::INFO => {
                 let v: Value =
                     serde_json::from_slice(p).map_err(|e| format!("bad information: {e}"))?;
-                let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-                self.info.kernel_release = text("kernel_release");
+                self.info.kernel_release = v
+                    .get("kernel_release")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 self.info.cpus = v
                     .get("cpus")
                     .and_then(Value::as_u64)
@@ -388,7 +390,7 @@ impl Reader {
                 });
             }
             kind::STACK => {
-                if p.len() < 4 || (p.len() - 4) % 8 != 0 {
+                if p.len() < 4 || !(p.len() - 4).is_multiple_of(8) {
                     return Err("stack item of a wrong size".into());
                 }
                 let id = u32_at(p, 0);
