@@ -529,9 +529,14 @@ fn render_memory(s: &mut String, rows: &[MemRow]) {
             Some(_) => format!("≤ bpftrace: {}", verdict(ratio(m, b).map(|r| r <= 1.0))),
             None => String::new(),
         };
+        // The ratio rounds a difference of a few hundred bytes away: print it.
+        let diff = match (m, b) {
+            (Some(m), Some(b)) => format!(" ({:+} B)", m as i64 - b as i64),
+            _ => String::new(),
+        };
         let _ = writeln!(
             s,
-            "| kernel memory (memlock of BPF maps and programs), {} | {} | {} | {} | {goal} |",
+            "| kernel memory (memlock of BPF maps and programs), {} | {} | {} | {}{diff} | {goal} |",
             row.label,
             show(&row.mmql),
             row.bpftrace.as_ref().map_or("—".into(), show),

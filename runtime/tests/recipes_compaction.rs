@@ -137,9 +137,13 @@ fn compactsnoop_reports_every_zone_of_a_full_compaction() {
 #[test]
 fn compaction_recipes_agree_on_a_full_compaction() {
     skip_unless_root_bpf!();
+    // Health's window holds duration's (attached first, running 4 s longer): a compaction
+    // the machine runs on its own around the workload's is then seen by health whenever
+    // duration sees it, and `health >= duration` stays exact (seen under load: 4 < 6 when
+    // duration attached first and all three ran 5 s).
+    let health = start("compaction-health", &[], 9);
+    let efficiency = start("compaction-efficiency", &[], 7);
     let duration = start("compaction-duration", &[], 5);
-    let efficiency = start("compaction-efficiency", &[], 5);
-    let health = start("compaction-health", &[], 5);
     let zones = populated_zones().len() as i64;
     let status = support::workload_cmd(&["compact"])
         .status()
