@@ -21,6 +21,10 @@ use super::SkipReason;
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a tracer may take to stop and print after being told to.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a tracer told to stop may stay silent before [`Proc::stop_insisting`] tells it
+/// again: half the time the whole bpftrace comparison takes under load (~10 s) when bpftrace
+/// gets its first SIGINT.
+pub const SIGINT_AGAIN: Duration = Duration::from_secs(5);
 
 /// One output stream of a child, filled by a reader thread.
 #[derive(Default)]
@@ -146,6 +150,11 @@ impl Proc {
         }
     }
 
+    /// True while the child has not exited (it is not reaped here: `finish` still collects it).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGINT, as Ctrl-C would.
     pub fn interrupt(&self) {
         // SAFETY: signalling our own, not yet reaped, child.
@@ -187,6 +196,30 @@ impl Proc {
     pub fn stop(self) -> Finished {
         self.interrupt();
         self.finish(FINISH_TIMEOUT)
+    }
+
+    /// [`Proc::stop`] for bpftrace, which can lose a SIGINT: v0.17 on a saturated machine was
+    /// seen asleep in epoll_wait 20 s after one (and 11 min in another run), having printed
+    /// nothing, and it exited on the next one every time. So SIGINT is sent again while the
+    /// tracer has neither exited nor printed anything for `SIGINT_AGAIN`; one that is already
+    /// printing its maps is left to finish.
+    pub fn stop_insisting(mut self) -> Finished {
+        let deadline = Instant::now() + FINISH_TIMEOUT;
+        loop {
+            self.interrupt();
+            let printed = self.out.text().len();
+            let again = Instant::now() + SIGINT_AGAIN;
+            while Instant::now() < again && self.running() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !self.running() || self.out.text().len() != printed || Instant::now() >= deadline {
+                return self.finish(deadline.saturating_duration_since(Instant::now()));
+            }
+            eprintln!(
+                "{} printed nothing {SIGINT_AGAIN:?} after SIGINT; sending it again",
+                self.what
+            );
+        }
     }
 }
 
@@ -326,6 +359,22 @@ pub fn value_at<'a>(rows: &'a [(String, Value)], key: &str) -> &'a Value {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no row `{key}` in {rows:?}"))
+}
+
+/// Probe runs the kernel skipped, from mmql's JSON `lost` records (0 when none): events at
+/// most, every tracer's program on the same tracepoint skipped alike, since the kernel runs
+/// the programs of one tracepoint together or not at all.
+pub fn mmql_skipped(lines: &[Value]) -> u64 {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "lost")
+        .filter(|l| {
+            l["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("the kernel skipped them"))
+        })
+        .filter_map(|l| l["count"].as_u64())
+        .sum()
 }
 
 /// A histogram (either tracer's JSON: `[{min, max, count}]`) as its non-empty buckets.

@@ -17,6 +17,7 @@ pub mod browser;
 pub mod cgroup;
 pub mod mmql_run;
 pub mod perf;
+pub mod sysctl;
 
 use std::fmt;
 use std::io::Write;
