@@ -26,6 +26,16 @@ impl Drop for StatsSysctl {
     }
 }
 
+/// A child killed and reaped when dropped, also when an assertion fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A busy event (every page allocation on the machine) and a never-firing one.
 const SCRIPT: &str = "on kmem:mm_page_alloc { @n[comm] = count() }\n\
     on kmem:mm_page_alloc where current.pid == 4000000001 { @never = count() }";
@@ -56,8 +66,16 @@ fn measure_prints_costs_only_with_stats_on() {
     plain.expect_code(0, "explain without --measure");
     assert!(!plain.stdout.contains("measured"), "{}", plain.stdout);
 
-    // Page allocations happen all the time; one second sees some on any machine.
+    // A quiet machine can go a second without a page allocation (CI's did), so a churn the
+    // test owns keeps allocating across the whole window; it is killed and reaped after.
+    let churn = Reaped(
+        support::workload_cmd(&["churn", "--pages", "2000", "--rounds", "1000000"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the churn workload starts"),
+    );
     let out = explain(&["--measure", "1s"]);
+    drop(churn);
     out.expect_code(0, "explain --measure 1s");
     let lines: Vec<&str> = out
         .stdout
