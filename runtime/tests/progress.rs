@@ -25,6 +25,15 @@ fn on_tty(args: &[&str]) -> String {
     support::text(&out.stdout)
 }
 
+/// The key count the status line `s` gives `map` (`@n 3 keys`, `@o 1 key`).
+fn keys_of(s: &str, map: &str) -> Option<u64> {
+    let rest = &s[s.find(&format!("{map} "))? + map.len() + 1..];
+    let (n, unit) = rest.split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    let plural = unit.starts_with("keys");
+    (unit.starts_with("key") && plural == (n != 1)).then_some(n)
+}
+
 #[test]
 fn status_line_on_a_terminal_only() {
     skip_unless_root_bpf!();
@@ -43,8 +52,9 @@ fn status_line_on_a_terminal_only() {
             s.starts_with("mmql: 0:0") && s.contains(" elapsed · @n "),
             "{s:?}"
         );
+        // How many comms allocated depends on the machine (a quiet one may show only one).
         assert!(
-            s.contains(" keys · @o 1 key · ") && s.contains(" lines · "),
+            keys_of(s, "@n").is_some() && keys_of(s, "@o").is_some() && s.contains(" lines · "),
             "{s:?}"
         );
         assert!(!s.contains('\n'), "one line: {s:?}");
