@@ -5,36 +5,9 @@
 mod support;
 
 use support::mmql_run::{run_mmql, Finished};
+use support::sysctl::Sysctl;
 
-const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-/// Sets the sysctl for the test's lifetime; the value found is written back on drop (also
-/// when an assertion fails).
-struct StatsSysctl(String);
-
-impl StatsSysctl {
-    fn set(value: &str) -> StatsSysctl {
-        let found = std::fs::read_to_string(SYSCTL).expect("read the sysctl");
-        std::fs::write(SYSCTL, value).expect("write the sysctl");
-        StatsSysctl(found.trim().to_string())
-    }
-}
-
-impl Drop for StatsSysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(SYSCTL, &self.0);
-    }
-}
-
-/// A child killed and reaped when dropped, also when an assertion fails.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const SYSCTL: &str = "kernel/bpf_stats_enabled";
 
 /// A busy event (every page allocation on the machine) and a never-firing one.
 const SCRIPT: &str = "on kmem:mm_page_alloc { @n[comm] = count() }\n\
@@ -51,7 +24,7 @@ fn explain(extra: &[&str]) -> Finished {
 fn measure_prints_costs_only_with_stats_on() {
     skip_unless_root_bpf!();
     {
-        let _off = StatsSysctl::set("0");
+        let _off = Sysctl::set(SYSCTL, "0");
         let out = explain(&["--measure", "200ms"]);
         out.expect_code(1, "--measure with stats off");
         assert!(
@@ -61,19 +34,14 @@ fn measure_prints_costs_only_with_stats_on() {
         );
         assert_eq!(out.stdout, "", "nothing printed without the statistics");
     }
-    let _on = StatsSysctl::set("1");
+    let _on = Sysctl::set(SYSCTL, "1");
     let plain = explain(&[]);
     plain.expect_code(0, "explain without --measure");
     assert!(!plain.stdout.contains("measured"), "{}", plain.stdout);
 
     // A quiet machine can go a second without a page allocation (CI's did), so a churn the
     // test owns keeps allocating across the whole window; it is killed and reaped after.
-    let churn = Reaped(
-        support::workload_cmd(&["churn", "--pages", "2000", "--rounds", "1000000"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the churn workload starts"),
-    );
+    let churn = support::churn_in_background();
     let out = explain(&["--measure", "1s"]);
     drop(churn);
     out.expect_code(0, "explain --measure 1s");

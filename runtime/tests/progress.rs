@@ -38,6 +38,8 @@ fn keys_of(s: &str, map: &str) -> Option<u64> {
 fn status_line_on_a_terminal_only() {
     skip_unless_root_bpf!();
     skip_unless!(support::require_tool("script"));
+    // Every run below must see page allocations; a quiet machine may make none for seconds.
+    let _churn = support::churn_in_background();
     let tty = on_tty(&["-d", "3s", "-e", SCRIPT]);
     let status: Vec<&str> = tty
         .split(ERASE)

@@ -259,6 +259,27 @@ pub fn workload_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// A page churn the test owns, allocating until the guard drops (then killed and reaped, also
+/// when an assertion fails): for tests that need page allocations to happen while they look,
+/// which a quiet machine does not promise (CI's went seconds without one).
+pub struct Churn(std::process::Child);
+
+pub fn churn_in_background() -> Churn {
+    Churn(
+        workload_cmd(&["churn", "--pages", "2000", "--rounds", "1000000"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the churn workload starts"),
+    )
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Parses the workload's `key=value` report into (key, value) pairs, in order. Keys may repeat
 /// (`hog` prints `allocated_mb=` once per step).
 pub fn parse_report(stdout: &[u8]) -> Vec<(String, String)> {
