@@ -285,24 +285,13 @@ fn lab_run_report_renders() {
     skip_unless_root_bpf!();
     skip_unless!(require_chromium());
     let page = tmp("lab.html");
-    let args = [
-        "lab",
+    let out = support::mmql_lab_output(&[
         "pcp",
         "-f",
         "json",
         "--html",
         page.to_str().expect("utf-8 path"),
-    ];
-    // One lab at a time on the host: wait while another test's lab holds the lock.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let out = loop {
-        let out = support::mmql_output(&args);
-        let busy = support::text(&out.stderr).contains("another lab is running");
-        if !busy || std::time::Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-    };
+    ]);
     assert!(out.status.success(), "{out:?}");
     let json = json_lines(&support::text(&out.stdout));
     let (charts, rows, _) = expected(&json);

@@ -103,6 +103,46 @@ fn recorded_memcg_reclaim_timeline_matches_the_run() {
     check(&json_lines(&stdout), &s, None, &stdout);
 }
 
+/// A lab run writes its timeline through the same run path: `mmql lab kswapd` with the
+/// kswapd-cycle recipe wakes kswapd with clean page cache; every cycle the recipe printed is
+/// one closed slice on its node's track (not a thread's), as long as the cycle it printed.
+#[test]
+fn kswapd_lab_timeline_has_a_slice_per_cycle() {
+    skip_unless_root_bpf!();
+    skip_unless!(require_perfetto_py());
+    let trace =
+        std::env::temp_dir().join(format!("mmql-perfetto-lab-{}.pftrace", std::process::id()));
+    let out = support::mmql_lab_output(&[
+        "kswapd",
+        "-r",
+        "kswapd-cycle",
+        "-f",
+        "json",
+        "--perfetto",
+        trace.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = support::text(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let s = summary(&trace);
+    let _ = std::fs::remove_file(&trace);
+    let cycles = json_lines(&stdout)
+        .iter()
+        .filter(|v| v["type"] == "printf")
+        .filter_map(|v| v["msg"].as_str())
+        .filter(|m| m.starts_with("kswapd") && m.contains(" awake "))
+        .count();
+    assert!(cycles > 0, "the lab woke kswapd:\n{stdout}");
+    assert_eq!(s["unclosed"], 0, "every slice closed");
+    let slices = s["slices"].as_array().expect("slices");
+    assert_eq!(slices.len(), cycles, "one slice per printed cycle: {s}");
+    for sl in slices {
+        assert!(
+            sl["track"].get("tid").is_none(),
+            "kswapd cycles sit on a node's track: {sl}"
+        );
+    }
+}
+
 /// Slices, instants, threads and counters of the trace `s` against the run's JSON output.
 fn check(json: &[Value], s: &Value, dd_pid: Option<u32>, stdout: &str) {
     // What the run printed: the R lines (tid, pages, duration) and the `every` prints.

@@ -159,6 +159,22 @@ pub fn mmql_output(args: &[&str]) -> std::process::Output {
         .expect("mmql runs")
 }
 
+/// `mmql lab ARGS…` through [`mmql_output`], waiting (up to 2 minutes) while another test's
+/// lab holds the host's one lab lock.
+pub fn mmql_lab_output(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["lab"];
+    all.extend_from_slice(args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = mmql_output(&all);
+        let busy = text(&out.stderr).contains("another lab is running");
+        if !busy || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
 /// Bytes of output as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
