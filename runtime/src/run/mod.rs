@@ -21,7 +21,7 @@ pub(crate) mod timers;
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use aya::maps::RingBuf;
@@ -246,37 +246,17 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                         .min(i32::MAX as u128) as i32
                 })
             };
-            let mut fds = vec![libc::pollfd {
-                fd: signals.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            if let Some(rb) = &ring {
-                fds.push(libc::pollfd {
-                    fd: rb.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            if let Some(pfd) = child.as_ref().and_then(|c| c.pidfd.as_ref()) {
-                fds.push(libc::pollfd {
-                    fd: pfd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            if let Some(t) = &traced {
-                fds.push(libc::pollfd {
-                    fd: t.fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            // SAFETY: fds is a valid array of pollfd for the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return Err(io::Error::last_os_error());
-            }
+            let fds: Vec<RawFd> = std::iter::once(signals.fd())
+                .chain(ring.as_ref().map(|rb| rb.as_raw_fd()))
+                .chain(
+                    child
+                        .as_ref()
+                        .and_then(|c| c.pidfd.as_ref())
+                        .map(|p| p.as_raw_fd()),
+                )
+                .chain(traced.as_ref().map(|t| t.fd()))
+                .collect();
+            signals::wait_readable(&fds, timeout)?;
             progress.hide();
             pending = session.take_events(ring.as_mut())?;
             if signals.take().is_some() {

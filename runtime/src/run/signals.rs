@@ -57,3 +57,30 @@ impl SignalPipe {
         (n > 0).then(|| i32::from(buf[0]))
     }
 }
+
+/// Waits until any of `fds` is readable or `timeout_ms` passes (-1: no limit); a signal that
+/// interrupts the wait is not an error (the loop finds its byte on the pipe). The event loops
+/// of runs and recordings both wait here; what woke them they learn by asking each source.
+pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<()> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `polled` is a valid array of pollfd for the duration of the call.
+    let n = unsafe {
+        libc::poll(
+            polled.as_mut_ptr(),
+            polled.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
+    let err = io::Error::last_os_error();
+    if n < 0 && err.kind() != io::ErrorKind::Interrupted {
+        return Err(err);
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::formats::FormatSource;
 use crate::run::child::GatedChild;
 use crate::run::ksyms::Ksyms;
 use crate::run::load::{self, AttachError};
-use crate::run::signals::SignalPipe;
+use crate::run::signals::{wait_readable, SignalPipe};
 use crate::run::{load_failure, parse_duration};
 use crate::sys::prog::ProgLoadError;
 use crate::sys::RawMap;
@@ -261,27 +261,16 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
                 .flatten()
                 .min();
             let timeout = wake.map_or(-1, |w| w.saturating_duration_since(now).as_millis() as i32);
-            let mut fds = vec![
-                libc::pollfd {
-                    fd: signals.fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: ring.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            if let Some(pfd) = child.as_ref().and_then(|c| c.pidfd.as_ref()) {
-                fds.push(libc::pollfd {
-                    fd: pfd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-            // SAFETY: fds is a valid array of pollfd for the duration of the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let fds: Vec<RawFd> = [signals.fd(), ring.as_raw_fd()]
+                .into_iter()
+                .chain(
+                    child
+                        .as_ref()
+                        .and_then(|c| c.pidfd.as_ref())
+                        .map(|p| p.as_raw_fd()),
+                )
+                .collect();
+            wait_readable(&fds, timeout)?;
             // One slice at a time, as a run drains (run::SLICE): records arriving faster
             // than they are written must not keep a stop request waiting.
             let until = Instant::now() + crate::run::SLICE;
