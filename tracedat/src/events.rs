@@ -219,10 +219,16 @@ impl<B: Borrow<TraceDat>> Events<B> {
             buffer: trace.meta.buffers[s.buffer].name.as_str(),
             ts,
             pid,
-            comm: comm.map(|c| trace.comm_at(c)),
+            comm: comm.map(|c| trace.comm_at(c)).or(idle_comm(pid)),
             format: &trace.meta.formats[format_index],
             format_index,
             raw,
         }))
     }
+}
+
+/// The kernel never saves a command line for pid 0, the idle task; trace-cmd names it
+/// `<idle>`, and so does this reader.
+pub(crate) fn idle_comm(pid: i32) -> Option<&'static str> {
+    (pid == 0).then_some("<idle>")
 }

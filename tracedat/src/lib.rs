@@ -191,7 +191,9 @@ impl TraceDat {
 
     /// The comm saved for `pid`.
     pub fn comm(&self, pid: i32) -> Option<&str> {
-        self.comm_index(pid).map(|i| self.comm_at(i))
+        self.comm_index(pid)
+            .map(|i| self.comm_at(i))
+            .or(events::idle_comm(pid))
     }
 
     fn comm_index(&self, pid: i32) -> Option<usize> {
