@@ -6,13 +6,11 @@
 //! The stream runs a full minute: the ring buffer and the output writer are fixed-size, so
 //! memory must not grow with run time.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use harness::{assert_clean, mmql, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::watched::{assert_clean, mmql, Watched};
 
 /// mmql's own peak RSS limit for these runs. A debug build idles at ~15 MiB; 64 MiB leaves
 /// room for the map dump but not for anything that grows with events.

@@ -2,11 +2,11 @@
 //! `bpftool prog loadall`) must load every program and map of it, not only mmql's own loader.
 //! Input: one script per lowering feature; output: pass/fail per object, pins removed.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::{require_tool, SkipReason};
 
 /// One script per feature the object layout depends on: per-CPU array, hist buckets,

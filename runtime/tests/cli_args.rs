@@ -3,7 +3,8 @@
 //! top-level run takes are refused before a subcommand instead of being ignored; `-e` and a
 //! script file together are refused.
 
-mod support;
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless;
 
 const SNAPSHOT: &str = "stdlib/snapshot/events";
 const SCRIPT: &str = "on kmem:mm_page_alloc { @n = count() }";

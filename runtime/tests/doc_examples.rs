@@ -6,12 +6,12 @@
 //! the README must run as shown (root) in an empty directory with what `scripts/install`
 //! installs on PATH.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mmql_lang::diag::Code;
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
 
 const DOC: &str = "docs/language.md";
 const README: &str = "README.md";

@@ -2,7 +2,8 @@
 //! printed only when `kernel.bpf_stats_enabled` is on, and a clear error when it is off. The
 //! test sets the sysctl itself and restores the value it found on every exit path.
 
-mod support;
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
 
 use support::mmql_run::{run_mmql, Finished};
 use support::sysctl::Sysctl;

@@ -5,13 +5,11 @@
 //! command failed and exits with the command's status then (docs/exit-codes.md), refuses a pid
 //! that names no process, leaves no process of the command and no BPF object behind.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use harness::{assert_clean, mmql, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::watched::{assert_clean, mmql, Watched};
 
 const COUNT: &str = "on kmem:mm_page_alloc { @n = count() }";
 

@@ -4,15 +4,13 @@
 //! exactly one `mmql: error:` line saying what is wrong, no BPF object left behind — including
 //! the programs that were already attached when a later probe failed.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{assert_clean, assert_one_line_error, mmql_bin, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
+use support::watched::{assert_clean, assert_one_line_error, Watched};
 
 const COUNT: &str = "on kmem:mm_page_alloc { @n = count() }";
 
@@ -63,7 +61,8 @@ fn tracepoint_missing_on_this_kernel() {
     assert!(!Path::new("/sys/kernel/tracing/events/kmem/mm_gone_event").exists());
     let f = Formats::with_missing_event();
     let script = "on kmem:mm_page_alloc { @a = count() }\non kmem:mm_gone_event { @n = count() }";
-    let mut cmd = harness::mmql(&["--formats", f.0.to_str().expect("utf-8"), "-e", script]);
+    let mut cmd =
+        support::watched::mmql(&["--formats", f.0.to_str().expect("utf-8"), "-e", script]);
     let e = Watched::spawn(&mut cmd).finish(Duration::from_secs(60));
     let line = assert_one_line_error(&e, "kmem:mm_gone_event", "missing tracepoint");
     assert!(
@@ -89,7 +88,7 @@ fn require_tool_runs(tool: &str, arg: &str) -> Option<support::SkipReason> {
 fn tracefs_unmounted() {
     skip_unless_root_bpf!();
     skip_unless!(require_tool_runs("unshare", "--version"));
-    let mmql = mmql_bin();
+    let mmql = support::mmql();
     let run = |extra: &str| {
         let script = format!(
             "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
@@ -142,7 +141,7 @@ fn without_cap_bpf() {
         "-all",
         "--",
     ])
-    .arg(mmql_bin())
+    .arg(support::mmql())
     .args(["-e", COUNT])
     .env("NO_COLOR", "1");
     let e = Watched::spawn(&mut cmd).finish(Duration::from_secs(60));

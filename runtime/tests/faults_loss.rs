@@ -3,16 +3,14 @@
 //! reader is stalled. Output: every drop counted and reported, and the counts add up exactly:
 //! map rows + lost updates = events, printed lines + lost events = events.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::{assert_clean, lost, mmql, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
 use serde_json::Value;
+use support::watched::{assert_clean, lost, mmql, Watched};
 
 /// The kernel-side capacity of a script hash map (compiler/src/lower/layout.rs HASH_ENTRIES).
 const HASH_ENTRIES: usize = 4_096;

@@ -4,15 +4,13 @@
 //! `mmql: error:` line naming the output and the cause; probes detached, no BPF object left
 //! behind either way.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::{assert_clean, assert_one_line_error, mmql, Producer, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::watched::{assert_clean, assert_one_line_error, mmql, Producer, Watched};
 
 const STREAM: &str = r#"on kmem:mm_page_alloc { printf("order %d pfn %d\n", order, pfn) }"#;
 

@@ -3,13 +3,11 @@
 //! attaches, and while it prints a stream of printf lines. Output: the documented ending
 //! (exit 0, the exit dump, no error line) and no BPF program, link or map left behind.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use harness::{assert_clean, lost, mmql, Producer, Rng, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::watched::{assert_clean, lost, mmql, Producer, Rng, Watched};
 
 /// A script that keeps mmql busy in every phase: a printf per page allocation (a steady
 /// stream on any machine), a count to dump at exit, and a timer that prints meanwhile.
@@ -198,7 +196,7 @@ fn on_end_sees_a_still_map() {
 /// Starts `mmql ARGS` with its stdout read at ~80 KB/s (4 KiB every 50 ms), far below what a
 /// printf per page allocation produces; sends SIGINT once it has attached and run for a
 /// second. Returns how it ended, how long the stop took, and what the reader got.
-fn stop_behind_a_slow_reader(args: &[&str]) -> (harness::Ended, Duration, String) {
+fn stop_behind_a_slow_reader(args: &[&str]) -> (support::watched::Ended, Duration, String) {
     use std::io::Read;
     use std::process::Stdio;
     let mut c = mmql(args);

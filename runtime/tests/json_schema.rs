@@ -4,14 +4,14 @@
 //! output of a run that prints every line type mmql emits and every map kind. Output: each
 //! line accepted or rejected by a real JSON Schema validator, as it should be.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use serde_json::Value;
 use support::mmql_run::run_mmql;
 

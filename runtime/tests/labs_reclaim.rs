@@ -9,12 +9,11 @@
 //! on this kernel (6.18, cgroup v1) memory-cgroup reclaim by other tasks is traced but not
 //! added to pgscan_*, so the LRU recipes are held only to the lower bound.
 
-mod labs_common;
-mod recipes_common;
-mod support;
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 
-use labs_common::{bt, Bpftrace, LabRun, Watch};
-use recipes_common::{start, Finished};
+use support::labs::{bt, Bpftrace, LabRun, Watch};
+use support::recipes::{start, Finished};
 
 /// Reclaim lines (`KIND COMM TID LATENCY ms PAGES ORDER [PRIO] [OVER]`) of `kind`.
 fn lines<'a>(stdout: &'a str, kind: &str) -> Vec<Vec<&'a str>> {
@@ -52,7 +51,7 @@ fn sum(r: &LabRun, names: &[&str]) -> (u64, u64) {
 }
 
 /// LRU recipes started beside a lab, checked against the pages the kernel scanned.
-fn lru_recipes() -> Vec<recipes_common::Running> {
+fn lru_recipes() -> Vec<support::recipes::Running> {
     ["shrink-inactive", "lru-isolate"]
         .iter()
         .map(|n| start(n, &[], 600))
@@ -97,7 +96,7 @@ fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
     skip_unless_root_bpf!();
     let watch = Watch::start();
     let lru = lru_recipes();
-    let r = labs_common::run(&["zone-reclaim"]);
+    let r = support::labs::run(&["zone-reclaim"]);
     let done: Vec<Finished> = lru.into_iter().map(|x| x.interrupt()).collect();
     assert!(r.ok, "{}", r.describe());
     let node = lines(&r.stdout, "node");
@@ -159,12 +158,12 @@ fn kswapd_lab_counts_wakes_like_pageoutrun() {
     skip_unless_root_bpf!();
     let watch = Watch::start();
     let cycle = start("kswapd-cycle", &[], 600);
-    let r = labs_common::run(&["kswapd"]);
+    let r = support::labs::run(&["kswapd"]);
     let cycle = cycle.interrupt();
     assert!(r.ok, "{}", r.describe());
     // Every wake runs balance_pgdat() once, which counts pageoutrun. The recipe prints and
     // clears @wakes every second; the rows of all prints (and the exit dump) add up.
-    let wakes: i64 = recipes_common::rows(&r.stdout, "@wakes")
+    let wakes: i64 = support::recipes::rows(&r.stdout, "@wakes")
         .iter()
         .map(|(_, v)| v)
         .sum();
@@ -175,14 +174,14 @@ fn kswapd_lab_counts_wakes_like_pageoutrun() {
         "the fill reads until kswapd woke\n{}",
         r.describe()
     );
-    let by_order: i64 = recipes_common::rows(&r.stdout, "@wakes_by_order")
+    let by_order: i64 = support::recipes::rows(&r.stdout, "@wakes_by_order")
         .iter()
         .map(|(_, v)| v)
         .sum();
     assert_eq!(by_order, wakes, "{}", r.describe());
     // Some task asked for each wake-up; usually the reader, but another task that allocates
     // while free memory is low may ask first.
-    let requested: i64 = recipes_common::rows(&r.stdout, "@requested_by")
+    let requested: i64 = support::recipes::rows(&r.stdout, "@requested_by")
         .iter()
         .map(|(_, n)| n)
         .sum();
@@ -209,7 +208,7 @@ fn direct_reclaim_lab_counts_stalls_like_allocstall() {
     skip_unless_root_bpf!();
     let watch = Watch::start();
     let zr = start("zone-reclaim", &[], 600);
-    let r = labs_common::run(&["direct-reclaim"]);
+    let r = support::labs::run(&["direct-reclaim"]);
     let zr = zr.interrupt();
     assert!(r.ok, "{}", r.describe());
     let stalls = [
@@ -247,7 +246,7 @@ fn compaction_lab_matches_the_compaction_counters() {
     let direct = start("direct-reclaim-latency", &[], 600);
     let duration = start("compaction-duration", &[], 600);
     let snoop = start("compactsnoop", &[], 600);
-    let r = labs_common::run(&["compaction", "-r", "compaction-efficiency"]);
+    let r = support::labs::run(&["compaction", "-r", "compaction-efficiency"]);
     let (health, direct) = (health.interrupt(), direct.interrupt());
     let (duration, snoop) = (duration.interrupt(), snoop.interrupt());
     let rows = bpf.stop();

@@ -2,15 +2,13 @@
 //! directory, a sysctl that makes a lab unsafe) in one sentence that names the cause, one lab
 //! at a time, and the host put back after SIGTERM and after SIGKILL (by the next run).
 
-mod labs_common;
-mod recipes_common;
-mod support;
-
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use labs_common::{serial, HostState, Watch};
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
+use support::labs::{serial, HostState, Watch};
 
 #[test]
 fn listing_names_every_lab_with_recipe_time_memory_and_changes() {
@@ -147,7 +145,7 @@ fn sigterm_mid_run_restores_the_host() {
     // thp-collapse holds its region for 6 s in its cgroup, with khugepaged's knob changed:
     // a signal in that window meets a knob, a cgroup and a live workload.
     let before = scan_sleep();
-    let lab = labs_common::spawn(&["thp-collapse"]);
+    let lab = support::labs::spawn(&["thp-collapse"]);
     wait_for("the lab's workload in its cgroup", 60, || {
         scan_sleep() == "10" && workload_in_lab_cgroup()
     });
@@ -173,7 +171,7 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
     let watch = Watch::start();
     // zone-reclaim, killed as soon as its driver has set zone_reclaim_mode: sysctls and a
     // sparse file being read.
-    let mut lab = labs_common::spawn(&["zone-reclaim"]);
+    let mut lab = support::labs::spawn(&["zone-reclaim"]);
     wait_for("the lab to start its fill", 60, || {
         zone_reclaim_mode() == "1"
     });
@@ -185,7 +183,7 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
         watch.before,
         "the killed lab left changes to repair"
     );
-    let next = labs_common::run(&["pcp", "-d", "30s"]);
+    let next = support::labs::run(&["pcp", "-d", "30s"]);
     assert!(next.ok, "{}", next.describe());
     assert!(
         next.stderr.contains("undid what an unfinished lab left")
@@ -197,14 +195,14 @@ fn sigkill_mid_run_is_repaired_by_the_next_lab() {
     watch.assert_restored(2048);
 
     // write-folio: a swap file and a cgroup with a workload in it.
-    let mut lab = labs_common::spawn(&["write-folio"]);
+    let mut lab = support::labs::spawn(&["write-folio"]);
     wait_for("the lab's swap file and cgroup", 60, || {
         let s = HostState::read();
         !s.lab_cgroups.is_empty() && s.swaps.iter().any(|p| p.contains("mmql-lab-"))
     });
     lab.kill().expect("SIGKILL the lab");
     let _ = lab.wait();
-    let next = labs_common::run(&["pcp", "-d", "30s"]);
+    let next = support::labs::run(&["pcp", "-d", "30s"]);
     assert!(next.ok, "{}", next.describe());
     assert!(
         next.stderr.contains("swap file") && next.stderr.contains("removed cgroup"),

@@ -4,12 +4,11 @@
 //! thp_collapse_alloc, pgalloc_*/pgfree), and bpftrace on the same run where it does not
 //! (memory-cgroup reclaim is not in this kernel's pgscan_*; extfrag steals have no counter).
 
-mod labs_common;
-mod recipes_common;
-mod support;
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 
-use labs_common::{bt, Bpftrace, LabRun, Watch};
-use recipes_common::start;
+use support::labs::{bt, Bpftrace, LabRun, Watch};
+use support::recipes::start;
 
 /// The recipe's count lies between the kernel's count over the workload's run and over the
 /// traced run; below only by the events the kernel itself skipped the probes for (reported).
@@ -39,7 +38,7 @@ fn memcg_reclaim_lab_matches_bpftrace() {
     let bpf = Bpftrace::start(
         "tracepoint:vmscan:mm_vmscan_memcg_reclaim_end { @n[tid] = count(); @pages[tid] = sum(args->nr_reclaimed); }",
     );
-    let r = labs_common::run(&["memcg-reclaim"]);
+    let r = support::labs::run(&["memcg-reclaim"]);
     let rows = bpf.stop();
     assert!(r.ok, "{}", r.describe());
     // The reader's threads (it reports their ids): the recipe's lines for them, one per
@@ -82,7 +81,7 @@ fn oom_lab_matches_oom_kill() {
     skip_unless!(support::cgroup::require_memcg());
     let watch = Watch::start();
     let adj = start("oom-score-adj", &[], 600);
-    let r = labs_common::run(&["oom"]);
+    let r = support::labs::run(&["oom"]);
     let adj = adj.interrupt();
     assert!(r.ok, "{}", r.describe());
     let kills = r
@@ -119,9 +118,9 @@ fn write_folio_lab_matches_nr_vmscan_write() {
     skip_unless_root_bpf!();
     skip_unless!(support::cgroup::require_memcg());
     let watch = Watch::start();
-    let r = labs_common::run(&["write-folio"]);
+    let r = support::labs::run(&["write-folio"]);
     assert!(r.ok, "{}", r.describe());
-    let written: i64 = recipes_common::rows(&r.stdout, "@by_flags")
+    let written: i64 = support::recipes::rows(&r.stdout, "@by_flags")
         .iter()
         .map(|(_, v)| v)
         .sum();
@@ -148,7 +147,7 @@ fn thp_collapse_lab_matches_thp_collapse_alloc() {
     skip_unless!(support::cgroup::require_memcg());
     let watch = Watch::start();
     let scan = start("khugepaged-scan", &[], 600);
-    let r = labs_common::run(&["thp-collapse"]);
+    let r = support::labs::run(&["thp-collapse"]);
     let scan = scan.interrupt();
     if r.stderr.contains("transparent huge pages are off") {
         support::report_skip(
@@ -158,7 +157,7 @@ fn thp_collapse_lab_matches_thp_collapse_alloc() {
         return;
     }
     assert!(r.ok, "{}", r.describe());
-    let collapsed = recipes_common::rows(&r.stdout, "@collapse")
+    let collapsed = support::recipes::rows(&r.stdout, "@collapse")
         .iter()
         .filter(|(k, _)| k == &["succeeded"])
         .map(|(_, v)| *v)
@@ -180,7 +179,7 @@ fn thp_collapse_lab_matches_thp_collapse_alloc() {
 fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
     skip_unless_root_bpf!();
     let watch = Watch::start();
-    let r = labs_common::run(&["pcp", "-r", "alloc-free-balance"]);
+    let r = support::labs::run(&["pcp", "-r", "alloc-free-balance"]);
     assert!(r.ok, "{}", r.describe());
     let per_line = |word: &str| -> u64 {
         r.stdout
@@ -194,7 +193,7 @@ fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
     };
     // Every second prints and zeroes the counts; the exit dump holds the rest.
     let dump = |m: &str| {
-        recipes_common::rows(&r.stdout, m)
+        support::recipes::rows(&r.stdout, m)
             .iter()
             .map(|(_, v)| *v as u64)
             .sum::<u64>()
@@ -223,10 +222,10 @@ fn extfrag_lab_matches_bpftrace() {
     let watch = Watch::start();
     // The kernel keeps no extfrag counter: bpftrace counts the same events, per pid.
     let bpf = Bpftrace::start("tracepoint:kmem:mm_page_alloc_extfrag { @steals[pid] = count(); }");
-    let r = labs_common::run(&["extfrag"]);
+    let r = support::labs::run(&["extfrag"]);
     let rows = bpf.stop();
     assert!(r.ok, "{}", r.describe());
-    let steals: i64 = recipes_common::rows(&r.stdout, "@steals")
+    let steals: i64 = support::recipes::rows(&r.stdout, "@steals")
         .iter()
         .map(|(_, v)| v)
         .sum();
@@ -246,7 +245,7 @@ fn extfrag_lab_matches_bpftrace() {
 /// The last value printed for each key of `map` (maps printed every few seconds without
 /// clearing, and once more at exit).
 fn last_rows(stdout: &str, map: &str) -> std::collections::BTreeMap<Vec<String>, i64> {
-    recipes_common::rows(stdout, map).into_iter().collect()
+    support::recipes::rows(stdout, map).into_iter().collect()
 }
 
 #[test]
@@ -265,7 +264,7 @@ fn pcp_lab_allocation_and_slab_recipes_match_bpftrace() {
     );
     let names = ["pcp-exhaustion", "alloc-order-hist", "slab-top"];
     let running: Vec<_> = names.iter().map(|n| start(n, &[], 600)).collect();
-    let r = labs_common::run(&["pcp"]);
+    let r = support::labs::run(&["pcp"]);
     let done: Vec<_> = running.into_iter().map(|x| x.interrupt()).collect();
     let rows = bpf.stop();
     assert!(r.ok, "{}", r.describe());

@@ -2,10 +2,9 @@
 //! for each kind of bad recording (truncated, corrupt, wrong version, not a recording) or
 //! wrong use (`-c`, a script needing stacks the file lacks, an event the file lacks).
 
-mod support;
-
 use std::path::PathBuf;
 
+use mmql_testsupport as support;
 use support::{mmql_output, text, workspace_root};
 
 fn sample(name: &str) -> Vec<u8> {

@@ -9,13 +9,13 @@
 //! own `ktime_get_ns` calls while the recording holds the recorder's (a few hundred ns apart);
 //! for those the count of spans is still compared.
 
-mod support;
-
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::cgroup::{require_memcg, MemCgroup};
 use support::mmql_run::{mmql_cmd, run_mmql, start_mmql, Finished, Proc};
 

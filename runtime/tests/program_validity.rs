@@ -8,13 +8,11 @@
 //!
 //! A failure prints the seed and the script, so `SEEDS` can be narrowed to reproduce it.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::time::Duration;
 
-use harness::{assert_clean, mmql, Rng, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::watched::{assert_clean, mmql, Rng, Watched};
 
 /// Fixed seeds: the same scripts every run. 48 scripts load in ~15 s on the 2-core CI box.
 const SEEDS: std::ops::Range<u64> = 1..49;

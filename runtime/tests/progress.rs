@@ -2,10 +2,10 @@
 //! lasted a second, erased before the final output, and never with `-q`, `-f json`, a run
 //! shorter than a second, or a stderr that is not a terminal.
 
-mod support;
-
 use std::process::Command;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::mmql_run::run_mmql;
 
 const SCRIPT: &str = "on kmem:mm_page_alloc { @n[comm] = count(); @o = hist(order) }";

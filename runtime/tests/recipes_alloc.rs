@@ -5,20 +5,19 @@
 //! `mmql-workload pgtables`, which takes 128 MiB more page tables than the free unmovable
 //! pool holds, inside a memory cgroup, so the allocator must steal Movable pageblocks.
 
-mod recipes_common;
-mod support;
-
 use std::process::Command;
 
-use recipes_common::{start, start_cmd, Finished};
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::cgroup::{require_memcg, MemCgroup};
+use support::recipes::{start, start_cmd, Finished};
 use support::sysctl::Sysctl;
 
 const PAGES: i64 = 20_000;
 const ROUNDS: i64 = 3;
 
 /// `mmql run NAME -c "mmql-workload churn ..."`, finished.
-fn on_churn(name: &str) -> recipes_common::Running {
+fn on_churn(name: &str) -> support::recipes::Running {
     let mut cmd = Command::new(support::mmql());
     cmd.args(["run", name, "-c"]).arg(format!(
         "{} churn --pages {PAGES} --rounds {ROUNDS}",

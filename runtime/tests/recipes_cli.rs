@@ -3,11 +3,10 @@
 //! the snapshot kernel, compactsnoop's options reshape its script, unknown names get a
 //! suggestion, and pcp-traffic picks its version by the kernel's tracepoints.
 
-mod support;
-
 use std::path::Path;
 
 use mmql_stdlib::recipes::{self, RecipeOptions};
+use mmql_testsupport as support;
 
 const SNAPSHOT: &str = "stdlib/snapshot/events";
 

@@ -4,12 +4,11 @@
 //! compaction-health; the checks compare what they print with /proc/zoneinfo and with each
 //! other. Compaction moves pages but takes no memory from anyone.
 
-mod recipes_common;
-mod support;
-
 use std::process::Command;
 
-use recipes_common::{start, start_cmd};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::recipes::{start, start_cmd};
 
 /// Populated zones of this machine: (node, `ZONE_…` name), from /proc/zoneinfo.
 fn populated_zones() -> Vec<(i64, String)> {

@@ -2,14 +2,12 @@
 //! what replay prints from the recording equals what the run printed, for text and JSON, and
 //! a recording that cannot be written stops the run before anything is loaded.
 
-#[path = "faults/harness.rs"]
-mod harness;
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{assert_clean, mmql, Watched};
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use support::watched::{assert_clean, mmql, Watched};
 
 const SCRIPT: &str = r#"
 on begin { printf("%-8s %s\n", "EVENT", "ORDER") }
@@ -24,7 +22,7 @@ on end { printf("end\n"); clear(@s) }
 "#;
 
 fn replay(rec: &std::path::Path, format: &str) -> String {
-    let out = Command::new(harness::mmql_bin())
+    let out = Command::new(support::mmql())
         .arg("replay")
         .arg(rec)
         .args(["-f", format, "-e", SCRIPT])

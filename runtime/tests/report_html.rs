@@ -3,10 +3,10 @@
 //! cgroup of its own), with networking off; the page must log nothing to the console, and its
 //! charts, table rows and printf rows must number what the same run printed as JSON.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use serde_json::Value;
 use support::browser::{self, require_chromium};
 use support::cgroup::{require_memcg, MemCgroup};

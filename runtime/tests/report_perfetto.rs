@@ -1,14 +1,14 @@
 //! `--perfetto FILE` read back with Perfetto's own schema (the `perfetto` Python package's
-//! `perfetto_trace_pb2`, via support/perfetto_summary.py): over memcg reclaim the test
+//! `perfetto_trace_pb2`, via testsupport/perfetto_summary.py): over memcg reclaim the test
 //! provokes in a cgroup of its own, every span is a slice on the reclaiming thread's track with
 //! the span's fields, every printf line an instant on its thread, and every count/sum map that
 //! `every` printed a counter track, all equal to what the same run printed as JSON.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use serde_json::Value;
 use support::cgroup::{require_memcg, MemCgroup};
 use support::mmql_run::{json_lines, start_mmql};
@@ -28,7 +28,7 @@ fn require_perfetto_py() -> Option<SkipReason> {
 }
 
 fn summary(trace: &std::path::Path) -> Value {
-    let script = support::workspace_root().join("runtime/tests/support/perfetto_summary.py");
+    let script = support::workspace_root().join("testsupport/perfetto_summary.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(trace)

@@ -7,10 +7,10 @@
 //! Both tracers run system-wide with the pid as a key, so neither depends on the other's
 //! filtering and the workload's rows are picked out afterwards.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use serde_json::Value;
 use support::mmql_run::{
     self, bpftrace_map, buckets, mmql_map, reported_pid, rows_for, start_bpftrace, start_mmql,

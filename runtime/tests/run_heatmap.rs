@@ -4,10 +4,10 @@
 //! events, same run), in the buckets `hist` put them, spread over slices that lie on the
 //! slice grid inside the time the workload ran; the text rendering must show the grid.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
 use serde_json::Value;
 use support::mmql_run::{buckets, mmql_map, reported_pid, start_mmql, value_at};
 

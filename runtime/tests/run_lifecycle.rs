@@ -3,12 +3,12 @@
 //! programs or links attached (checked with bpftool against the programs seen while it ran).
 //! Without privileges it exits 1 with one sentence naming what is missing.
 
-mod support;
-
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::mmql_run::{
     self, held_prog_ids, mmql_prog_ids, start_mmql, Finished, Proc, FINISH_TIMEOUT,
 };

@@ -3,13 +3,13 @@
 //! `after`, `on begin`/`on end` and `exit()` from a probe — each run on the live kernel with a
 //! workload this test starts, and checked against what the workload did.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::mmql_run::{
     self, bpftrace_map, mmql_map, rows_for, run_mmql, start_bpftrace, start_mmql, Proc,
     FINISH_TIMEOUT,

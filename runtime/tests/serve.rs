@@ -7,8 +7,6 @@
 //! The script counts only the workload's events and the workload has exited before the
 //! scrape, so the maps are frozen: scrape and dump must agree to the last count.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +14,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use prometheus_parse::{Sample, Scrape, Value as PromValue};
 use serde_json::Value;
 use support::mmql_run::{buckets, mmql_cmd, mmql_map, Proc, ATTACH_TIMEOUT};

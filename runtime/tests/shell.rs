@@ -4,10 +4,10 @@
 //! completions work in the shells that load them, the man pages render, and colour follows
 //! `--color` and `NO_COLOR`.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use mmql_testsupport as support;
 
 fn snapshot() -> String {
     support::workspace_root()

@@ -2,12 +2,12 @@
 //! perf's ground truth relates to it as documented, cgroups confine OOM kills, and the leak
 //! check really sees BPF objects.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use mmql_testsupport as support;
+use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::cgroup::{require_memcg, MemCgroup};
 use support::{parse_report, perf, report_u64, workload, workload_cmd};
 

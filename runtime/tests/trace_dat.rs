@@ -3,12 +3,11 @@
 //! fixtures without root; a fresh file from the real trace-cmd as root); a script needing what a
 //! trace.dat lacks gets a located error saying what to record; a broken file one located error.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mmql_testsupport as support;
 use support::{mmql_output, text, workspace_root, SkipReason};
 
 const COUNTS: &str =

@@ -4,10 +4,10 @@
 //! outputs back into the document instead (review the diff). Blocks marked `console,root`
 //! record with `mmql record`: they run as root and must succeed; their output is not shown.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
+
+use mmql_testsupport as support;
 
 fn doc() -> PathBuf {
     support::workspace_root().join("docs/tutorial.md")

@@ -3,12 +3,12 @@
 //! text and JSON, live and replayed from a recording. The keys a `count()` beside each
 //! aggregation saw in the same probe are the truth: the zero-valued maps must list exactly those.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
 use serde_json::Value;
 use support::mmql_run::{json_lines, mmql_map, run_mmql, Finished};
 

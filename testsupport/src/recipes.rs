@@ -3,15 +3,11 @@
 //! (input: recipe name and options; output: exit status, stdout, stderr), plus parsers for
 //! the bpftrace-style map lines the recipes print.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-use super::support;
 
 /// A recipe running in the background.
 pub struct Running {
@@ -36,7 +32,7 @@ pub struct Finished {
 /// Starts `mmql run NAME ARGS... -d SECS` and returns once it printed its banner, so events
 /// made after this call are seen. Panics if it does not attach within 60 s.
 pub fn start(name: &str, args: &[&str], secs: u64) -> Running {
-    let mut cmd = Command::new(support::mmql());
+    let mut cmd = Command::new(crate::mmql());
     cmd.args(["run", name])
         .args(args)
         .args(["-d", &secs.to_string()]);

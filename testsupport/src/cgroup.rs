@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::SkipReason;
+use crate::SkipReason;
 
 /// Mount point of the cgroup-v1 memory controller.
 pub const MEMCG_ROOT: &str = "/sys/fs/cgroup/memory";

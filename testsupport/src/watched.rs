@@ -1,5 +1,4 @@
-//! Fault-test harness (shared by `runtime/tests/faults_*.rs` and `bounds.rs` through
-//! `#[path]`). Input: an `mmql` command line; output: how it ended (exit code or signal, stdout,
+//! The fault tests' watch on one `mmql` (`runtime/tests/faults_*.rs`, `bounds.rs` and others). Input: an `mmql` command line; output: how it ended (exit code or signal, stdout,
 //! stderr), the ids of every BPF program, map and link it held while running, its peak RSS,
 //! and the cleanup verdict: none of those ids may outlive the process.
 //!
@@ -8,11 +7,8 @@
 //! nothing named like mmql" would be flaky. The kernel gives every object a fresh id, and
 //! `/proc/PID/fdinfo` says which ids this process holds, so the check is exact.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::bpf::bpftool_show;
 
 /// The BPF objects one process held, by kernel id.
 #[derive(Debug, Default, Clone)]
@@ -145,13 +143,9 @@ impl Ended {
     }
 }
 
-pub fn mmql_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mmql"))
-}
-
 /// `mmql ARGS…` with no colour and no backtraces, so stderr is exactly what users see.
 pub fn mmql(args: &[&str]) -> Command {
-    let mut c = Command::new(mmql_bin());
+    let mut c = Command::new(crate::mmql());
     c.args(args)
         .env_remove("RUST_BACKTRACE")
         .env("NO_COLOR", "1");
@@ -303,32 +297,13 @@ impl Drop for Watched {
     }
 }
 
-fn bpftool(object: &str) -> Vec<Value> {
-    let out = Command::new("bpftool")
-        .args([object, "show", "-j"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bpftool ({e}); apt-get install bpftool"));
-    assert!(
-        out.status.success(),
-        "bpftool {object} show failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        return vec![];
-    }
-    match serde_json::from_slice(&out.stdout) {
-        Ok(Value::Array(v)) => v,
-        other => panic!("bpftool {object} show -j: unexpected output {other:?}"),
-    }
-}
-
 /// Which of `held` the kernel still has, per `bpftool prog/link/map show` (empty: clean).
 /// Links are matched by id and by program, so a link we never saw still counts if it holds
 /// one of our programs.
 pub fn leftovers(held: &Held) -> Vec<String> {
     let mut found = vec![];
     let id = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(u64::MAX);
-    for p in bpftool("prog") {
+    for p in bpftool_show("prog") {
         if held.progs.contains(&id(&p, "id")) {
             found.push(format!(
                 "prog {} {}",
@@ -337,7 +312,7 @@ pub fn leftovers(held: &Held) -> Vec<String> {
             ));
         }
     }
-    for l in bpftool("link") {
+    for l in bpftool_show("link") {
         if held.links.contains(&id(&l, "id")) || held.progs.contains(&id(&l, "prog_id")) {
             found.push(format!(
                 "link {} (prog {})",
@@ -346,7 +321,7 @@ pub fn leftovers(held: &Held) -> Vec<String> {
             ));
         }
     }
-    for m in bpftool("map") {
+    for m in bpftool_show("map") {
         if held.maps.contains(&id(&m, "id")) {
             found.push(format!(
                 "map {} {}",

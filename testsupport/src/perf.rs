@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::SkipReason;
+use crate::SkipReason;
 
 /// `None` when `perf` runs here; the skip reason otherwise.
 pub fn require_perf() -> Option<SkipReason> {
-    super::require_tool("perf")
+    crate::require_tool("perf")
 }
 
 /// What one `perf stat` run saw, plus the command's own exit status and output.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::SkipReason;
+use crate::SkipReason;
 
 /// How long a tracer may take to compile, load and attach on a busy 2-core CI machine.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -235,7 +235,7 @@ impl Drop for Proc {
 
 /// `mmql ARGS…` as a command (the binary cargo built for these tests).
 pub fn mmql_cmd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(super::mmql());
+    let mut cmd = Command::new(crate::mmql());
     cmd.args(args)
         .env_remove("RUST_BACKTRACE")
         .env_remove("NO_COLOR");
@@ -265,7 +265,7 @@ pub fn run_mmql(args: &[&str], timeout: Duration) -> Finished {
 
 /// `None` when bpftrace runs here; the skip reason otherwise.
 pub fn require_bpftrace() -> Option<SkipReason> {
-    super::require_tool("bpftrace")
+    crate::require_tool("bpftrace")
 }
 
 /// Starts `bpftrace -f json -e SCRIPT` and returns once its probes are attached.
@@ -395,7 +395,7 @@ pub fn buckets(v: &Value) -> Vec<(i64, i64, u64)> {
 
 /// Ids of loaded BPF programs named like mmql's (`p<digit>…_`).
 pub fn mmql_prog_ids() -> HashSet<u64> {
-    super::bpf_leftovers("p")
+    crate::bpf_leftovers("p")
         .iter()
         .filter_map(|l| {
             let mut it = l.split_whitespace();

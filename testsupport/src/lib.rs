@@ -1,23 +1,23 @@
-//! Shared support for the `mmql` runtime's integration tests: capability checks that skip with a
-//! printed reason, paths of the binaries under test, and probes of kernel state (cgroups, perf
-//! ground truth, leftover BPF objects). Use it from a test file with `mod support;`.
+//! Shared support for the `mmql` runtime's integration tests (a dev-dependency of `mmql`):
+//! capability checks that skip with a printed reason, paths of the binaries under test, tracers
+//! run as children, and probes of kernel state (cgroups, perf ground truth, leftover BPF
+//! objects). Helpers that one test alone uses live in that test.
 //!
-//! Skipping: a test that needs root and BPF starts with `skip_unless_root_bpf!();` (in a nested
-//! module: `support::skip_unless_root_bpf!();`). Other needs use
-//! `skip_unless!(support::perf::require_perf())` and the like. When the
-//! machine cannot run it, the test prints `SKIP: <test>: <reason>` straight to stderr (past
-//! libtest's capture, so `scripts/test` can list it) and returns. With `MMQL_TEST_STRICT=1` in
-//! the environment a skip panics instead, for machines where every test is expected to run.
-
-// Each test binary compiles this module whole but uses only part of it.
-#![allow(dead_code)]
+//! Skipping: a test that needs root and BPF starts with `skip_unless_root_bpf!();`. Other needs
+//! use `skip_unless!(support::perf::require_perf())` and the like. When the machine cannot run
+//! it, the test prints `SKIP: <test>: <reason>` straight to stderr (past libtest's capture, so
+//! `scripts/test` can list it) and returns. With `MMQL_TEST_STRICT=1` in the environment a skip
+//! panics instead, for machines where every test is expected to run.
 
 pub mod bpf;
 pub mod browser;
 pub mod cgroup;
+pub mod labs;
 pub mod mmql_run;
 pub mod perf;
+pub mod recipes;
 pub mod sysctl;
+pub mod watched;
 
 use std::fmt;
 use std::io::Write;
@@ -25,12 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-#[allow(unused_imports)]
 pub use bpf::bpf_leftovers;
-// The macros are exported at the crate root, so test functions at the top of a test file can
-// call them bare; this re-export serves nested modules (`support::skip_unless_root_bpf!()`).
-#[allow(unused_imports)]
-pub use crate::{skip_unless, skip_unless_root_bpf};
 
 /// Why a test cannot run on this machine, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +50,7 @@ macro_rules! skip_unless {
     ($check:expr) => {
         if let Some(reason) = $check {
             fn __mmql_here() {}
-            $crate::support::report_skip(std::any::type_name_of_val(&__mmql_here), &reason);
+            $crate::report_skip(std::any::type_name_of_val(&__mmql_here), &reason);
             return;
         }
     };
@@ -66,7 +61,7 @@ macro_rules! skip_unless {
 #[macro_export]
 macro_rules! skip_unless_root_bpf {
     () => {
-        $crate::skip_unless!($crate::support::require_root_bpf())
+        $crate::skip_unless!($crate::require_root_bpf())
     };
 }
 
@@ -144,9 +139,25 @@ pub fn ensure_tracefs() -> Result<(), String> {
     })
 }
 
-/// Path of the `mmql` binary that cargo built for these tests.
+/// Path of the `mmql` binary that cargo built for the running test: `CARGO_BIN_EXE_mmql`,
+/// which `cargo test` sets, or else the binary beside the test's own directory
+/// (`target/<profile>/deps/TEST` → `target/<profile>/mmql`), for a test binary run by hand.
 pub fn mmql() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mmql"))
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_mmql") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("mmql"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "no mmql binary at {} (build it with `cargo build -p mmql`)",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `mmql ARGS…` from the workspace root (no colour) to its end.
@@ -180,18 +191,12 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Root of the cargo workspace (this crate lives one level below it).
+/// Root of the cargo workspace (this crate lives one level below it, as `runtime` does).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// Path of an up-to-date `mmql-workload` binary.
-///
-/// It lives in another package, so cargo does not build it for this crate's tests; we run
-/// `cargo build` once per test binary, into the same target directory and profile as `mmql`,
-/// with `--workspace` so features unify exactly as in `cargo build --workspace` and the build
-/// is a no-op after `scripts/test`. `MMQL_WORKLOAD=/path` overrides all of this.
 /// Runs `scripts/install --no-build --prefix /usr/local --destdir TMP/stage` with the binaries
 /// these tests built standing in for the release builds, so nothing on the machine changes.
 /// Returns the staged prefix (`TMP/stage/usr/local`), or the script's output on failure.
@@ -218,6 +223,12 @@ pub fn stage_install(tmp: &Path) -> Result<PathBuf, String> {
     Ok(stage.join("usr/local"))
 }
 
+/// Path of an up-to-date `mmql-workload` binary.
+///
+/// It lives in another package, so cargo does not build it for `mmql`'s tests; we run
+/// `cargo build` once per test binary, into the same target directory and profile as `mmql`,
+/// with `--workspace` so features unify exactly as in `cargo build --workspace` and the build
+/// is a no-op after `scripts/test`. `MMQL_WORKLOAD=/path` overrides all of this.
 pub fn workload() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(build_workload).clone()

@@ -34,7 +34,7 @@ pub fn load_trivial(prog_type: u32, name: &str) -> io::Result<OwnedFd> {
 
 /// Runs `bpftool <object> show -j` and returns the array it prints. Panics (rather than
 /// returning an empty list that would let a leak check pass) when bpftool cannot answer.
-fn bpftool_show(object: &str) -> Vec<Value> {
+pub(crate) fn bpftool_show(object: &str) -> Vec<Value> {
     let out = Command::new("bpftool")
         .args([object, "show", "-j"])
         .output()

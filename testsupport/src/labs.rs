@@ -3,15 +3,11 @@
 //! the whole traced run), and snapshot the host before and after to prove the lab left it as
 //! it found it. Labs take a host-wide lock, so the tests of one binary run one at a time.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use super::support;
 
 /// One lab at a time within a test binary (the lab's own lock would refuse the second).
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -196,7 +192,7 @@ impl LabRun {
 
 /// `mmql lab ARGS...`, started.
 pub fn spawn(args: &[&str]) -> Child {
-    Command::new(support::mmql())
+    Command::new(crate::mmql())
         .arg("lab")
         .args(args)
         .env("NO_COLOR", "1")
@@ -214,8 +210,8 @@ pub fn run(args: &[&str]) -> LabRun {
         let out = spawn(args).wait_with_output().expect("mmql lab ends");
         let r = LabRun {
             ok: out.status.success(),
-            stdout: support::text(&out.stdout),
-            stderr: support::text(&out.stderr),
+            stdout: crate::text(&out.stdout),
+            stderr: crate::text(&out.stderr),
         };
         let busy = r.stderr.contains("swap is on") || r.stderr.contains("another lab is running");
         if r.ok || !busy || Instant::now() > deadline {
@@ -261,11 +257,11 @@ impl Bpftrace {
         // SAFETY: signalling the child this test started.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
         let out = self.0.wait_with_output().expect("bpftrace ends");
-        let text = support::text(&out.stdout);
+        let text = crate::text(&out.stdout);
         let mut rows = Vec::new();
         for name in MAPS {
             rows.extend(
-                super::recipes_common::rows(&text, name)
+                crate::recipes::rows(&text, name)
                     .into_iter()
                     .map(|(mut k, v)| {
                         k.insert(0, name.to_string());

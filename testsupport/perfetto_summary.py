@@ -1,6 +1,6 @@
 """Reads a Perfetto trace with Perfetto's own schema (the `perfetto` Python package) and prints
 what a test compares as one JSON object: threads, slices (begin/end paired per track),
-instants and counter samples. Used by runtime/tests/report_perfetto.rs."""
+instants and counter samples. Used by runtime/tests/report_perfetto.rs and scripts/perfetto-picture."""
 
 import json
 import sys

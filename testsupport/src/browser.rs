@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::SkipReason;
+use crate::SkipReason;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
