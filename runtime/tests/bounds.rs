@@ -49,17 +49,7 @@ fn printf_stream_memory_is_bounded() {
     assert_eq!(e.code(), Some(0), "{}", e.dump());
     let lines = e.stdout.lines().count() as f64;
     let rate = lines / secs as f64;
-    let lost: u64 = e
-        .mmql_lines()
-        .iter()
-        .filter_map(|l| {
-            l.strip_prefix("mmql: lost ")?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let lost = support::lost(&e.stderr, "");
     eprintln!("printf stream: {lines} lines in {secs} s ({rate:.0}/s, run took {took:.1} s), lost {lost}, peak RSS {} KiB", e.peak_rss_kib);
     assert!(
         rate >= 10_000.0,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mmql_testsupport as support;
 use mmql_testsupport::skip_unless_root_bpf;
 use serde_json::Value;
-use support::watched::{assert_clean, lost, mmql, Watched};
+use support::watched::{assert_clean, mmql, Records, Watched};
 
 /// The kernel-side capacity of a script hash map (compiler/src/lower/layout.rs HASH_ENTRIES).
 const HASH_ENTRIES: usize = 4_096;
@@ -94,38 +94,19 @@ fn ring_buffer_overrun_is_counted() {
     out.read_to_string(&mut text).expect("read mmql's output");
     let e = w.finish(Duration::from_secs(60));
     assert_eq!(e.code(), Some(0), "{}", e.dump());
-    let printed = text.lines().filter(|l| l.starts_with("alloc ")).count() as u64;
-    let produced: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("@produced: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
-    let lost_events = lost(&e.stderr, "events (ring buffer full)");
-    // Records still in the ring buffer when the final drain's time was up (a slow machine).
-    let unprinted = lost(&e.stderr, "(not printed: output too slow after the stop)");
-    eprintln!(
-        "ring buffer: produced {produced}, printed {printed}, lost {lost_events}, not printed {unprinted}"
+    let records = Records::count(&e, &text, |l| l.starts_with("alloc "));
+    eprintln!("ring buffer: {records}");
+    assert!(
+        records.produced >= 100_000,
+        "the workload made only {} page allocations",
+        records.produced
     );
     assert!(
-        produced >= 100_000,
-        "the workload made only {produced} page allocations"
-    );
-    assert!(
-        lost_events > 0,
+        records.ring_full > 0,
         "the stalled reader should have overrun the ring buffer\n{}",
         e.stderr
     );
-    let odd: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with("alloc ") && !l.starts_with("@produced: "))
-        .take(5)
-        .collect();
-    assert_eq!(
-        lost_events + unprinted,
-        produced - printed,
-        "lost must equal produced minus printed\n{}\nother lines: {odd:?}",
-        e.stderr
-    );
+    records.assert_accounted(&e);
     assert_clean(&e, "ring buffer overrun");
 }
 
@@ -168,22 +149,15 @@ on oom:oom_score_adj_update where current.comm == "mmql-workload" { @exits = cou
     let e = w.finish(Duration::from_secs(30));
     let text = reader.join().expect("reader thread");
     assert_eq!(e.code(), Some(0), "{}", e.dump());
-    let produced: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("@produced: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
-    let printed = text.lines().filter(|l| *l == "alloc").count() as u64;
-    let lost_events = lost(&e.stderr, "events (ring buffer full)");
-    let unprinted = lost(&e.stderr, "(not printed: output too slow after the stop)");
-    eprintln!("exit on a full ring: produced {produced}, printed {printed}, lost {lost_events}, not printed {unprinted}");
+    let records = Records::count(&e, &text, |l| l == "alloc");
+    eprintln!("exit on a full ring: {records}");
     assert!(
-        lost_events > 0,
+        records.ring_full > 0,
         "the ring buffer was full when exit() ran\n{}",
         e.stderr
     );
     // The exit request is not a lost event: the printf records alone account for the loss.
-    assert_eq!(lost_events + unprinted, produced - printed, "{}", e.dump());
+    records.assert_accounted(&e);
     assert!(text.contains("@exits: 1"), "{text}");
     assert_clean(&e, "exit on a full ring buffer");
 }

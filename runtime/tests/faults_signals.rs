@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mmql_testsupport as support;
 use mmql_testsupport::skip_unless_root_bpf;
-use support::watched::{assert_clean, lost, mmql, Producer, Rng, Watched};
+use support::watched::{assert_clean, mmql, Producer, Records, Rng, Watched};
 
 /// A script that keeps mmql busy in every phase: a printf per page allocation (a steady
 /// stream on any machine), a count to dump at exit, and a timer that prints meanwhile.
@@ -248,21 +248,11 @@ fn signal_behind_a_slow_reader() {
     let script =
         r#"on kmem:mm_page_alloc { @produced = count(); printf("alloc %d %d\n", order, nsecs) }"#;
     let (e, took, text) = stop_behind_a_slow_reader(&["-c", &cmd, "-e", script]);
-    let printed = text.lines().filter(|l| l.starts_with("alloc ")).count() as u64;
-    let produced: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("@produced: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
-    let ring_full = lost(&e.stderr, "events (ring buffer full)");
-    let unprinted = lost(&e.stderr, "(not printed: output too slow after the stop)");
-    eprintln!(
-        "slow reader: stopped in {took:?}; produced {produced}, printed {printed}, \
-         lost {ring_full}, not printed {unprinted}"
-    );
+    let records = Records::count(&e, &text, |l| l.starts_with("alloc "));
+    eprintln!("slow reader: stopped in {took:?}; {records}");
     assert_eq!(e.code(), Some(0), "{}", e.dump());
     assert!(
-        ring_full + unprinted > 0,
+        records.ring_full + records.unprinted > 0,
         "the reader should have fallen behind the producer (the case under test)\n{}",
         e.stderr
     );
@@ -271,12 +261,7 @@ fn signal_behind_a_slow_reader() {
         "the stop took {took:?}\n{}",
         e.stderr
     );
-    assert_eq!(
-        printed + ring_full + unprinted,
-        produced,
-        "every record is printed, lost or counted as not printed\n{}",
-        e.stderr
-    );
+    records.assert_accounted(&e);
     assert_clean(&e, "slow reader");
 }
 

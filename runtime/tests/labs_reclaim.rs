@@ -33,16 +33,6 @@ fn pages_order(w: &[&str]) -> (i64, i64) {
     )
 }
 
-/// The recipe's count lies between the kernel's count over the workload's run and over the
-/// traced run; below only by the events the kernel itself skipped the probes for (reported).
-fn within(what: &str, seen: u64, (inner, outer): (u64, u64), r: &LabRun) {
-    assert!(
-        inner <= seen + r.skipped() && seen <= outer,
-        "{what}: the recipe counted {seen}, the kernel {inner} while the workload ran and {outer} while tracing\n{}",
-        r.describe()
-    );
-}
-
 fn sum(r: &LabRun, names: &[&str]) -> (u64, u64) {
     names
         .iter()
@@ -100,11 +90,10 @@ fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
     let done: Vec<Finished> = lru.into_iter().map(|x| x.interrupt()).collect();
     assert!(r.ok, "{}", r.describe());
     let node = lines(&r.stdout, "node");
-    within(
+    r.assert_within(
         "node reclaim calls",
         node.len() as u64,
         sum(&r, &["zone_reclaim_success", "zone_reclaim_failed"]),
-        &r,
     );
     // The reader's own calls (its threads report their ids), each with its page count.
     let tids = r
@@ -168,7 +157,7 @@ fn kswapd_lab_counts_wakes_like_pageoutrun() {
         .map(|(_, v)| v)
         .sum();
     let pageoutrun = r.counter("pageoutrun");
-    within("kswapd wakes", wakes as u64, pageoutrun, &r);
+    r.assert_within("kswapd wakes", wakes as u64, pageoutrun);
     assert!(
         pageoutrun.0 >= 1,
         "the fill reads until kswapd woke\n{}",
@@ -217,7 +206,7 @@ fn direct_reclaim_lab_counts_stalls_like_allocstall() {
         "allocstall_movable",
     ];
     let direct = lines(&r.stdout, "direct");
-    within("direct reclaims", direct.len() as u64, sum(&r, &stalls), &r);
+    r.assert_within("direct reclaims", direct.len() as u64, sum(&r, &stalls));
     assert!(!direct.is_empty(), "{}", r.describe());
     for w in &direct {
         let (pages, _) = pages_order(w);

@@ -10,16 +10,6 @@ use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::labs::{bt, Bpftrace, LabRun, Watch};
 use support::recipes::start;
 
-/// The recipe's count lies between the kernel's count over the workload's run and over the
-/// traced run; below only by the events the kernel itself skipped the probes for (reported).
-fn within(what: &str, seen: u64, (inner, outer): (u64, u64), r: &LabRun) {
-    assert!(
-        inner <= seen + r.skipped() && seen <= outer,
-        "{what}: the recipe counted {seen}, the kernel {inner} while the workload ran and {outer} while tracing\n{}",
-        r.describe()
-    );
-}
-
 fn fact(r: &LabRun, key: &str) -> u64 {
     r.facts()
         .get(key)
@@ -89,7 +79,7 @@ fn oom_lab_matches_oom_kill() {
         .lines()
         .filter(|l| l.contains(" OOM KILL pid="))
         .count() as u64;
-    within("OOM kills", kills, r.counter("oom_kill"), &r);
+    r.assert_within("OOM kills", kills, r.counter("oom_kill"));
     let hog = fact(&r, "step1.pid");
     assert!(
         r.stdout
@@ -124,11 +114,10 @@ fn write_folio_lab_matches_nr_vmscan_write() {
         .iter()
         .map(|(_, v)| v)
         .sum();
-    within(
+    r.assert_within(
         "folios written by reclaim",
         written as u64,
         r.counter("nr_vmscan_write"),
-        &r,
     );
     assert!(written > 0, "{}", r.describe());
     let hog = fact(&r, "step0.total_mb");
@@ -162,11 +151,10 @@ fn thp_collapse_lab_matches_thp_collapse_alloc() {
         .filter(|(k, _)| k == &["succeeded"])
         .map(|(_, v)| *v)
         .sum::<i64>();
-    within(
+    r.assert_within(
         "collapses",
         collapsed as u64,
         r.counter("thp_collapse_alloc"),
-        &r,
     );
     assert!(collapsed >= 1, "{}", r.describe());
     scan.assert_clean(1);
@@ -204,8 +192,8 @@ fn pcp_lab_balance_matches_pgalloc_and_pgfree() {
         .iter()
         .map(|c| r.counter(c))
         .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
-    within("pages allocated", allocated, pgalloc, &r);
-    within("pages freed", freed, r.counter("pgfree"), &r);
+    r.assert_within("pages allocated", allocated, pgalloc);
+    r.assert_within("pages freed", freed, r.counter("pgfree"));
     assert!(
         allocated >= 60_000,
         "the churn touched 60,000 pages\n{}",

@@ -2,7 +2,6 @@
 //! what replay prints from the recording equals what the run printed, for text and JSON, and
 //! a recording that cannot be written stops the run before anything is loaded.
 
-use std::process::Command;
 use std::time::Duration;
 
 use mmql_testsupport as support;
@@ -20,27 +19,6 @@ on kmem:mm_page_alloc where comm == "mmql-workload" {
 }
 on end { printf("end\n"); clear(@s) }
 "#;
-
-fn replay(rec: &std::path::Path, format: &str) -> String {
-    let out = Command::new(support::mmql())
-        .arg("replay")
-        .arg(rec)
-        .args(["-f", format, "-e", SCRIPT])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("mmql replay runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn replay_prints_what_the_run_printed() {
@@ -71,7 +49,7 @@ fn replay_prints_what_the_run_printed() {
             "{}",
             e.dump()
         );
-        let again = replay(&rec, format);
+        let again = support::mmql_replay(&rec, format, SCRIPT);
         let _ = std::fs::remove_file(&rec);
         assert_eq!(again, e.stdout, "{format}: replay differs from the run");
         assert_clean(&e, "recorded run");

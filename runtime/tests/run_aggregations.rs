@@ -228,7 +228,7 @@ fn aggregations_run() -> (Vec<Value>, Vec<Value>, u32) {
         let pages: i64 = rows_for(&mmql_map(&m, "@pg"), &pid.to_string())
             .values()
             .sum();
-        let skipped = mmql_run::mmql_skipped(&m);
+        let skipped = mmql_skipped(&m);
         if pages >= 3000 || skipped == 0 || attempt == TRIES {
             return (m, b, pid);
         }
@@ -411,4 +411,20 @@ fn memcg_reclaim_span_equals_bpftrace() {
 fn normal_stack_reads_both_offset_styles() {
     assert_eq!(normal_stack("\n        a+0x10\n        b\n"), "a+16 b+0");
     assert_eq!(normal_stack("\n    a+16\n    b+0\n"), "a+16 b+0");
+}
+
+/// Probe runs the kernel skipped, from mmql's JSON `lost` records (0 when none): events at
+/// most, every tracer's program on the same tracepoint skipped alike, since the kernel runs
+/// the programs of one tracepoint together or not at all.
+fn mmql_skipped(lines: &[Value]) -> u64 {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "lost")
+        .filter(|l| {
+            l["what"]
+                .as_str()
+                .is_some_and(|w| w.contains("the kernel skipped them"))
+        })
+        .filter_map(|l| l["count"].as_u64())
+        .sum()
 }

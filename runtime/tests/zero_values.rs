@@ -4,7 +4,6 @@
 //! aggregation saw in the same probe are the truth: the zero-valued maps must list exactly those.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use mmql_testsupport as support;
@@ -67,18 +66,6 @@ fn traced_run(format: &str, rec: &std::path::Path) -> Finished {
     out
 }
 
-fn replay(rec: &std::path::Path, format: &str) -> String {
-    let out = Command::new(support::mmql())
-        .arg("replay")
-        .arg(rec)
-        .args(["-f", format, "-e", SCRIPT])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("mmql replay runs");
-    assert!(out.status.success(), "{}", support::text(&out.stderr));
-    support::text(&out.stdout)
-}
-
 #[test]
 fn zero_values_print_every_written_key() {
     skip_unless_root_bpf!();
@@ -87,7 +74,7 @@ fn zero_values_print_every_written_key() {
 
     let rec = dir.join(format!("mmql-zero-{pid}-json.rec"));
     let out = traced_run("json", &rec);
-    let replayed = replay(&rec, "json");
+    let replayed = support::mmql_replay(&rec, "json", SCRIPT);
     let _ = std::fs::remove_file(&rec);
     for (what, text) in [("live", &out.stdout), ("replay", &replayed)] {
         let lines = json_lines(text);
@@ -111,7 +98,7 @@ fn zero_values_print_every_written_key() {
 
     let rec = dir.join(format!("mmql-zero-{pid}-text.rec"));
     let out = traced_run("text", &rec);
-    let replayed = replay(&rec, "text");
+    let replayed = support::mmql_replay(&rec, "text", SCRIPT);
     let _ = std::fs::remove_file(&rec);
     assert_eq!(replayed, out.stdout, "text replay differs from the run");
     for line in ["@sum: 0", "@sum_order[0]: 0", "@sum_comm[mmql-workload]: 0"] {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::SkipReason;
 
 /// Mount point of the cgroup-v1 memory controller.
-pub const MEMCG_ROOT: &str = "/sys/fs/cgroup/memory";
+const MEMCG_ROOT: &str = "/sys/fs/cgroup/memory";
 
 /// `None` when this process can create memory cgroups; the skip reason otherwise.
 pub fn require_memcg() -> Option<SkipReason> {
@@ -60,33 +60,6 @@ impl MemCgroup {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Lets members swap up to `swap_bytes` on top of their memory limit (memsw = limit +
-    /// swap) and makes reclaim prefer anonymous pages (`memory.swappiness` 100), so a member
-    /// that outgrows the limit is swapped out instead of OOM-killed. Fails where the kernel
-    /// has no swap accounting: then the cgroup could swap without bound.
-    pub fn allow_swap(&self, swap_bytes: u64) -> io::Result<()> {
-        let limit = self.read_u64("memory.limit_in_bytes")?;
-        self.write(
-            "memory.memsw.limit_in_bytes",
-            &(limit + swap_bytes).to_string(),
-        )?;
-        self.write("memory.swappiness", "100")
-    }
-
-    /// Bytes of the cgroup's memory in swap now (`swap` in memory.stat).
-    pub fn swap_bytes(&self) -> io::Result<u64> {
-        let text = fs::read_to_string(self.path.join("memory.stat"))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("swap "))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| io::Error::other("memory.stat has no `swap` line"))
-    }
-
-    /// Moves the process `pid` (all its threads) into the cgroup.
-    pub fn add_pid(&self, pid: u32) -> io::Result<()> {
-        self.write("cgroup.procs", &pid.to_string())
     }
 
     /// Spawns `cmd` already inside the cgroup: the child joins between fork and exec, so not
@@ -144,46 +117,6 @@ impl MemCgroup {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect())
-    }
-
-    /// How many times the OOM killer has killed a process of this cgroup (`oom_kill` in
-    /// memory.oom_control, Linux 4.13+).
-    pub fn oom_kill_count(&self) -> io::Result<u64> {
-        let text = fs::read_to_string(self.path.join("memory.oom_control"))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| io::Error::other("memory.oom_control has no `oom_kill` line"))
-    }
-
-    /// How many times a charge hit the limit: memory.failcnt plus memory.memsw.failcnt, since
-    /// with swap accounting the kernel charges memory+swap first and, with both limits equal,
-    /// that is the counter that fails.
-    ///
-    /// Not a reliable witness: on Linux 6.18 both stay 0 even across an OOM kill (measured),
-    /// so prove the limit was reached with [`MemCgroup::max_usage_bytes`] instead.
-    pub fn failcnt(&self) -> io::Result<u64> {
-        let memsw = if self.path.join("memory.memsw.failcnt").exists() {
-            self.read_u64("memory.memsw.failcnt")?
-        } else {
-            0
-        };
-        Ok(self.read_u64("memory.failcnt")? + memsw)
-    }
-
-    pub fn usage_bytes(&self) -> io::Result<u64> {
-        self.read_u64("memory.usage_in_bytes")
-    }
-
-    pub fn max_usage_bytes(&self) -> io::Result<u64> {
-        self.read_u64("memory.max_usage_in_bytes")
-    }
-
-    fn read_u64(&self, file: &str) -> io::Result<u64> {
-        fs::read_to_string(self.path.join(file))?
-            .trim()
-            .parse()
-            .map_err(|e| io::Error::other(format!("{file}: {e}")))
     }
 
     fn write(&self, file: &str, value: &str) -> io::Result<()> {

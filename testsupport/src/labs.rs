@@ -80,7 +80,7 @@ impl HostState {
 }
 
 /// A /proc/meminfo value (kB, or a count).
-pub fn meminfo(key: &str) -> u64 {
+fn meminfo(key: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
@@ -160,17 +160,18 @@ impl LabRun {
     /// Probe runs the kernel skipped (`mmql: lost N probe runs (the kernel skipped them ...)`):
     /// the recipe may fall short of the kernel's count by at most that many.
     pub fn skipped(&self) -> u64 {
-        self.stderr
-            .lines()
-            .filter(|l| l.contains("the kernel skipped them"))
-            .filter_map(|l| {
-                l.strip_prefix("mmql: lost ")?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
+        crate::lost(&self.stderr, "the kernel skipped them")
+    }
+
+    /// Asserts that the recipe's count `seen` lies between the kernel's count over the
+    /// workload's run (`inner`) and over the traced run (`outer`); below only by the events the
+    /// kernel itself skipped the probes for (reported).
+    pub fn assert_within(&self, what: &str, seen: u64, (inner, outer): (u64, u64)) {
+        assert!(
+            inner <= seen + self.skipped() && seen <= outer,
+            "{what}: the recipe counted {seen}, the kernel {inner} while the workload ran and {outer} while tracing\n{}",
+            self.describe()
+        );
     }
 
     /// The workload's facts (`step0.read_mb` → `5728`).

@@ -10,7 +10,6 @@
 //! panics instead, for machines where every test is expected to run.
 
 pub mod bpf;
-pub mod browser;
 pub mod cgroup;
 pub mod labs;
 pub mod mmql_run;
@@ -115,7 +114,7 @@ fn probe_root_bpf() -> Option<SkipReason> {
 }
 
 /// Where tracefs lives on every kernel mmql supports.
-pub const TRACEFS: &str = "/sys/kernel/tracing";
+const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Makes sure tracefs is mounted and shows the mm tracepoints, mounting it if needed (tracefs
 /// is not mounted at boot on the CI machines).
@@ -184,6 +183,27 @@ pub fn mmql_lab_output(args: &[&str]) -> std::process::Output {
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
+}
+
+/// `mmql replay REC -f FORMAT -e SCRIPT` to its end; its stdout, once it succeeded and said
+/// nothing on stderr.
+pub fn mmql_replay(rec: &Path, format: &str, script: &str) -> String {
+    let rec = rec.to_str().expect("a UTF-8 recording path");
+    let out = mmql_output(&["replay", rec, "-f", format, "-e", script]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The `N` of every `mmql: lost N …` line of a text-mode stderr that contains `what`, summed
+/// (0 when there is none; `""` takes every such line).
+pub fn lost(stderr: &str, what: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("mmql: lost "))
+        .filter(|l| l.contains(what))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Bytes of output as text.

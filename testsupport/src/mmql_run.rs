@@ -24,7 +24,7 @@ pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a tracer told to stop may stay silent before [`Proc::stop_insisting`] tells it
 /// again: half the time the whole bpftrace comparison takes under load (~10 s) when bpftrace
 /// gets its first SIGINT.
-pub const SIGINT_AGAIN: Duration = Duration::from_secs(5);
+const SIGINT_AGAIN: Duration = Duration::from_secs(5);
 
 /// One output stream of a child, filled by a reader thread.
 #[derive(Default)]
@@ -359,22 +359,6 @@ pub fn value_at<'a>(rows: &'a [(String, Value)], key: &str) -> &'a Value {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no row `{key}` in {rows:?}"))
-}
-
-/// Probe runs the kernel skipped, from mmql's JSON `lost` records (0 when none): events at
-/// most, every tracer's program on the same tracepoint skipped alike, since the kernel runs
-/// the programs of one tracepoint together or not at all.
-pub fn mmql_skipped(lines: &[Value]) -> u64 {
-    lines
-        .iter()
-        .filter(|l| l["type"] == "lost")
-        .filter(|l| {
-            l["what"]
-                .as_str()
-                .is_some_and(|w| w.contains("the kernel skipped them"))
-        })
-        .filter_map(|l| l["count"].as_u64())
-        .sum()
 }
 
 /// A histogram (either tracer's JSON: `[{min, max, count}]`) as its non-empty buckets.

@@ -21,23 +21,8 @@ pub struct PerfRun {
     pub stderr: Vec<u8>,
 }
 
-/// Runs `perf stat -x, -e EV1,EV2 -- cmd…` and returns each event's count, keyed by the event
-/// name as given. Panics, with perf's report, if perf cannot count every event or the command
-/// fails: ground truth that silently lacks a number is worse than none.
-pub fn count_events(events: &[&str], cmd: &[&str]) -> HashMap<String, u64> {
-    let run = stat(events, cmd);
-    assert!(
-        run.status.success(),
-        "`{}` under perf stat failed ({}):\n{}",
-        cmd.join(" "),
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    run.counts
-}
-
-/// Like [`count_events`] but returns the command's status and output too, and accepts a
-/// failing command (a crash or an OOM kill can be the point of a test).
+/// Runs `perf stat -x, -e EV1,EV2 -- cmd…`: each event's count, keyed by the event name as
+/// given, with the command's status and output. A failing command is accepted (a crash or an OOM kill can be the point of a test).
 pub fn stat(events: &[&str], cmd: &[&str]) -> PerfRun {
     assert!(
         !events.is_empty() && !cmd.is_empty(),

@@ -170,17 +170,6 @@ impl Finished {
         );
     }
 
-    /// Probe runs the kernel skipped (`mmql: lost N probe runs (the kernel skipped them …)`),
-    /// or 0: an upper bound on the events the recipe's probes missed.
-    pub fn skipped(&self) -> i64 {
-        self.stderr
-            .lines()
-            .filter(|l| l.contains("the kernel skipped them"))
-            .filter_map(|l| l.strip_prefix("mmql: lost ")?.split_whitespace().next())
-            .filter_map(|n| n.parse::<i64>().ok())
-            .sum()
-    }
-
     /// `(keys, value)` of every `@map[k1, k2]: value` line of a count/sum map.
     pub fn rows(&self, map: &str) -> Vec<(Vec<String>, i64)> {
         rows(&self.stdout, map)

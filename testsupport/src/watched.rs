@@ -70,7 +70,7 @@ fn sample(pid: u32, held: &Mutex<Held>) {
 }
 
 /// Resident set size of `pid` in KiB (VmRSS), None once it is gone.
-pub fn rss_kib(pid: u32) -> Option<u64> {
+fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -217,10 +217,6 @@ impl Watched {
 
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-
-    pub fn stdout_len(&self) -> usize {
-        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn held(&self) -> Held {
@@ -429,12 +425,61 @@ impl Drop for Producer {
     }
 }
 
-/// `mmql: lost N WHAT` from stderr (text mode), summed; 0 when there is none.
-pub fn lost(stderr: &str, what: &str) -> u64 {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("mmql: lost "))
-        .filter(|l| l.ends_with(what))
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+/// Where the records of a printf stream went: the exit dump's `@produced` count of events that
+/// wrote one, the record lines printed, and the two losses mmql reports for them.
+#[derive(Debug)]
+pub struct Records {
+    pub produced: u64,
+    pub printed: u64,
+    /// `mmql: lost N events (ring buffer full)`.
+    pub ring_full: u64,
+    /// Records still in the ring buffer when the final drain's time was up.
+    pub unprinted: u64,
+    /// A few stdout lines that are neither records nor `@produced`, for the failure message.
+    other: Vec<String>,
+}
+
+impl Records {
+    /// Counts the run `e`, whose stdout `text` holds the record lines (`is_record`) and the
+    /// exit dump's `@produced: N`.
+    pub fn count(e: &Ended, text: &str, is_record: impl Fn(&str) -> bool) -> Records {
+        let produced = text
+            .lines()
+            .find_map(|l| l.strip_prefix("@produced: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no @produced in the exit dump\n{}", e.dump()));
+        Records {
+            produced,
+            printed: text.lines().filter(|l| is_record(l)).count() as u64,
+            ring_full: crate::lost(&e.stderr, "events (ring buffer full)"),
+            unprinted: crate::lost(&e.stderr, "(not printed: output too slow after the stop)"),
+            other: text
+                .lines()
+                .filter(|l| !l.is_empty() && !is_record(l) && !l.starts_with("@produced: "))
+                .take(5)
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// Every record was printed, lost to a full ring or counted as not printed.
+    pub fn assert_accounted(&self, e: &Ended) {
+        assert_eq!(
+            self.printed + self.ring_full + self.unprinted,
+            self.produced,
+            "every record is printed, lost or counted as not printed\n{}\nother lines: {:?}",
+            e.stderr,
+            self.other
+        );
+    }
+}
+
+impl std::fmt::Display for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "produced {}, printed {}, lost {}, not printed {}",
+            self.produced, self.printed, self.ring_full, self.unprinted
+        )
+    }
 }
