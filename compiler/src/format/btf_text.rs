@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use super::parse::is_ident;
 use super::FormatError;
 
 /// Renders enums in the snapshot format, with `header` lines as `#` comments first.
@@ -75,14 +76,6 @@ pub fn parse_btf_enums(text: &str) -> Result<BTreeMap<String, Vec<(String, i64)>
         values.push((n.to_string(), v));
     }
     Ok(out)
-}
-
-fn is_ident(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

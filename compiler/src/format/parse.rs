@@ -166,7 +166,8 @@ fn parse_field(rest: &str) -> Result<Field, String> {
     })
 }
 
-fn is_ident(s: &str) -> bool {
+/// A C identifier: a letter or `_`, then letters, digits and `_`.
+pub(super) fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

@@ -45,6 +45,19 @@ pub(crate) use reports::Reports;
 use signals::SignalPipe;
 use timers::Schedule;
 
+/// The `-d` option as a duration (`None` when not given), or the one message for a value that
+/// is not one.
+pub fn duration_option(d: Option<&str>) -> Result<Option<Duration>, Failure> {
+    d.map(|d| {
+        parse_duration(d).ok_or_else(|| {
+            Failure::Message(format!(
+                "`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"
+            ))
+        })
+    })
+    .transpose()
+}
+
 /// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -139,14 +152,7 @@ enum Stop {
 }
 
 pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
-    let duration = match &opts.duration {
-        Some(d) => Some(parse_duration(d).ok_or_else(|| {
-            Failure::Message(format!(
-                "`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"
-            ))
-        })?),
-        None => None,
-    };
+    let duration = duration_option(opts.duration.as_deref())?;
     let (format, mut out) = open_output(opts.format, opts.output.as_deref())?;
     // The child exists (held at its gate) before compiling, so its pid is in the filter.
     let mut child = match &opts.cmd {

@@ -21,7 +21,7 @@ use crate::run::ksyms::Ksyms;
 use crate::run::maps::Maps;
 use crate::run::store::Store;
 use crate::run::timers::Schedule;
-use crate::run::{open_output, parse_duration, Reports, Session};
+use crate::run::{duration_option, open_output, Reports, Session};
 use mmql_trace::TraceSource;
 
 /// A located error for a script that needs what the recording lacks.
@@ -115,14 +115,7 @@ pub fn run(
             "--record keeps a live run's output; a run on a recording needs no second one".into(),
         ));
     }
-    let duration = match &opts.duration {
-        Some(d) => Some(parse_duration(d).ok_or_else(|| {
-            Failure::Message(format!(
-                "`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"
-            ))
-        })?),
-        None => None,
-    };
+    let duration = duration_option(opts.duration.as_deref())?;
     let (compiled, _) = ctx.compile(
         src,
         &LowerOptions {

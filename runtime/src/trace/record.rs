@@ -26,7 +26,7 @@ use crate::run::child::GatedChild;
 use crate::run::ksyms::Ksyms;
 use crate::run::load::{self, AttachError};
 use crate::run::signals::{wait_readable, SignalPipe};
-use crate::run::{load_failure, parse_duration};
+use crate::run::{duration_option, load_failure};
 use crate::sys::prog::ProgLoadError;
 use crate::sys::RawMap;
 use mmql_trace::file::{kind, TraceWriter};
@@ -116,14 +116,7 @@ fn events_dir(ctx: &Context) -> Option<PathBuf> {
 }
 
 pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
-    let duration = match &args.duration {
-        Some(d) => Some(parse_duration(d).ok_or_else(|| {
-            Failure::Message(format!(
-                "`-d {d}` is not a duration (try `10s`, `500ms`, `2m`)"
-            ))
-        })?),
-        None => None,
-    };
+    let duration = duration_option(args.duration.as_deref())?;
     let loaded_catalog = ctx.catalog()?;
     let catalog = &loaded_catalog.catalog;
     let names = events_of(ctx, args, catalog)?;
