@@ -96,32 +96,16 @@ fn child_not_found() {
 /// waits for a line on stdin before it execs the workload, so its pages come after the attach.
 #[test]
 fn dash_p_ends_when_the_process_exits() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     skip_unless_root_bpf!();
-    let mut target = Command::new("sh")
-        .args([
-            "-c",
-            &format!("read go; exec {} churn --pages 2000 >/dev/null", workload()),
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start sh");
-    let pid = target.id().to_string();
+    let target = support::Waiting::start("churn --pages 2000");
+    let pid = target.pid().to_string();
     let mut w = Watched::spawn(&mut mmql(&["-p", &pid, "-e", COUNT]));
     assert!(
         w.wait_stderr("Attached", Duration::from_secs(60)),
         "{}",
         w.stderr_text()
     );
-    target
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("release the workload");
-    let status = target.wait().expect("wait for the workload");
-    assert!(status.success(), "workload failed: {status}");
+    target.go();
     let gone = Instant::now();
     // Without the pid watch mmql traces on until killed, and `finish` fails.
     let e = w.finish(Duration::from_secs(30));

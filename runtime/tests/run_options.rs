@@ -4,8 +4,6 @@
 //! workload this test starts, and checked against what the workload did.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mmql_testsupport as support;
@@ -77,18 +75,9 @@ fn dash_c_count_equals_bpftrace() {
 fn dash_p_count_equals_bpftrace() {
     skip_unless_root_bpf!();
     skip_unless!(mmql_run::require_bpftrace());
-    // A shell that waits for a line before it execs the workload, so its pid is known and
-    // the churn starts only once both tracers are attached.
-    let mut target = Command::new("sh")
-        .args([
-            "-c",
-            &format!("read go; exec {} churn --pages 2000", workload_path()),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start sh");
-    let pid = target.id();
+    // The churn starts only once both tracers are attached.
+    let target = support::Waiting::start("churn --pages 2000");
+    let pid = target.pid();
     let bt = start_bpftrace("tracepoint:kmem:mm_page_alloc { @a[pid, comm] = count(); }");
     let mmql = start_mmql(&[
         "-f",
@@ -98,14 +87,7 @@ fn dash_p_count_equals_bpftrace() {
         "-e",
         "on kmem:mm_page_alloc { @a[pid, comm] = count() }",
     ]);
-    target
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("release the workload");
-    let status = target.wait().expect("wait for the workload");
-    assert!(status.success(), "workload failed: {status}");
+    target.go();
     let m = mmql.stop();
     let b = bt.stop();
     m.expect_code(0, "mmql -p");

@@ -306,6 +306,50 @@ pub fn workload_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// `mmql-workload ARGS` behind a shell that waits for a line on stdin before it execs the
+/// workload (output to /dev/null): its pid is known, and traced with `-p`, before it makes a
+/// single page, and [`Waiting::go`] starts it once the tracers are attached.
+pub struct Waiting(std::process::Child);
+
+impl Waiting {
+    pub fn start(args: &str) -> Waiting {
+        let script = format!("read go; exec {} {args} >/dev/null", workload().display());
+        Waiting(
+            Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("start sh"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Releases the workload and waits for it to succeed.
+    pub fn go(mut self) {
+        self.0
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(b"go\n")
+            .expect("release the workload");
+        let status = self.0.wait().expect("wait for the workload");
+        assert!(status.success(), "workload failed: {status}");
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        // Only when a test fails before `go`: the shell still waits on its stdin.
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A page churn the test owns, allocating until the guard drops (then killed and reaped, also
 /// when an assertion fails): for tests that need page allocations to happen while they look,
 /// which a quiet machine does not promise (CI's went seconds without one).
