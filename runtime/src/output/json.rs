@@ -248,19 +248,8 @@ fn push_buckets(out: &mut String, ranges: &[BucketRange]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::fixtures::{lhist_with_both_outliers, s, scalar_map, stats_of_two};
     use serde_json::{json, Value};
-
-    fn s(x: &str) -> Scalar {
-        Scalar::Str(x.to_string())
-    }
-
-    fn scalar_map(name: &str, v: AggValue) -> MapDump {
-        MapDump {
-            name: name.into(),
-            key_names: vec![],
-            rows: vec![(vec![], v)],
-        }
-    }
 
     /// Output must be exactly one line, and it must parse.
     fn parse(bytes: Vec<u8>) -> Value {
@@ -321,15 +310,7 @@ mod tests {
             data(&scalar_map("@m", AggValue::Last(Scalar::Bool(true)))),
             true
         );
-        let st = data(&scalar_map(
-            "@s",
-            AggValue::Stats {
-                count: 2,
-                sum: 7,
-                min: -3,
-                max: 10,
-            },
-        ));
+        let st = data(&scalar_map("@s", stats_of_two()));
         assert_eq!(st["count"], 2);
         assert_eq!(st["average"], 3);
         assert_eq!(st["total"], 7);
@@ -422,19 +403,7 @@ mod tests {
 
     #[test]
     fn lhist_buckets_with_open_ends() {
-        let mut buckets = vec![0u64; 12];
-        buckets[0] = 1;
-        buckets[3] = 2;
-        buckets[11] = 2;
-        let m = scalar_map(
-            "@l",
-            AggValue::Lhist {
-                lo: 0,
-                hi: 100,
-                step: 10,
-                buckets,
-            },
-        );
+        let m = scalar_map("@l", lhist_with_both_outliers());
         assert_eq!(map_json(&m)["kind"], "lhist");
         assert_eq!(
             data(&m),

@@ -10,6 +10,8 @@
 //! - `hist`: histogram bucket conventions shared with the BPF side, and the bucket tables.
 //! - `printf`: printf format checking and formatting; `timefmt`: `time()`'s strftime.
 
+#[cfg(test)]
+mod fixtures;
 pub mod heatmap;
 pub mod hist;
 pub mod html;
@@ -145,6 +147,7 @@ impl Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fixtures::scalar_map as one;
     use mmql_compiler::lower::losses::LOSSES;
     use value::{AggValue, Scalar};
 
@@ -275,11 +278,6 @@ mod tests {
         h[hist::log2_bucket(1000)] += 1;
         let mut l = vec![0u64; 12];
         l[1] += 1;
-        let one = |name: &str, v: AggValue| MapDump {
-            name: name.into(),
-            key_names: vec![],
-            rows: vec![(vec![], v)],
-        };
         let maps = [
             one(
                 "@s",

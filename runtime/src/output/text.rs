@@ -110,18 +110,7 @@ pub fn write_lost(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(x: &str) -> Scalar {
-        Scalar::Str(x.to_string())
-    }
-
-    fn scalar_map(name: &str, v: AggValue) -> MapDump {
-        MapDump {
-            name: name.into(),
-            key_names: vec![],
-            rows: vec![(vec![], v)],
-        }
-    }
+    use crate::output::fixtures::{lhist_with_both_outliers, s, scalar_map, stats_of_two};
 
     fn text(map: &MapDump, top: Option<usize>) -> String {
         let mut out = Vec::new();
@@ -165,15 +154,7 @@ mod tests {
 
     #[test]
     fn stats_line() {
-        let m = scalar_map(
-            "@ss",
-            AggValue::Stats {
-                count: 2,
-                sum: 7,
-                min: -3,
-                max: 10,
-            },
-        );
+        let m = scalar_map("@ss", stats_of_two());
         assert_eq!(text(&m, None), "@ss: count 2, average 3, total 7\n");
     }
 
@@ -272,20 +253,8 @@ mod tests {
 
     #[test]
     fn lhist_block_with_both_outliers() {
-        // bpftrace 0.17, lhist(v, 0, 100, 10) with -3, 25, 25, 100, 150.
-        let mut buckets = vec![0u64; 12];
-        buckets[0] = 1;
-        buckets[3] = 2;
-        buckets[11] = 2;
-        let m = scalar_map(
-            "@l",
-            AggValue::Lhist {
-                lo: 0,
-                hi: 100,
-                step: 10,
-                buckets,
-            },
-        );
+        // As bpftrace 0.17 prints the same values.
+        let m = scalar_map("@l", lhist_with_both_outliers());
         let got = text(&m, None);
         let lines: Vec<&str> = got.lines().collect();
         assert_eq!(lines.len(), 1 + 12 + 1);

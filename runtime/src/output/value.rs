@@ -224,10 +224,7 @@ impl MapDump {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(x: &str) -> Scalar {
-        Scalar::Str(x.to_string())
-    }
+    use crate::output::fixtures::s;
 
     fn dump(rows: Vec<(Vec<Scalar>, AggValue)>) -> MapDump {
         MapDump {
