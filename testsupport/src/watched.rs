@@ -1,4 +1,4 @@
-//! The fault tests' watch on one `mmql` (`runtime/tests/faults_*.rs`, `bounds.rs` and others). Input: an `mmql` command line; output: how it ended (exit code or signal, stdout,
+//! The fault tests' watch on one `mmql` (`faults_*.rs`, `bounds.rs`, `record_replay.rs`, …). Input: an `mmql` command line; output: how it ended (exit code or signal, stdout,
 //! stderr), the ids of every BPF program, map and link it held while running, its peak RSS,
 //! and the cleanup verdict: none of those ids may outlive the process.
 //!
