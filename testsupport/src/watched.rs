@@ -1,6 +1,7 @@
-//! The fault tests' watch on one `mmql` (`faults_*.rs`, `bounds.rs`, `record_replay.rs`, …). Input: an `mmql` command line; output: how it ended (exit code or signal, stdout,
-//! stderr), the ids of every BPF program, map and link it held while running, its peak RSS,
-//! and the cleanup verdict: none of those ids may outlive the process.
+//! The fault tests' watch on one `mmql` (`faults_*.rs`, `bounds.rs`, `record_replay.rs`, …).
+//! Input: an `mmql` command line; output: how it ended (exit code or signal, stdout, stderr),
+//! the ids of every BPF program, map and link it held while running, its peak RSS, and the
+//! cleanup verdict: none of those ids may outlive the process.
 //!
 //! Why ids and not names: other engineers' tests load programs with the same names
 //! (`p0_page_alloc`, `mmql_counters`) on the same kernel at the same time, so "bpftool lists
