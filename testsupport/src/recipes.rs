@@ -3,20 +3,16 @@
 //! (input: recipe name and options; output: exit status, stdout, stderr), plus parsers for
 //! the bpftrace-style map lines the recipes print.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::mmql_run::{self, Proc, ATTACH_TIMEOUT};
 
 /// A recipe running in the background.
 pub struct Running {
     pub name: String,
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-    /// Lines of stderr read while waiting for the banner.
-    early: Vec<String>,
-    deadline: Instant,
+    proc: Proc,
+    secs: u64,
 }
 
 /// What a recipe printed, once it stopped.
@@ -30,7 +26,7 @@ pub struct Finished {
 }
 
 /// Starts `mmql run NAME ARGS... -d SECS` and returns once it printed its banner, so events
-/// made after this call are seen. Panics if it does not attach within 60 s.
+/// made after this call are seen. Panics if it does not attach within [`ATTACH_TIMEOUT`].
 pub fn start(name: &str, args: &[&str], secs: u64) -> Running {
     let mut cmd = Command::new(crate::mmql());
     cmd.args(["run", name])
@@ -41,107 +37,50 @@ pub fn start(name: &str, args: &[&str], secs: u64) -> Running {
 
 /// Like [`start`] for a full command line (`-c CMD` runs need no `-d`).
 pub fn start_cmd(name: &str, mut cmd: Command, secs: u64) -> Running {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mmql starts");
-    let err = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut early = Vec::new();
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                let done = line.starts_with("Attached ");
-                early.push(line);
-                if done {
-                    break;
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "recipe {name} did not attach within 60 s; stderr so far:\n{}",
-                    early.join("\n")
-                );
-            }
-        }
-    }
+    let mut proc = Proc::spawn(&format!("recipe {name}"), &mut cmd);
+    proc.wait_for("Attached ", ATTACH_TIMEOUT);
     Running {
         name: name.to_string(),
-        child,
-        stderr: rx,
-        early,
-        // -d plus time to print, detach and exit on a loaded 2-core machine.
-        deadline: Instant::now() + Duration::from_secs(secs + 60),
+        proc,
+        secs,
     }
 }
 
 impl Running {
     /// Stops the recipe now (SIGINT, as Ctrl-C) and collects what it printed.
     pub fn interrupt(self) -> Finished {
-        // SAFETY: signalling the child this helper started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.finish()
+        self.proc.interrupt();
+        // Time to print, detach and exit on a loaded 2-core machine.
+        let done = self.proc.finish(Duration::from_secs(60));
+        Finished::of(self.name, done)
     }
 
-    /// Waits for the recipe to stop by itself (its `-d` or `-c`), killing it past the deadline.
-    pub fn finish(mut self) -> Finished {
-        let mut out = self.child.stdout.take().expect("stdout is piped");
-        let reader = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait for mmql") {
-                break Some(st);
-            }
-            if Instant::now() > self.deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
-        let stdout = reader.join().unwrap_or_default();
-        let mut err_lines = self.early;
-        err_lines.extend(self.stderr.try_iter());
-        // The reader thread may still hold the tail of stderr for a moment after exit.
-        thread::sleep(Duration::from_millis(50));
-        err_lines.extend(self.stderr.try_iter());
-        let stderr = err_lines.join("\n");
-        let attached = stderr
+    /// Waits for the recipe to stop by itself (its `-d` or `-c`); it fails the test (killed)
+    /// when it is still running `-d` plus a minute later.
+    pub fn finish(self) -> Finished {
+        let done = self.proc.finish(Duration::from_secs(self.secs + 60));
+        Finished::of(self.name, done)
+    }
+}
+
+impl Finished {
+    fn of(name: String, done: mmql_run::Finished) -> Finished {
+        let attached = done
+            .stderr
             .lines()
             .find_map(|l| l.strip_prefix("Attached "))
             .and_then(|r| r.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        assert!(
-            status.is_some(),
-            "recipe {} overran its deadline and was killed; stderr:\n{stderr}",
-            self.name
-        );
         Finished {
-            name: self.name,
-            ok: status.is_some_and(|s| s.success()),
-            stdout,
-            stderr,
+            name,
+            ok: done.code == Some(0),
+            stdout: done.stdout,
+            stderr: done.stderr,
             attached,
         }
     }
-}
 
-impl Finished {
     /// Fails the test with everything the recipe printed unless it exited 0, attached
     /// `probes` tracepoint programs and lost nothing.
     pub fn assert_clean(&self, probes: usize) {
