@@ -51,6 +51,15 @@ impl From<OutputFormat> for Format {
 }
 
 impl Format {
+    /// Whether people read this format as it comes, so the status line may show beside it
+    /// on a terminal's stderr; a format for programs gets none.
+    pub fn for_people(self) -> bool {
+        match self {
+            Format::Text => true,
+            Format::Json => false,
+        }
+    }
+
     /// `print(@m)` / `print(@m, top)`: one map (`top = Some(0)` means all rows).
     pub fn write_map(self, w: &mut dyn Write, map: &MapDump, top: Option<usize>) -> io::Result<()> {
         match self {

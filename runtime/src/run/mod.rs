@@ -225,7 +225,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         let start = Instant::now();
         session.reports.start();
         let mut progress = Progress::new(
-            !opts.quiet && format == Format::Text && Progress::stderr_is_tty(),
+            !opts.quiet && format.for_people() && Progress::stderr_is_tty(),
             start,
         );
         let mut schedule = Schedule::new(&program.timers, start);

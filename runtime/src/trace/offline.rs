@@ -16,7 +16,6 @@ use mmql_vm::{Event, Machine, Program};
 
 use crate::cli::RunOpts;
 use crate::commands::{Context, Failure};
-use crate::output::Format;
 use crate::run::ksyms::Ksyms;
 use crate::run::maps::Maps;
 use crate::run::store::Store;
@@ -177,13 +176,7 @@ pub fn run(
     let result = (|| -> Result<(), Failure> {
         let io = |e: io::Error| Failure::Message(format!("cannot write the output: {e}"));
         if !opts.quiet {
-            match format {
-                Format::Text => eprintln!(
-                    "Attached {attached} probe{}",
-                    if attached == 1 { "" } else { "s" }
-                ),
-                Format::Json => format.write_attached(session.out, attached).map_err(io)?,
-            }
+            format.write_attached(session.out, attached).map_err(io)?;
         }
         let program = &compiled.program;
         let start = info.start_ns.unwrap_or(0);
