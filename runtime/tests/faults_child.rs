@@ -97,7 +97,7 @@ fn child_not_found() {
 #[test]
 fn dash_p_ends_when_the_process_exits() {
     skip_unless_root_bpf!();
-    let target = support::Waiting::start("churn --pages 2000");
+    let target = support::Gate::new("churn --pages 2000", None);
     let pid = target.pid().to_string();
     let mut w = Watched::spawn(&mut mmql(&["-p", &pid, "-e", COUNT]));
     assert!(
@@ -105,7 +105,8 @@ fn dash_p_ends_when_the_process_exits() {
         "{}",
         w.stderr_text()
     );
-    target.go();
+    let status = target.open();
+    assert!(status.success(), "workload failed: {status}");
     let gone = Instant::now();
     // Without the pid watch mmql traces on until killed, and `finish` fails.
     let e = w.finish(Duration::from_secs(30));

@@ -1,4 +1,4 @@
-//! Same answers offline: a workload held at a gate (a shell blocked on a FIFO, which then
+//! Same answers offline: a workload held at a gate (`support::Gate`: a shell blocked on its stdin, which then
 //! execs the workload in the same process) is traced live by `mmql -p PID` and recorded by
 //! `mmql record -p PID`; the gate opens only once every tracer is attached and the workload
 //! ends before any stops. Then each script runs on the recording with `--trace`, and its
@@ -9,63 +9,18 @@
 //! own `ktime_get_ns` calls while the recording holds the recorder's (a few hundred ns apart);
 //! for those the count of spans is still compared.
 
-use std::ffi::CString;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use mmql_testsupport as support;
 use mmql_testsupport::{skip_unless, skip_unless_root_bpf};
 use support::cgroup::{require_memcg, MemCgroup};
 use support::mmql_run::{mmql_cmd, run_mmql, start_mmql, Finished, Proc};
+use support::Gate;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A shell that waits on a FIFO, then execs `cmd` (so the traced pid is the workload's).
-struct Gate {
-    fifo: PathBuf,
-    child: Child,
-}
-
-impl Gate {
-    fn new(tag: &str, cmd: &str, cg: Option<&MemCgroup>) -> Gate {
-        let fifo = std::env::temp_dir().join(format!("mmql-offline-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&fifo);
-        let c = CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(format!("read x < '{}'; exec {cmd}", fifo.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = match cg {
-            Some(cg) => cg.spawn(&mut sh),
-            None => sh.spawn(),
-        }
-        .expect("gate starts");
-        Gate { fifo, child }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Opens the gate and waits for the workload to end (it may be killed: OOM).
-    fn run(mut self) {
-        std::fs::write(&self.fifo, "go\n").expect("open the gate");
-        self.child.wait().expect("workload ends");
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.fifo);
-    }
-}
-
 /// One comparison: mmql arguments after `-p PID` (live) or `--trace FILE` (offline).
 struct Case {
     name: &'static str,
@@ -92,7 +47,7 @@ fn case(name: &'static str, args: &[&str], expect: &'static str) -> Case {
 /// Starts every live case and then the recorder on the gate's pid, runs the workload, stops
 /// the recorder and then the live cases, then runs each case offline and compares.
 fn compare(tag: &str, gate: Gate, record: &[&str], cases: &[Case]) {
-    let pid = gate.pid();
+    let pid = gate.pid().to_string();
     let file = std::env::temp_dir().join(format!(
         "mmql-offline-{tag}-{}.mmqltrace",
         std::process::id()
@@ -112,7 +67,8 @@ fn compare(tag: &str, gate: Gate, record: &[&str], cases: &[Case]) {
     // The recording's window lies inside every live one: started last, stopped first.
     let mut recorder = Proc::spawn("mmql record", &mut mmql_cmd(&rec_args));
     recorder.wait_for("Recording", TIMEOUT);
-    gate.run();
+    // The workload may end killed (the OOM case): what it did is what the tracers saw.
+    let _ = gate.open();
     let rec = recorder.stop();
     let live: Vec<Finished> = live.into_iter().map(Proc::stop).collect();
     rec.expect_code(0, "mmql record");
@@ -150,10 +106,6 @@ fn compare(tag: &str, gate: Gate, record: &[&str], cases: &[Case]) {
     let _ = std::fs::remove_file(&file);
 }
 
-fn workload(args: &str) -> String {
-    format!("{} {args}", support::workload().display())
-}
-
 const AGGREGATIONS: &str = "on kmem:mm_page_alloc {
     @n = count()
     @orders = hist(order)
@@ -173,7 +125,7 @@ on kmem:mm_page_alloc where gfp_flags has __GFP_ZERO { @zeroed = count() }";
 #[test]
 fn churn_offline_equals_live() {
     skip_unless_root_bpf!();
-    let gate = Gate::new("churn", &workload("churn --pages 3000 --rounds 2"), None);
+    let gate = Gate::new("churn --pages 3000 --rounds 2", None);
     let cases = [
         case("aggregations", &["-e", AGGREGATIONS], "@orders"),
         case("aggregations-json", &["-f", "json", "-e", AGGREGATIONS], "\"@by\""),
@@ -247,7 +199,7 @@ fn memcg_reclaim_and_oom_offline_equals_live() {
     skip_unless!(require_memcg());
     let cg = MemCgroup::create(64 << 20).expect("memory cgroup");
     // 200 MiB of anonymous memory in 64 MiB without swap: memcg reclaim, then an OOM kill.
-    let gate = Gate::new("oom", &workload("hog --mb 200"), Some(&cg));
+    let gate = Gate::new("hog --mb 200", Some(&cg));
     let spans = "on vmscan:memcg_reclaim {
     @n[comm] = count()
     @pages = sum(nr_reclaimed)

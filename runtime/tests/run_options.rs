@@ -76,7 +76,7 @@ fn dash_p_count_equals_bpftrace() {
     skip_unless_root_bpf!();
     skip_unless!(mmql_run::require_bpftrace());
     // The churn starts only once both tracers are attached.
-    let target = support::Waiting::start("churn --pages 2000");
+    let target = support::Gate::new("churn --pages 2000", None);
     let pid = target.pid();
     let bt = start_bpftrace("tracepoint:kmem:mm_page_alloc { @a[pid, comm] = count(); }");
     let mmql = start_mmql(&[
@@ -87,7 +87,8 @@ fn dash_p_count_equals_bpftrace() {
         "-e",
         "on kmem:mm_page_alloc { @a[pid, comm] = count() }",
     ]);
-    target.go();
+    let status = target.open();
+    assert!(status.success(), "workload failed: {status}");
     let m = mmql.stop();
     let b = bt.stop();
     m.expect_code(0, "mmql -p");

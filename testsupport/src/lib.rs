@@ -306,43 +306,46 @@ pub fn workload_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-/// `mmql-workload ARGS` behind a shell that waits for a line on stdin before it execs the
-/// workload (output to /dev/null): its pid is known, and traced with `-p`, before it makes a
-/// single page, and [`Waiting::go`] starts it once the tracers are attached.
-pub struct Waiting(std::process::Child);
+/// `mmql-workload ARGS` held at a gate: a shell that waits for a line on its stdin before it
+/// execs the workload (output to /dev/null), so its pid is known, and traced with `-p`, before
+/// it makes a single page; [`Gate::open`] lets it run once the tracers are attached.
+pub struct Gate(std::process::Child);
 
-impl Waiting {
-    pub fn start(args: &str) -> Waiting {
+impl Gate {
+    /// The gate, inside `cg` when given (the workload is then charged there from its exec on).
+    pub fn new(args: &str, cg: Option<&cgroup::MemCgroup>) -> Gate {
         let script = format!("read go; exec {} {args} >/dev/null", workload().display());
-        Waiting(
-            Command::new("sh")
-                .args(["-c", &script])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .expect("start sh"),
-        )
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let child = match cg {
+            Some(cg) => cg.spawn(&mut sh),
+            None => sh.spawn(),
+        };
+        Gate(child.expect("the gate's shell starts"))
     }
 
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
 
-    /// Releases the workload and waits for it to succeed.
-    pub fn go(mut self) {
+    /// Opens the gate and waits for the workload to end; how it ended (an OOM kill can be the
+    /// point of a test).
+    pub fn open(mut self) -> std::process::ExitStatus {
         self.0
             .stdin
             .take()
             .expect("stdin is piped")
             .write_all(b"go\n")
-            .expect("release the workload");
-        let status = self.0.wait().expect("wait for the workload");
-        assert!(status.success(), "workload failed: {status}");
+            .expect("open the gate");
+        self.0.wait().expect("wait for the workload")
     }
 }
 
-impl Drop for Waiting {
+impl Drop for Gate {
     fn drop(&mut self) {
-        // Only when a test fails before `go`: the shell still waits on its stdin.
+        // Only when a test fails before `open`: the shell still waits on its stdin.
         if matches!(self.0.try_wait(), Ok(None)) {
             let _ = self.0.kill();
             let _ = self.0.wait();
