@@ -1,8 +1,8 @@
-//! Same answers offline: a workload held at a gate (`support::Gate`: a shell blocked on its stdin, which then
-//! execs the workload in the same process) is traced live by `mmql -p PID` and recorded by
-//! `mmql record -p PID`; the gate opens only once every tracer is attached and the workload
-//! ends before any stops. Then each script runs on the recording with `--trace`, and its
-//! output must equal the live output byte for byte.
+//! Same answers offline: a workload held at a gate (`support::Gate`: a shell blocked on its
+//! stdin, which then execs the workload in the same process) is traced live by `mmql -p PID`
+//! and recorded by `mmql record -p PID`; the gate opens only once every tracer is attached
+//! and the workload ends before any stops. Then each script runs on the recording with
+//! `--trace`, and its output must equal the live output byte for byte.
 //!
 //! Where output cannot be equal the comparison masks exactly that field and says why:
 //! wall-clock times (`strftime`), and span durations, which the live program measures with its
