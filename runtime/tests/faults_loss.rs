@@ -87,7 +87,7 @@ fn ring_buffer_overrun_is_counted() {
     let mut c = mmql(&["-c", &cmd, "-e", script]);
     c.stdout(Stdio::piped());
     let mut w = Watched::spawn_keep_stdout(&mut c);
-    let mut out = w.child.stdout.take().expect("piped stdout");
+    let mut out = w.take_stdout();
     // The stall: read nothing until the workload has long finished its burst.
     std::thread::sleep(Duration::from_secs(3));
     let mut text = String::new();
@@ -126,7 +126,7 @@ on oom:oom_score_adj_update where current.comm == "mmql-workload" { @exits = cou
     let mut c = mmql(&["-e", script]);
     c.stdout(Stdio::piped());
     let mut w = Watched::spawn_keep_stdout(&mut c);
-    let mut out = w.child.stdout.take().expect("piped stdout");
+    let mut out = w.take_stdout();
     assert!(
         w.wait_stderr("Attached 2 probes", Duration::from_secs(60)),
         "{}",

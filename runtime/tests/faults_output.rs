@@ -24,7 +24,7 @@ fn output_pipe_closed() {
     let mut cmd = mmql(&["-e", STREAM]);
     cmd.stdout(Stdio::piped());
     let mut w = Watched::spawn_keep_stdout(&mut cmd);
-    let out = w.child.stdout.take().expect("piped stdout");
+    let out = w.take_stdout();
     let mut first = String::new();
     BufReader::new(out)
         .read_line(&mut first)

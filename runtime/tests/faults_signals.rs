@@ -152,7 +152,7 @@ fn signal_storm_during_exit_dump() {
         w.stderr_text()
     );
     let end = Instant::now() + Duration::from_millis(1500);
-    while Instant::now() < end && w.child.try_wait().ok().flatten().is_none() {
+    while Instant::now() < end && w.running() {
         w.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(3));
     }
@@ -202,7 +202,7 @@ fn stop_behind_a_slow_reader(args: &[&str]) -> (support::watched::Ended, Duratio
     let mut c = mmql(args);
     c.stdout(Stdio::piped());
     let mut w = Watched::spawn_keep_stdout(&mut c);
-    let mut out = w.child.stdout.take().expect("piped stdout");
+    let mut out = w.take_stdout();
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
         let mut buf = [0u8; 4096];

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -70,9 +70,11 @@ pub struct Proc {
     readers: Vec<JoinHandle<()>>,
 }
 
-/// What a finished child left: its exit code (None when a signal killed it) and its output.
+/// What a finished child left: how it ended, its exit code (None when a signal killed it) and
+/// its output.
 #[derive(Debug)]
 pub struct Finished {
+    pub status: ExitStatus,
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
@@ -100,18 +102,36 @@ impl Finished {
 impl Proc {
     /// Starts `cmd` with stdin closed and both outputs collected.
     pub fn spawn(what: &str, cmd: &mut Command) -> Proc {
+        Self::spawn_with(what, cmd.stdout(Stdio::piped()), true)
+    }
+
+    /// Like [`Proc::spawn`], but stdout is left as the caller set it (a pipe the test reads
+    /// itself through [`Proc::take_stdout`], at its own pace); only stderr is collected.
+    pub fn spawn_keep_stdout(what: &str, cmd: &mut Command) -> Proc {
+        Self::spawn_with(what, cmd, false)
+    }
+
+    fn spawn_with(what: &str, cmd: &mut Command, collect_stdout: bool) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let out = Arc::new(Stream::default());
         let err = Arc::new(Stream::default());
-        let readers = vec![
-            pump(child.stdout.take().expect("piped stdout"), out.clone()),
-            pump(child.stderr.take().expect("piped stderr"), err.clone()),
-        ];
+        let mut readers = vec![pump(
+            child.stderr.take().expect("piped stderr"),
+            err.clone(),
+        )];
+        if collect_stdout {
+            readers.push(pump(
+                child.stdout.take().expect("piped stdout"),
+                out.clone(),
+            ));
+        } else {
+            // Nothing will arrive here: the stream counts as closed for `wait_for`.
+            lock(&out.state).1 = true;
+        }
         Proc {
             what: what.to_string(),
             child,
@@ -150,6 +170,36 @@ impl Proc {
         }
     }
 
+    /// The child's stdout, for a test that started it with [`Proc::spawn_keep_stdout`] and a
+    /// piped stdout.
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.child
+            .stdout
+            .take()
+            .expect("a piped stdout not yet taken")
+    }
+
+    /// Everything the child wrote on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.err.text()
+    }
+
+    /// Waits until stderr contains `needle`, the child exits, or `timeout` passes; true when
+    /// the needle appeared.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.err.text().contains(needle) {
+                return true;
+            }
+            if !self.running() {
+                return self.err.text().contains(needle);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
     /// True while the child has not exited (it is not reaped here: `finish` still collects it).
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -157,8 +207,12 @@ impl Proc {
 
     /// Sends SIGINT, as Ctrl-C would.
     pub fn interrupt(&self) {
-        // SAFETY: signalling our own, not yet reaped, child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        self.signal(libc::SIGINT);
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child, which is not reaped until `finish`.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
     }
 
     /// Waits for the child to exit by itself; SIGKILLs it and panics after `timeout`.
@@ -186,6 +240,7 @@ impl Proc {
             let _ = r.join();
         }
         Finished {
+            status,
             code: status.code(),
             stdout: self.out.text(),
             stderr: self.err.text(),

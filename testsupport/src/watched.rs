@@ -9,8 +9,7 @@
 //! `/proc/PID/fdinfo` says which ids this process holds, so the check is exact.
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bpf::bpftool_show;
+use crate::mmql_run::Proc;
 
 /// The BPF objects one process held, by kernel id.
 #[derive(Debug, Default, Clone)]
@@ -78,29 +78,28 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn collect(mut from: impl Read + Send + 'static, to: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            to.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(&buf[..n]);
-        }
-    })
-}
-
-/// A running `mmql` under observation.
+/// A running `mmql` under observation: a [`Proc`] and a thread sampling its BPF fds and RSS
+/// every 5 ms until it exits.
 pub struct Watched {
-    pub child: Child,
-    pub stdout: Arc<Mutex<Vec<u8>>>,
-    pub stderr: Arc<Mutex<Vec<u8>>>,
+    proc: Proc,
     held: Arc<Mutex<Held>>,
     peak_rss: Arc<Mutex<u64>>,
+    sampler: Sampler,
+}
+
+/// The sampling thread; dropping it (also while a failed test unwinds) stops and joins it.
+struct Sampler {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// How a watched process ended.
@@ -154,43 +153,24 @@ pub fn mmql(args: &[&str]) -> Command {
 }
 
 impl Watched {
-    /// Starts `cmd` with stdin closed, stdout and stderr collected (unless the caller set
-    /// them), and a thread sampling its BPF fds and RSS every 5 ms until it exits.
+    /// Starts `cmd` with stdin closed, stdout and stderr collected, and the sampler.
     pub fn spawn(cmd: &mut Command) -> Watched {
-        Self::spawn_with(cmd, true)
+        Self::watch(Proc::spawn("mmql", cmd))
     }
 
-    /// Like `spawn`, but leaves stdout as the caller configured it.
+    /// Like `spawn`, but leaves stdout as the caller configured it ([`Watched::take_stdout`]).
     pub fn spawn_keep_stdout(cmd: &mut Command) -> Watched {
-        Self::spawn_with(cmd, false)
+        Self::watch(Proc::spawn_keep_stdout("mmql", cmd))
     }
 
-    fn spawn_with(cmd: &mut Command, pipe_stdout: bool) -> Watched {
-        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
-        if pipe_stdout {
-            cmd.stdout(Stdio::piped());
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut threads = vec![];
-        if pipe_stdout {
-            if let Some(o) = child.stdout.take() {
-                threads.push(collect(o, stdout.clone()));
-            }
-        }
-        if let Some(e) = child.stderr.take() {
-            threads.push(collect(e, stderr.clone()));
-        }
+    fn watch(proc: Proc) -> Watched {
         let held = Arc::new(Mutex::new(Held::default()));
         let peak_rss = Arc::new(Mutex::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let pid = child.id();
-        {
+        let pid = proc.pid();
+        let thread = {
             let (held, peak, stop) = (held.clone(), peak_rss.clone(), stop.clone());
-            threads.push(std::thread::spawn(move || {
+            std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     sample(pid, &held);
                     if let Some(r) = rss_kib(pid) {
@@ -199,25 +179,29 @@ impl Watched {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-            }));
-        }
+            })
+        };
         Watched {
-            child,
-            stdout,
-            stderr,
+            proc,
             held,
             peak_rss,
-            stop,
-            threads,
+            sampler: Sampler {
+                stop,
+                thread: Some(thread),
+            },
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
+    }
+
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.proc.take_stdout()
     }
 
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        self.proc.stderr_text()
     }
 
     pub fn held(&self) -> Held {
@@ -227,70 +211,31 @@ impl Watched {
     /// Waits until stderr contains `needle`, the process exits, or `timeout` passes; true
     /// when the needle appeared.
     pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.stderr_text().contains(needle) {
-                return true;
-            }
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return self.stderr_text().contains(needle);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
+        self.proc.wait_stderr(needle, timeout)
+    }
+
+    /// True while mmql has not exited.
+    pub fn running(&mut self) -> bool {
+        self.proc.running()
     }
 
     pub fn signal(&self, sig: libc::c_int) {
-        // SAFETY: signalling our own child, which is not reaped until `finish`.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        self.proc.signal(sig);
     }
 
     /// Waits for the exit (SIGKILL and panic after `timeout`: a hang is a failure), then
     /// gathers everything.
-    pub fn finish(mut self, timeout: Duration) -> Ended {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    self.stop.store(true, Ordering::Relaxed);
-                    panic!(
-                        "mmql did not exit within {timeout:?}; stderr:\n{}",
-                        self.stderr_text()
-                    );
-                }
-            }
-        };
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        let text = |b: &Arc<Mutex<Vec<u8>>>| {
-            String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-        };
+    pub fn finish(self, timeout: Duration) -> Ended {
+        let done = self.proc.finish(timeout);
+        drop(self.sampler);
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ended {
-            status,
-            stdout: text(&self.stdout),
-            stderr: text(&self.stderr),
-            held: self.held(),
+            status: done.status,
+            stdout: done.stdout,
+            stderr: done.stderr,
+            held,
             peak_rss_kib: *self.peak_rss.lock().unwrap_or_else(|p| p.into_inner()),
         }
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        // Only when a test panics mid-run: never leave a tracer attached behind it.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
