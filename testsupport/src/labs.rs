@@ -4,10 +4,11 @@
 //! it found it. Labs take a host-wide lock, so the tests of one binary run one at a time.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::mmql_run::{Proc, ATTACH_TIMEOUT};
 
 /// One lab at a time within a test binary (the lab's own lock would refuse the second).
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -227,38 +228,19 @@ const MAPS: &[&str] = &[
     "@n", "@pages", "@steals", "@mscan", "@mtake", "@fscan", "@ftake", "@hi", "@drain", "@cache",
 ];
 
-/// bpftrace running `prog` until [`Bpftrace::stop`]; returns once it attached.
-pub struct Bpftrace(Child);
+/// bpftrace running `prog` (text output) until [`Bpftrace::stop`]; returns once it attached.
+pub struct Bpftrace(Proc);
 
 impl Bpftrace {
     pub fn start(prog: &str) -> Bpftrace {
-        let mut child = Command::new("bpftrace")
-            .args(["-e", prog])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bpftrace starts");
-        let mut out = child.stdout.take().expect("piped");
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut b = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("Attaching") {
-            assert!(Instant::now() < deadline, "bpftrace did not attach");
-            if out.read(&mut b).unwrap_or(0) == 0 {
-                break;
-            }
-            seen.push(b[0]);
-        }
-        child.stdout = Some(out);
-        Bpftrace(child)
+        let mut p = Proc::spawn("bpftrace", Command::new("bpftrace").args(["-e", prog]));
+        p.wait_for("Attaching", ATTACH_TIMEOUT);
+        Bpftrace(p)
     }
 
     /// SIGINT, then the `@name[key]: value` rows it printed.
     pub fn stop(self) -> Vec<(Vec<String>, i64)> {
-        // SAFETY: signalling the child this test started.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let out = self.0.wait_with_output().expect("bpftrace ends");
-        let text = crate::text(&out.stdout);
+        let text = self.0.stop_insisting().stdout;
         let mut rows = Vec::new();
         for name in MAPS {
             rows.extend(
