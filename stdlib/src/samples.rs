@@ -22,6 +22,11 @@ pub const SAMPLES: &[Sample] = &[
         bytes: include_bytes!("../samples/compaction.mmqltrace"),
     },
     Sample {
+        name: "kswapd",
+        summary: "kswapd's wakes and sleeps and who asked for them, host-wide, while `mmql lab kswapd` read page cache down to the low watermark, three times",
+        bytes: include_bytes!("../samples/kswapd.mmqltrace"),
+    },
+    Sample {
         name: "memcg-reclaim",
         summary: "vmscan, writeback and page allocations of `dd` writing 100 MiB of page cache in a 64 MiB memory cgroup",
         bytes: include_bytes!("../samples/memcg-reclaim.mmqltrace"),
@@ -30,6 +35,11 @@ pub const SAMPLES: &[Sample] = &[
         name: "oom-kill",
         summary: "a 200 MiB memory hog in a 64 MiB memory cgroup: its allocations, memcg reclaim, and its OOM kill",
         bytes: include_bytes!("../samples/oom-kill.mmqltrace"),
+    },
+    Sample {
+        name: "zone-reclaim",
+        summary: "reclaim calls and shrink passes, host-wide, while `mmql lab zone-reclaim` filled the page cache with vm.zone_reclaim_mode=1",
+        bytes: include_bytes!("../samples/zone-reclaim.mmqltrace"),
     },
 ];
 
