@@ -46,3 +46,29 @@ pub const SAMPLES: &[Sample] = &[
 pub fn get(name: &str) -> Option<&'static Sample> {
     SAMPLES.iter().find(|s| s.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SAMPLES;
+
+    /// Issue 12's bound: samples ship inside every binary, so each stays small.
+    #[test]
+    fn every_sample_is_at_most_2_mb() {
+        for s in SAMPLES {
+            assert!(
+                s.bytes.len() <= 2 << 20,
+                "sample `{}` is {} bytes; remake it shorter (scripts/make-samples {})",
+                s.name,
+                s.bytes.len(),
+                s.name
+            );
+        }
+    }
+
+    /// `mmql samples` lists them in this order, and `sample:NAME` finds the first match.
+    #[test]
+    fn sample_names_are_sorted_and_unique() {
+        let names: Vec<&str> = SAMPLES.iter().map(|s| s.name).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    }
+}
