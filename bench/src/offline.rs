@@ -35,9 +35,13 @@ pub struct Recording {
     pub bytes: u64,
     pub events: u64,
     pub lost: u64,
-    /// The churn's own time while recorded, and the untraced run's just before.
+    /// The churn's own wall time while recorded, and the untraced run's just before.
     pub workload_ns: u64,
     pub untraced_ns: u64,
+    /// The same for the churn's CPU time (user + system), which the machine's other load
+    /// moves far less than its wall time: the per-event costs use these.
+    pub workload_cpu_ns: u64,
+    pub untraced_cpu_ns: u64,
     /// CPU time of the recording process, less the churn's own (it reaps the churn, so its
     /// rusage holds the churn's); for trace-cmd, `trace-cmd extract` after the run.
     pub recorder_cpu: Duration,
@@ -48,9 +52,13 @@ impl Recording {
         self.workload_ns as f64 / self.untraced_ns.max(1) as f64
     }
 
-    /// Extra workload time plus recorder CPU, per event recorded.
+    pub fn cpu_slowdown(&self) -> f64 {
+        self.workload_cpu_ns as f64 / self.untraced_cpu_ns.max(1) as f64
+    }
+
+    /// Extra CPU time of the workload, and the recorder's CPU time, per event recorded.
     pub fn ns_per_event(&self) -> (f64, f64) {
-        let extra = self.workload_ns as f64 - self.untraced_ns as f64;
+        let extra = self.workload_cpu_ns as f64 - self.untraced_cpu_ns as f64;
         let n = self.events.max(1) as f64;
         (extra / n, self.recorder_cpu.as_nanos() as f64 / n)
     }
@@ -238,12 +246,12 @@ fn perf_record_argv(cfg: &Config, out: &Path) -> Vec<String> {
     a
 }
 
-/// The untraced churn run each recording is paired with.
-fn untraced(cfg: &Config) -> Tried<u64> {
+/// The untraced churn run each recording is paired with: its wall and CPU time.
+fn untraced(cfg: &Config) -> Tried<(u64, u64)> {
     let argv = churn_argv(cfg);
     let ran = Proc::spawn(&argv, false, true)?.finish()?;
     ran.check(&argv)?;
-    Ok(ran.fact("elapsed_ns")?)
+    Ok((ran.fact("elapsed_ns")?, ran.fact("cpu_ns")?))
 }
 
 fn file_size(p: &Path) -> Tried<u64> {
@@ -253,7 +261,7 @@ fn file_size(p: &Path) -> Tried<u64> {
 }
 
 fn record_mmql(cfg: &Config, out: &Path) -> Tried<Recording> {
-    let untraced_ns = untraced(cfg)?;
+    let (untraced_ns, untraced_cpu_ns) = untraced(cfg)?;
     let argv = mmql_record_argv(cfg, out);
     let ran = Proc::spawn(&argv, false, true)?.finish()?;
     ran.check(&argv)?;
@@ -275,12 +283,14 @@ fn record_mmql(cfg: &Config, out: &Path) -> Tried<Recording> {
         lost,
         workload_ns: ran.fact("elapsed_ns")?,
         untraced_ns,
+        workload_cpu_ns: ran.fact("cpu_ns")?,
+        untraced_cpu_ns,
         recorder_cpu: ran.cpu_less_churn()?,
     })
 }
 
 fn record_ftrace(cfg: &Config, formats: &Formats, out: &Path) -> Tried<Recording> {
-    let untraced_ns = untraced(cfg)?;
+    let (untraced_ns, untraced_cpu_ns) = untraced(cfg)?;
     // Declared first, so dropped last: after both instances are gone.
     let _held = SignalsHeld::hold();
     let decoy = Instance::create("decoy")?;
@@ -307,12 +317,14 @@ fn record_ftrace(cfg: &Config, formats: &Formats, out: &Path) -> Tried<Recording
         lost,
         workload_ns: ran.fact("elapsed_ns")?,
         untraced_ns,
+        workload_cpu_ns: ran.fact("cpu_ns")?,
+        untraced_cpu_ns,
         recorder_cpu: extract.cpu,
     })
 }
 
 fn record_perf(cfg: &Config, out: &Path) -> Tried<Recording> {
-    let untraced_ns = untraced(cfg)?;
+    let (untraced_ns, untraced_cpu_ns) = untraced(cfg)?;
     let argv = perf_record_argv(cfg, out);
     let ran = Proc::spawn(&argv, false, true)?.finish()?;
     ran.check(&argv)?;
@@ -349,6 +361,8 @@ fn record_perf(cfg: &Config, out: &Path) -> Tried<Recording> {
         lost,
         workload_ns: ran.fact("elapsed_ns")?,
         untraced_ns,
+        workload_cpu_ns: ran.fact("cpu_ns")?,
+        untraced_cpu_ns,
         recorder_cpu: ran.cpu_less_churn()?,
     })
 }

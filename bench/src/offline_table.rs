@@ -123,17 +123,22 @@ pub fn render(o: &Offline, h: &Header, versions: &str) -> String {
         cnt(ev[1], lost[1]),
         cnt(ev[2], lost[2]),
     );
-    let base = median(
-        recs.iter()
-            .flat_map(|v| v.iter())
-            .filter_map(|x| x.as_ref().ok())
-            .map(|r| r.untraced_ns as f64 / 1e6)
-            .collect(),
-    );
+    let untraced = |f: fn(&Recording) -> u64| {
+        median(
+            recs.iter()
+                .flat_map(|v| v.iter())
+                .filter_map(|x| x.as_ref().ok())
+                .map(|r| f(r) as f64 / 1e6)
+                .collect(),
+        )
+    };
     let _ = writeln!(
         s,
-        "| recording: churn time with no recorder | {} | | | | | |",
-        base.map_or("failed".into(), |x| format!("{x:.0} ms")),
+        "| recording: churn with no recorder, wall time; CPU time | {} | | | | | |",
+        match (untraced(|r| r.untraced_ns), untraced(|r| r.untraced_cpu_ns)) {
+            (Some(w), Some(c)) => format!("{w:.0} ms; {c:.0} ms"),
+            _ => "failed".into(),
+        }
     );
     let slow = meds(&|r| r.slowdown());
     let time = meds(&|r| r.workload_ns as f64 / 1e6);
@@ -152,11 +157,28 @@ pub fn render(o: &Offline, h: &Header, versions: &str) -> String {
         time[2],
         "",
     );
+    let cslow = meds(&|r| r.cpu_slowdown());
+    let ctime = meds(&|r| r.workload_cpu_ns as f64 / 1e6);
+    let ccells: Vec<String> = (0..3)
+        .map(|i| match (ctime[i], cslow[i]) {
+            (Some(t), Some(q)) => format!("{t:.0} ms ({q:.2}×)"),
+            _ => show(recs[i], None, |_| String::new()),
+        })
+        .collect();
+    row(
+        &mut s,
+        "recording: churn CPU time (user + system) while recorded (× its untraced pair)",
+        [ccells[0].clone(), ccells[1].clone(), ccells[2].clone()],
+        ctime[0],
+        ctime[1],
+        ctime[2],
+        "",
+    );
     let ns = |x: f64| format!("{x:.0} ns");
     let extra = meds(&|r| r.ns_per_event().0);
     row(
         &mut s,
-        "recording: extra churn time per event",
+        "recording: extra churn CPU time per event",
         cells(&|r| r.ns_per_event().0, &ns),
         extra[0],
         extra[1],
@@ -183,7 +205,7 @@ pub fn render(o: &Offline, h: &Header, versions: &str) -> String {
     };
     row(
         &mut s,
-        "recording: cost per event (extra churn time + recorder CPU)",
+        "recording: CPU cost per event (extra churn CPU + recorder CPU)",
         cells(
             &|r| {
                 let (a, b) = r.ns_per_event();
