@@ -260,23 +260,14 @@ fn file_size(p: &Path) -> Tried<u64> {
         .map_err(|e| format!("{}: {e}", p.display()))
 }
 
-fn record_mmql(cfg: &Config, out: &Path) -> Tried<Recording> {
-    let (untraced_ns, untraced_cpu_ns) = untraced(cfg)?;
-    let argv = mmql_record_argv(cfg, out);
-    let ran = Proc::spawn(&argv, false, true)?.finish()?;
-    ran.check(&argv)?;
-    // "Recorded N events (B bytes)[; lost L (ring buffer full)]"
-    let line = ran
-        .err
-        .lines()
-        .find_map(|l| l.strip_prefix("Recorded "))
-        .ok_or_else(|| format!("mmql record printed no summary: {}", ran.err))?;
-    let number = |s: &str| s.split_whitespace().next().and_then(|n| n.parse().ok());
-    let events = number(line).ok_or_else(|| format!("bad summary `{line}`"))?;
-    let lost = line
-        .split_once("lost ")
-        .and_then(|(_, l)| number(l))
-        .unwrap_or(0);
+/// A recording from the churn run it made: the churn's facts beside its untraced pair's.
+fn recording(
+    ran: &Ran,
+    out: &Path,
+    (events, lost): (u64, u64),
+    (untraced_ns, untraced_cpu_ns): (u64, u64),
+    recorder_cpu: Duration,
+) -> Tried<Recording> {
     Ok(Recording {
         bytes: file_size(out)?,
         events,
@@ -285,12 +276,62 @@ fn record_mmql(cfg: &Config, out: &Path) -> Tried<Recording> {
         untraced_ns,
         workload_cpu_ns: ran.fact("cpu_ns")?,
         untraced_cpu_ns,
-        recorder_cpu: ran.cpu_less_churn()?,
+        recorder_cpu,
+    })
+}
+
+/// A recorder that starts the churn itself (`mmql record -c`, `perf record --`), and what its
+/// stderr says it recorded and lost.
+fn record_with(
+    cfg: &Config,
+    argv: &[String],
+    out: &Path,
+    counts: fn(&str) -> Option<(u64, u64)>,
+) -> Tried<Recording> {
+    let pair = untraced(cfg)?;
+    let ran = Proc::spawn(argv, false, true)?.finish()?;
+    ran.check(argv)?;
+    let counts = counts(&ran.err)
+        .ok_or_else(|| format!("`{}` printed no record count: {}", argv[0], ran.err))?;
+    recording(&ran, out, counts, pair, ran.cpu_less_churn()?)
+}
+
+fn record_mmql(cfg: &Config, out: &Path) -> Tried<Recording> {
+    // "Recorded N events (B bytes)[; lost L (ring buffer full)]"
+    record_with(cfg, &mmql_record_argv(cfg, out), out, |err| {
+        let line = err.lines().find_map(|l| l.strip_prefix("Recorded "))?;
+        let number = |s: &str| s.split_whitespace().next()?.parse().ok();
+        let lost = line.split_once("lost ").and_then(|(_, l)| number(l));
+        Some((number(line)?, lost.unwrap_or(0)))
+    })
+}
+
+fn record_perf(cfg: &Config, out: &Path) -> Tried<Recording> {
+    // "[ perf record: Captured and wrote 95.162 MB FILE (1038094 samples) ]", and
+    // "Processed N events and lost M chunks!" when its ring overflowed.
+    record_with(cfg, &perf_record_argv(cfg, out), out, |err| {
+        let line = err.lines().find(|l| l.contains("perf record: Captured"))?;
+        let events = line
+            .rsplit_once('(')?
+            .1
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let lost = err.lines().find_map(|l| {
+            l.split_once(" and lost ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+        Some((events, lost.unwrap_or(0)))
     })
 }
 
 fn record_ftrace(cfg: &Config, formats: &Formats, out: &Path) -> Tried<Recording> {
-    let (untraced_ns, untraced_cpu_ns) = untraced(cfg)?;
+    let pair = untraced(cfg)?;
     // Declared first, so dropped last: after both instances are gone.
     let _held = SignalsHeld::hold();
     let decoy = Instance::create("decoy")?;
@@ -307,64 +348,11 @@ fn record_ftrace(cfg: &Config, formats: &Formats, out: &Path) -> Tried<Recording
     data.stop()?;
     let ran = ran?;
     ran.check(&churn_argv(cfg))?;
-    let (events, lost) = data.counts();
+    let counts = data.counts();
     let argv = tracefs::extract_argv(formats, &decoy, &data, out);
     let extract = Proc::spawn(&argv, false, true)?.finish()?;
     extract.check(&argv)?;
-    Ok(Recording {
-        bytes: file_size(out)?,
-        events,
-        lost,
-        workload_ns: ran.fact("elapsed_ns")?,
-        untraced_ns,
-        workload_cpu_ns: ran.fact("cpu_ns")?,
-        untraced_cpu_ns,
-        recorder_cpu: extract.cpu,
-    })
-}
-
-fn record_perf(cfg: &Config, out: &Path) -> Tried<Recording> {
-    let (untraced_ns, untraced_cpu_ns) = untraced(cfg)?;
-    let argv = perf_record_argv(cfg, out);
-    let ran = Proc::spawn(&argv, false, true)?.finish()?;
-    ran.check(&argv)?;
-    // "[ perf record: Captured and wrote 95.162 MB FILE (1038094 samples) ]"
-    let events = ran
-        .err
-        .lines()
-        .find(|l| l.contains("perf record: Captured"))
-        .and_then(|l| {
-            l.rsplit_once('(')?
-                .1
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .ok_or_else(|| format!("perf record printed no sample count: {}", ran.err))?;
-    // perf warns "Processed N events and lost M chunks!" when its ring overflowed.
-    let lost = ran
-        .err
-        .lines()
-        .find_map(|l| {
-            l.split_once(" and lost ")?
-                .1
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0);
-    Ok(Recording {
-        bytes: file_size(out)?,
-        events,
-        lost,
-        workload_ns: ran.fact("elapsed_ns")?,
-        untraced_ns,
-        workload_cpu_ns: ran.fact("cpu_ns")?,
-        untraced_cpu_ns,
-        recorder_cpu: ran.cpu_less_churn()?,
-    })
+    recording(&ran, out, counts, pair, extract.cpu)
 }
 
 /// A child process: optionally held at a gate (its stdin) until released, its stdout kept or

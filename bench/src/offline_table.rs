@@ -140,39 +140,21 @@ pub fn render(o: &Offline, h: &Header, versions: &str) -> String {
             _ => "failed".into(),
         }
     );
-    let slow = meds(&|r| r.slowdown());
-    let time = meds(&|r| r.workload_ns as f64 / 1e6);
-    let tcells: Vec<String> = (0..3)
-        .map(|i| match (time[i], slow[i]) {
-            (Some(t), Some(q)) => format!("{t:.0} ms ({q:.2}×)"),
-            _ => show(recs[i], None, |_| String::new()),
-        })
-        .collect();
-    row(
+    two_part(
         &mut s,
         "recording: churn time while recorded (slowdown, paired with an untraced run)",
-        [tcells[0].clone(), tcells[1].clone(), tcells[2].clone()],
-        time[0],
-        time[1],
-        time[2],
-        "",
+        recs,
+        &|r| r.workload_ns as f64 / 1e6,
+        &|r| r.slowdown(),
+        &|t, q| format!("{t:.0} ms ({q:.2}×)"),
     );
-    let cslow = meds(&|r| r.cpu_slowdown());
-    let ctime = meds(&|r| r.workload_cpu_ns as f64 / 1e6);
-    let ccells: Vec<String> = (0..3)
-        .map(|i| match (ctime[i], cslow[i]) {
-            (Some(t), Some(q)) => format!("{t:.0} ms ({q:.2}×)"),
-            _ => show(recs[i], None, |_| String::new()),
-        })
-        .collect();
-    row(
+    two_part(
         &mut s,
         "recording: churn CPU time (user + system) while recorded (× its untraced pair)",
-        [ccells[0].clone(), ccells[1].clone(), ccells[2].clone()],
-        ctime[0],
-        ctime[1],
-        ctime[2],
-        "",
+        recs,
+        &|r| r.workload_cpu_ns as f64 / 1e6,
+        &|r| r.cpu_slowdown(),
+        &|t, q| format!("{t:.0} ms ({q:.2}×)"),
     );
     let ns = |x: f64| format!("{x:.0} ns");
     let extra = meds(&|r| r.ns_per_event().0);
@@ -218,22 +200,13 @@ pub fn render(o: &Offline, h: &Header, versions: &str) -> String {
         total[2],
         &format!("no worse than either: {}", verdict(no_worse)),
     );
-    let per_m = meds(&|r| r.bytes as f64 / r.events.max(1) as f64 * 1e6 / 1048576.0);
-    let bytes = meds(&|r| r.bytes as f64 / 1048576.0);
-    let scells: Vec<String> = (0..3)
-        .map(|i| match (per_m[i], bytes[i]) {
-            (Some(m), Some(b)) => format!("{m:.2} MiB ({b:.1} MiB file)"),
-            _ => show(recs[i], None, |_| String::new()),
-        })
-        .collect();
-    row(
+    two_part(
         &mut s,
         "file size per million events (.mmqltrace, trace.dat v7 zstd, perf.data)",
-        [scells[0].clone(), scells[1].clone(), scells[2].clone()],
-        per_m[0],
-        per_m[1],
-        per_m[2],
-        "",
+        recs,
+        &|r| r.bytes as f64 / r.events.max(1) as f64 * 1e6 / 1048576.0,
+        &|r| r.bytes as f64 / 1048576.0,
+        &|m, b| format!("{m:.2} MiB ({b:.1} MiB file)"),
     );
 
     let _ = writeln!(s, "\nCommands:\n");
@@ -276,6 +249,23 @@ pub fn render(o: &Offline, h: &Header, versions: &str) -> String {
         }
     }
     s
+}
+
+/// A row whose cells show two medians of each tool's recordings; the ratios compare the first.
+fn two_part(
+    s: &mut String,
+    label: &str,
+    recs: [&Vec<Tried<Recording>>; 3],
+    first: &dyn Fn(&Recording) -> f64,
+    second: &dyn Fn(&Recording) -> f64,
+    fmt: &dyn Fn(f64, f64) -> String,
+) {
+    let a = recs.map(|v| med(v, first));
+    let cells = [0, 1, 2].map(|i| match (a[i], med(recs[i], second)) {
+        (Some(x), Some(y)) => fmt(x, y),
+        _ => show(recs[i], None, |_| String::new()),
+    });
+    row(s, label, cells, a[0], a[1], a[2], "");
 }
 
 fn cnt(events: Option<f64>, lost: Option<f64>) -> String {
