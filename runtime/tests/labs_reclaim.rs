@@ -83,13 +83,22 @@ fn check_lru(done: Vec<Finished>, seen: &Counts) {
             d.describe()
         );
     };
-    covers(&done[0], "@reclaimed", "mm_vmscan_lru_shrink_inactive", "nr_reclaimed");
-    covers(&done[0], "@scanned", "mm_vmscan_lru_shrink_inactive", "nr_scanned");
+    covers(
+        &done[0],
+        "@reclaimed",
+        "mm_vmscan_lru_shrink_inactive",
+        "nr_reclaimed",
+    );
+    covers(
+        &done[0],
+        "@scanned",
+        "mm_vmscan_lru_shrink_inactive",
+        "nr_scanned",
+    );
     covers(&done[1], "@scanned", "mm_vmscan_lru_isolate", "nr_scanned");
     covers(&done[1], "@taken", "mm_vmscan_lru_isolate", "nr_taken");
     assert!(
-        done[0].total("@reclaimed") > 0
-            && done[0].total("@reclaimed") <= done[0].total("@scanned"),
+        done[0].total("@reclaimed") > 0 && done[0].total("@reclaimed") <= done[0].total("@scanned"),
         "{}",
         done[0].describe()
     );

@@ -686,7 +686,10 @@ fn heatmap_exports_the_last_complete_slice() {
         let inf = cum.last().map_or(0.0, |b| b.count);
         let count = number(&sample_with(&s, "mmql_heat_count", &[]).value);
         assert_eq!(count, inf, "{body}");
-        assert!(count > 0.0, "the workload's second holds its events:\n{body}");
+        assert!(
+            count > 0.0,
+            "the workload's second holds its events:\n{body}"
+        );
         assert_eq!(count, per(ran), "the last complete slice:\n{body}");
         assert!(
             !body.contains("mmql_heat_sum"),

@@ -116,6 +116,18 @@ pub fn run(ctx: &Context, args: &LabArgs) -> Result<(), Failure> {
         .map_err(|_| Failure::Message("the host was not fully restored (see above)".into()))
 }
 
+/// Test hook (docs/labs.md, "Safety"): with `MMQL_LAB_TEST_PANIC_MS=N` in its environment a
+/// lab panics N ms after its workload started, so the tests can prove that a panic mid-run
+/// leaves the host as it was. Read only by `mmql lab` runs (the run path asks for it only when
+/// tracing host-wide, which nothing but a lab does), so no other command can hit it.
+pub const TEST_PANIC_ENV: &str = "MMQL_LAB_TEST_PANIC_MS";
+
+/// How long after its workload started a lab under test must panic, if it must.
+pub fn test_panic_after() -> Option<std::time::Duration> {
+    let ms = std::env::var(TEST_PANIC_ENV).ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The journal, undone when dropped (a panic unwinding through the lab included).
 struct Restore(Option<Journal>);
 
@@ -131,8 +143,12 @@ impl Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if let Err(failed) = self.finish() {
-            eprintln!("mmql: lab: could not restore: {}", failed.join("; "));
+        // Reached with the journal still held only when `run` did not get to `finish`: a
+        // panic is unwinding. Say what was put back, as the normal path does.
+        match self.finish() {
+            Ok(lines) if !lines.is_empty() => eprintln!("restored: {}", lines.join("; ")),
+            Ok(_) => {}
+            Err(failed) => eprintln!("mmql: lab: could not restore: {}", failed.join("; ")),
         }
     }
 }

@@ -46,7 +46,10 @@ impl Ftrace {
         f.marker = Some(std::thread::spawn(move || {
             let mut last = String::new();
             while !done.load(Ordering::Relaxed) {
-                let now = fs::read_to_string(knob).unwrap_or_default().trim().to_string();
+                let now = fs::read_to_string(knob)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
                 if now != last {
                     let _ = fs::write(&marks, format!("{MARK}{now}"));
                     last = now;
