@@ -283,7 +283,7 @@ static LABS: &[Lab] = &[
         name: "memcg-reclaim",
         reproduces: "a task at its memory cgroup's limit reclaiming its own page cache (memcg reclaim), with no pressure anywhere else",
         recipe: "direct-reclaim-latency",
-        also: &["zone-reclaim", "shrink-inactive", "lru-isolate"],
+        also: &["reclaim-stall-heatmap", "zone-reclaim", "shrink-inactive", "lru-isolate"],
         time: "2-5 s",
         memory: "a 64 MiB cgroup reading 320 MiB",
         needs: Needs { files: true, disk_mb: 16, ..SANDBOX },

@@ -252,6 +252,7 @@ pub fn run(args: &[&str]) -> LabRun {
 /// The maps a test's bpftrace program may fill (`@name[key]: value`).
 const MAPS: &[&str] = &[
     "@n", "@pages", "@steals", "@mscan", "@mtake", "@fscan", "@ftake", "@hi", "@drain", "@cache",
+    "@by_comm",
 ];
 
 /// bpftrace running `prog` until [`Bpftrace::stop`]; returns once it attached.
