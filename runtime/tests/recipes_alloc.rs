@@ -123,10 +123,7 @@ fn page_recipes_count_the_churn() {
     // any process's map syscall, preempted on that CPU) held the CPU's BPF guard; each is at
     // most one event of the churn missing from the counts. Measured under `stress-ng --cpu 2`
     // and a page-cache fill: 15 to 656 skips a run of alloc-free-balance beside the others.
-    let skipped: Vec<i64> = done
-        .iter()
-        .map(|d| support::lost(&d.stderr, "the kernel skipped them") as i64)
-        .collect();
+    let skipped: Vec<i64> = done.iter().map(Finished::skipped).collect();
     // alloc-order-hist: every touched page is one order-0 allocation by the churn. The recipe
     // prints and clears its histogram every 5 s, so a churn slowed past 5 s by the load is
     // split between prints (measured: 36 884 + 23 392).

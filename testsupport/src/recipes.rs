@@ -109,6 +109,12 @@ impl Finished {
         );
     }
 
+    /// Probe runs the kernel skipped (`mmql: lost N probe runs (the kernel skipped them …)`),
+    /// or 0: an upper bound on the events the recipe's probes missed.
+    pub fn skipped(&self) -> i64 {
+        crate::lost(&self.stderr, "the kernel skipped them") as i64
+    }
+
     /// `(keys, value)` of every `@map[k1, k2]: value` line of a count/sum map.
     pub fn rows(&self, map: &str) -> Vec<(Vec<String>, i64)> {
         rows(&self.stdout, map)
