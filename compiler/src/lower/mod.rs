@@ -90,12 +90,19 @@ pub(crate) struct Lowerer<'a> {
     slots_used: u32,
     events: Option<usize>,
     stacks: Option<usize>,
+    /// Byte offset of `task_struct.comm`, when probes may read it directly.
+    task_comm: Option<u32>,
     /// Where a span end keeps its copy of the begin state.
     span_state: Option<i16>,
     max_stack: u32,
 }
 
-pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diagnostic>> {
+/// `task_comm`: where the running kernel keeps a task's name (`Catalog::task_comm`).
+pub fn lower(
+    program: Program,
+    opts: &LowerOptions,
+    task_comm: Option<u32>,
+) -> Result<Compiled, Vec<Diagnostic>> {
     let layouts = layouts(&program, opts.max_keys);
     let uses_ringbuf = program.probes.iter().any(|k| {
         uses(
@@ -132,6 +139,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
             locals: vec![],
             counters: counters.0,
             slots_used: 0,
+            task_comm,
             events: roles.events.map(|m| m.0),
             stacks: roles.stacks.map(|m| m.0),
             span_state: None,
