@@ -197,7 +197,10 @@ fn btf_cache_key() -> Option<String> {
 }
 
 fn btf_cache_path() -> PathBuf {
-    PathBuf::from(BTF_CACHE_DIR).join("btf-enums.txt")
+    // Named for what it holds since it also holds `task_struct.comm`: an mmql that caches
+    // only enums (an older one on the same host) keeps its own `btf-enums.txt` instead of
+    // each rewriting the other's file on every start.
+    PathBuf::from(BTF_CACHE_DIR).join("kernel-btf.txt")
 }
 
 fn read_btf_cache(key: &str) -> Option<KernelBtf> {
@@ -238,7 +241,7 @@ fn write_btf_cache(key: &str, k: &KernelBtf) {
         None => format!("{COMM_LINE} none"),
     };
     let text = mmql_compiler::format::write_btf_enums(&[key, &comm], &k.enums);
-    let tmp = PathBuf::from(BTF_CACHE_DIR).join(format!("btf-enums.{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(BTF_CACHE_DIR).join(format!("kernel-btf.{}.tmp", std::process::id()));
     if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, btf_cache_path()).is_err() {
         let _ = fs::remove_file(&tmp);
     }
