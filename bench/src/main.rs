@@ -6,7 +6,10 @@
 mod bigmap;
 mod measure;
 mod memlock;
+mod offline;
+mod offline_table;
 mod report;
+mod tracefs;
 mod tracer;
 mod workload;
 mod yardstick;
@@ -20,7 +23,7 @@ use report::{CaseResult, Header, MemRow, Results, ScaleRow, StartRow, YardResult
 use tracer::{Kind, StatsGuard};
 
 const USAGE: &str = "usage: mmql-bench [--mmql PATH] [--bpftrace PATH|none] [--runs N] \
-[--startup-runs N] [--pages N] [--rounds N] [--cpu N] [--repo DIR]
+[--startup-runs N] [--pages N] [--rounds N] [--cpu N] [--repo DIR] [--only offline]
        mmql-bench churn [--pages N] [--rounds N] [--cpu N]
        mmql-bench reread --file PATH [--passes N] [--cpu N]
        mmql-bench getpid [--calls N] [--cpu N]";
@@ -214,6 +217,16 @@ fn bench(args: &[String]) -> Result<(), String> {
     preflight()?;
     let repo = flag(args, "--repo").map_or_else(|| PathBuf::from("."), PathBuf::from);
     let mut header = header(&cfg, &repo);
+    // The offline rows alone (issue 12): mmql's recordings against trace-cmd's and perf's.
+    if flag(args, "--only").as_deref() == Some("offline") {
+        let off = offline::run(&cfg, cfg.runs);
+        header.loadavg_end = loadavg();
+        print!(
+            "{}",
+            offline_table::render(&off, &header, &offline_versions())
+        );
+        return Ok(());
+    }
     let _stats = StatsGuard::enable()?;
     let env = Env::new(&cfg);
     let mut kinds = vec![Kind::Mmql];
@@ -498,6 +511,9 @@ fn bench(args: &[String]) -> Result<(), String> {
     let big = bigmap::run(&cfg, cfg.startup_runs.min(3));
     commands.extend(big.commands.iter().cloned());
 
+    // Offline: reading recordings back, and recording, against trace-cmd and perf.
+    let off = offline::run(&cfg, cfg.runs);
+
     for c in CASES {
         for &k in &kinds {
             if let Some(a) = measure::argv(&cfg, k, c.mmql, c.bpftrace) {
@@ -527,7 +543,27 @@ fn bench(args: &[String]) -> Result<(), String> {
         commands,
     };
     print!("{}", report::render(&results));
+    print!(
+        "{}",
+        offline_table::render(&off, &results.header, &offline_versions())
+    );
     Ok(())
+}
+
+/// The versions of the tools the offline rows compare with.
+fn offline_versions() -> String {
+    let first = |cmd: &str, arg: &str| {
+        let v = capture(cmd, &[arg]);
+        match v.lines().next() {
+            Some(l) if !l.is_empty() => l.to_string(),
+            _ => format!("{cmd}: not installed"),
+        }
+    };
+    format!(
+        "{}; {}",
+        first("trace-cmd", "--version"),
+        first("perf", "--version")
+    )
 }
 
 /// Runs a tracer command line to its exit: wall time from spawn, or why it failed.

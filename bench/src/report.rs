@@ -100,7 +100,7 @@ fn ok_values<T, F: Fn(&T) -> Option<f64>>(v: &[Tried<T>], f: F) -> Vec<f64> {
 }
 
 /// "median (n/N ok)" when some repetitions failed, so a thin median is visible as such.
-fn cell(v: Option<f64>, ok: usize, total: usize, fmt: impl Fn(f64) -> String) -> String {
+pub(crate) fn cell(v: Option<f64>, ok: usize, total: usize, fmt: impl Fn(f64) -> String) -> String {
     match v {
         None if total == 0 => "—".into(),
         None => "failed".into(),
@@ -113,18 +113,18 @@ fn ms(d: &Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     }
 }
 
-fn fmt_ratio(r: Option<f64>) -> String {
+pub(crate) fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or("—".into(), |r| format!("{r:.2}×"))
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
+pub(crate) fn verdict(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "met",
         Some(false) => "**missed**",

@@ -30,6 +30,13 @@ pub const DYNAMIC_CAP: u32 = 512;
 /// The ring buffer between the probes and `mmql record`.
 pub const RING_BYTES: u32 = 16 << 20;
 
+/// Bytes waiting in the ring past which a record wakes the reader (1/8 of the ring).
+pub const WAKE_AT: u32 = RING_BYTES / 8;
+/// `bpf_ringbuf_query` and `bpf_ringbuf_submit` flags (linux/bpf.h).
+const BPF_RB_AVAIL_DATA: i32 = 0;
+const BPF_RB_NO_WAKEUP: i32 = 1;
+const BPF_RB_FORCE_WAKEUP: i32 = 2;
+
 /// Map indices in [`Capture::maps`].
 pub const RING_MAP: usize = 0;
 pub const LOST_MAP: usize = 1;
@@ -195,8 +202,18 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     a.push(Insn::mov64_reg(R2, R7));
     a.push(Insn::mov64_reg(R3, R6));
     a.push(Insn::call(helper::PROBE_READ_KERNEL));
+    // Wake the reader only once WAKE_AT bytes wait: a wake-up per record (the default when
+    // the reader has caught up) costs the traced task more than the copy itself, and
+    // `mmql record` reads at least once a second anyway.
+    a.map(R1, RING_MAP);
+    a.push(Insn::mov64_imm(R2, BPF_RB_AVAIL_DATA));
+    a.push(Insn::call(helper::RINGBUF_QUERY));
+    a.push(Insn::mov64_imm(R2, BPF_RB_NO_WAKEUP));
+    let quiet = a.label();
+    a.jump(Insn::jmp_imm(JmpOp::Le, R0, WAKE_AT as i32, 0), quiet);
+    a.push(Insn::mov64_imm(R2, BPF_RB_FORCE_WAKEUP));
+    a.place(quiet);
     a.push(Insn::mov64_reg(R1, R8));
-    a.push(Insn::mov64_imm(R2, 0));
     a.push(Insn::call(helper::RINGBUF_SUBMIT));
     a.place(exit);
     a.push(Insn::mov64_imm(R0, 0));

@@ -175,7 +175,7 @@ pub enum Command {
     Record(RecordArgs),
     /// List the bundled sample recordings (`--trace sample:NAME`).
     #[command(
-        after_help = "Example:\n  mmql samples\n  mmql --trace sample:churn -e 'on kmem:mm_page_alloc { @[order] = count() }'"
+        after_help = "Examples:\n  mmql samples\n  mmql --trace sample:churn -e 'on kmem:mm_page_alloc { @[order] = count() }'\n  mmql --trace sample:zone-reclaim run zone-reclaim\n  mmql --trace sample:kswapd run kswapd-cycle"
     )]
     Samples,
     /// List the bundled recipes.

@@ -11,6 +11,9 @@
 //! `stdlib/recipes/`. `replay/` is what the runtime prints on recorded input: `mmql replay
 //! CASE.rec CASE` (a recording made with `--record` on this VM, or written by hand for events
 //! this VM cannot provoke), so merging, decoding and printing are pinned without a kernel.
+//! `samples/` runs scripts and recipes on the bundled event recordings, the whole command on
+//! the first line (`# args: --trace sample:kswapd run kswapd-cycle`): the offline interpreter's
+//! output on events a lab provoked, pinned without root.
 //!
 //! The expected file is the three results in one readable text:
 //!
@@ -37,7 +40,9 @@ const BLESS_VAR: &str = "MMQL_BLESS";
 const BLESS_CMD: &str = "MMQL_BLESS=1 cargo test -p mmql --test golden";
 /// Relative to the workspace root, so no absolute path reaches the outputs.
 const FORMATS: &str = "stdlib/snapshot/events";
-const KINDS: &[&str] = &["check", "explain", "bpf", "list", "recipes", "replay"];
+const KINDS: &[&str] = &[
+    "check", "explain", "bpf", "list", "recipes", "replay", "samples",
+];
 
 fn workspace_root() -> PathBuf {
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR"));
