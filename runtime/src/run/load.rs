@@ -120,11 +120,10 @@ impl Loaded {
         if after.is_empty() {
             return;
         }
-        match std::thread::Builder::new().spawn(move || close_together(after)) {
-            Ok(t) => *self.closing.borrow_mut() = Some(t),
-            // No thread: the events were handed to the closure, which is dropped here and
-            // closes them on this thread instead: slower, never left open.
-            Err(_) => {}
+        // Without a thread the events go down with the closure, dropped here: they close on
+        // this thread instead, slower, never left open.
+        if let Ok(t) = std::thread::Builder::new().spawn(move || close_together(after)) {
+            *self.closing.borrow_mut() = Some(t);
         }
     }
 }
