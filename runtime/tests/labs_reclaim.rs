@@ -13,6 +13,7 @@ mod labs_common;
 mod recipes_common;
 mod support;
 
+use labs_common::ftrace::{Counts, Ftrace};
 use labs_common::{bt, Bpftrace, LabRun, Watch};
 use recipes_common::{start, Finished};
 
@@ -59,30 +60,47 @@ fn lru_recipes() -> Vec<recipes_common::Running> {
         .collect()
 }
 
-/// The LRU recipes against the kernel's scan and steal counters over the workload's run.
-/// Only from below: reclaim in memory cgroups is traced but not in this kernel's global
-/// pgscan/pgsteal. lru-isolate fires for every isolation, so its inactive lists' scans cover
-/// pgscan_*; shrink_inactive_list returns before its tracepoint when it isolated nothing
-/// (the scan still counted), so shrink-inactive is held to pgsteal_* instead, which it adds
-/// only when it reclaims.
-fn check_lru(done: Vec<Finished>, r: &LabRun) {
+/// The LRU recipes against the kernel's own tracepoints, counted by the tracefs witness over
+/// a window inside the recipes' (they start before it and stop after it): each recipe's sum
+/// is at least the witness's, short only by what the probe runs the kernel skipped in that
+/// recipe's own process (its stderr; each mmql process has its own programs) could hide, at
+/// most the largest value one event of the kind reported. Not /proc/vmstat: pgsteal_* and
+/// pgscan_* rose above what the tracepoints reported over the same window in some runs here
+/// (pgsteal_direct 66961, 73494, 68250 where the recipe and the witness both summed 66897,
+/// 73427, 67962; CI saw 67087 against 66575), and memory-cgroup reclaim is traced but not in
+/// this kernel's global counters.
+fn check_lru(done: Vec<Finished>, seen: &Counts) {
     for d in &done {
         d.assert_clean(1);
     }
-    let inner = |names: &[&str]| names.iter().map(|n| r.counter(n).0).sum::<u64>();
-    let stolen = inner(&["pgsteal_direct", "pgsteal_kswapd"]);
-    let scanned = inner(&["pgscan_direct", "pgscan_kswapd"]);
-    let reclaimed = done[0].total("@reclaimed") as u64;
-    assert!(
-        reclaimed + r.skipped() >= stolen && reclaimed <= done[0].total("@scanned") as u64,
-        "shrink-inactive reclaimed {reclaimed}, the kernel stole {stolen}\n{}",
-        done[0].describe()
+    let covers = |d: &Finished, map: &str, event: &str, field: &str| {
+        let (recipe, skipped) = (d.total(map) as u64, d.skipped().max(0) as u64);
+        let (kernel, most) = (seen.sum(event, field), seen.max(event, field));
+        assert!(
+            recipe + skipped * most >= kernel,
+            "{} {map}: {recipe}, the tracepoint reported {kernel} ({skipped} probe runs skipped, at most {most} each)\n{}",
+            d.name,
+            d.describe()
+        );
+    };
+    covers(
+        &done[0],
+        "@reclaimed",
+        "mm_vmscan_lru_shrink_inactive",
+        "nr_reclaimed",
     );
-    let isolated = done[1].total_where("@scanned", |k| k[0].starts_with("inactive_")) as u64;
+    covers(
+        &done[0],
+        "@scanned",
+        "mm_vmscan_lru_shrink_inactive",
+        "nr_scanned",
+    );
+    covers(&done[1], "@scanned", "mm_vmscan_lru_isolate", "nr_scanned");
+    covers(&done[1], "@taken", "mm_vmscan_lru_isolate", "nr_taken");
     assert!(
-        isolated >= scanned,
-        "lru-isolate scanned {isolated} on inactive lists, the kernel {scanned}\n{}",
-        done[1].describe()
+        done[0].total("@reclaimed") > 0 && done[0].total("@reclaimed") <= done[0].total("@scanned"),
+        "{}",
+        done[0].describe()
     );
     let taken = done[1].total_where("@taken", |k| k[0].starts_with("inactive_")) as u64;
     assert!(
@@ -92,21 +110,45 @@ fn check_lru(done: Vec<Finished>, r: &LabRun) {
     );
 }
 
+/// Node reclaim lines are held to the kernel's own tracepoint, counted outside BPF by the
+/// tracefs witness: no fewer than it saw end while zone_reclaim_mode was 1 (the lab's window,
+/// inside the recipe's), no more than it saw over its whole recording (around the recipe's).
+/// Not /proc/vmstat: in 6 of 28 runs here zone_reclaim_success rose by 1 or 2 more than
+/// mm_vmscan_node_reclaim_end fired over the same window (the witness saw exactly the
+/// recipe's count, also thread by thread where compared so, and no call outside the window),
+/// and a CI run saw it 3 above the recipe with nothing lost; pgsteal_direct ran ahead too in
+/// the runs where it was compared.
 #[test]
 fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
     skip_unless_root_bpf!();
     let watch = Watch::start();
     let lru = lru_recipes();
+    // Another process's lab would set zone_reclaim_mode too: start once none is running.
+    labs_common::between_labs(|| ());
+    let mut witness = Ftrace::start(
+        &[
+            "vmscan/mm_vmscan_node_reclaim_end",
+            "vmscan/mm_vmscan_lru_shrink_inactive",
+            "vmscan/mm_vmscan_lru_isolate",
+        ],
+        "/proc/sys/vm/zone_reclaim_mode",
+    );
     let r = labs_common::run(&["zone-reclaim"]);
+    let seen = witness.stop();
+    drop(witness);
     let done: Vec<Finished> = lru.into_iter().map(|x| x.interrupt()).collect();
     assert!(r.ok, "{}", r.describe());
-    let node = lines(&r.stdout, "node");
-    within(
-        "node reclaim calls",
-        node.len() as u64,
-        sum(&r, &["zone_reclaim_success", "zone_reclaim_failed"]),
-        &r,
+    let node = lines(&r.stdout, "node").len() as u64;
+    let (during, all) = (
+        seen.of_while("1", "mm_vmscan_node_reclaim_end"),
+        seen.of("mm_vmscan_node_reclaim_end"),
     );
+    assert!(
+        node + r.skipped() >= during && node <= all,
+        "node reclaim calls: the recipe counted {node}; the tracepoint fired {during} times while zone_reclaim_mode was 1, {all} in all\n{}",
+        r.describe()
+    );
+    let node = lines(&r.stdout, "node");
     // The reader's own calls (its threads report their ids), each with its page count.
     let tids = r
         .facts()
@@ -136,7 +178,7 @@ fn zone_reclaim_lab_shows_node_reclaim_overshooting() {
         "{}",
         r.describe()
     );
-    check_lru(done, &r);
+    check_lru(done, &seen);
     watch.assert_restored(2048);
 }
 

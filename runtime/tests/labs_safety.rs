@@ -1,13 +1,14 @@
 //! `mmql lab` safety: the listing, `--dry-run` changing nothing, refusals (no root, a tmpfs
 //! directory, a sysctl that makes a lab unsafe) in one sentence that names the cause, one lab
-//! at a time, and the host put back after SIGTERM and after SIGKILL (by the next run).
+//! at a time, and the host put back after SIGTERM, Ctrl-C and a panic mid-run (by the lab
+//! itself) and after SIGKILL (by the next run).
 
 mod labs_common;
 mod recipes_common;
 mod support;
 
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use labs_common::{serial, HostState, Watch};
@@ -139,20 +140,31 @@ fn workload_in_lab_cgroup() -> bool {
     })
 }
 
-#[test]
-fn sigterm_mid_run_restores_the_host() {
-    skip_unless_root_bpf!();
-    skip_unless!(support::cgroup::require_memcg());
+/// A signal mid-run: thp-collapse holds its region for 6 s in its cgroup, with khugepaged's
+/// knob changed, so a signal in that window meets a knob, a cgroup and a live workload.
+/// `group`: the signal goes to the lab's whole process group, as a terminal's Ctrl-C does
+/// (the driver and the workload get it too).
+fn signal_mid_run_restores_the_host(sig: libc::c_int, group: bool) {
     let watch = Watch::start();
-    // thp-collapse holds its region for 6 s in its cgroup, with khugepaged's knob changed:
-    // a signal in that window meets a knob, a cgroup and a live workload.
     let before = scan_sleep();
-    let lab = labs_common::spawn(&["thp-collapse"]);
+    let lab = Command::new(support::mmql())
+        .args(["lab", "thp-collapse"])
+        .env("NO_COLOR", "1")
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mmql lab starts");
     wait_for("the lab's workload in its cgroup", 60, || {
         scan_sleep() == "10" && workload_in_lab_cgroup()
     });
-    // SAFETY: signalling the child this test started.
-    unsafe { libc::kill(lab.id() as i32, libc::SIGTERM) };
+    let target = if group {
+        -(lab.id() as i32)
+    } else {
+        lab.id() as i32
+    };
+    // SAFETY: signalling the child this test started (and the process group it leads).
+    unsafe { libc::kill(target, sig) };
     let out = lab.wait_with_output().expect("lab ends");
     let err = support::text(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -163,6 +175,90 @@ fn sigterm_mid_run_restores_the_host() {
         "{err}"
     );
     assert!(!journal_exists());
+    watch.assert_restored(2048);
+}
+
+#[test]
+fn sigterm_mid_run_restores_the_host() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    signal_mid_run_restores_the_host(libc::SIGTERM, false);
+}
+
+#[test]
+fn ctrl_c_mid_run_restores_the_host() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    signal_mid_run_restores_the_host(libc::SIGINT, true);
+}
+
+/// `mmql lab NAME` made to panic `ms` after its workload started (the test hook
+/// MMQL_LAB_TEST_PANIC_MS, docs/labs.md): the panic ends it with Rust's status 101 after the
+/// unwinding restore said what it put back.
+fn panic_lab(name: &str, ms: u32) -> String {
+    // Another process's lab on this machine is waited out, as labs_common::run does.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (out, err) = loop {
+        let out = Command::new(support::mmql())
+            .args(["lab", name])
+            .env("NO_COLOR", "1")
+            .env("MMQL_LAB_TEST_PANIC_MS", ms.to_string())
+            .output()
+            .expect("mmql lab runs");
+        let err = support::text(&out.stderr);
+        if !err.contains("another lab is running") || Instant::now() > deadline {
+            break (out, err);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(out.status.code(), Some(101), "a panic's exit status\n{err}");
+    assert!(
+        err.contains("MMQL_LAB_TEST_PANIC_MS reached: the lab panics mid-run"),
+        "{err}"
+    );
+    assert!(!journal_exists(), "the panic path left its journal\n{err}");
+    err
+}
+
+#[test]
+fn panic_mid_run_restores_the_host() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    // write-folio, 0.1 s after its hog started (it is done within a second here): the swap
+    // file is on and the hog's cgroup exists.
+    let watch = Watch::start();
+    let err = panic_lab("write-folio", 100);
+    assert!(
+        err.contains("restored:")
+            && err.contains("off and removed")
+            && err.contains("removed cgroup"),
+        "{err}"
+    );
+    watch.assert_restored(2048);
+    drop(watch);
+
+    // thp-collapse, 1.5 s into the 6 s its workload holds its region: khugepaged's knob is
+    // changed and the workload is alive in its cgroup.
+    let watch = Watch::start();
+    let before = scan_sleep();
+    let err = panic_lab("thp-collapse", 1500);
+    assert!(
+        err.contains(&format!("scan_sleep_millisecs back to {before}"))
+            && err.contains("removed cgroup"),
+        "{err}"
+    );
+    watch.assert_restored(2048);
+    drop(watch);
+
+    // zone-reclaim, 0.3 s into a fill that takes seconds: the driver has set
+    // zone_reclaim_mode, and dies with the lab before it can set it back; the sparse file is
+    // being read into the cache (and the watermarks raised, where the host allows it).
+    let watch = Watch::start();
+    let err = panic_lab("zone-reclaim", 300);
+    assert!(
+        err.contains("vm.zone_reclaim_mode back to 0") && err.contains(".fill and its page cache"),
+        "{err}"
+    );
     watch.assert_restored(2048);
 }
 

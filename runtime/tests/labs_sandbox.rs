@@ -76,6 +76,90 @@ fn memcg_reclaim_lab_matches_bpftrace() {
     watch.assert_restored(2048);
 }
 
+/// CLOCK_MONOTONIC now, in ns: the clock `nsecs` and a heatmap's slices read.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// reclaim-stall-heatmap, run by the memcg-reclaim lab (`-r`) in JSON: the reader's stalls
+/// placed in time. Its heatmap of (memcg, mmql-workload) holds exactly the stalls the same run
+/// counted beside it, at least the calls bpftrace saw from the reader's threads and at most
+/// all it saw from tasks of that name (its window encloses the lab's), in 100 ms slices that
+/// start within the run, each with one count per bucket.
+#[test]
+fn memcg_reclaim_lab_heatmap_places_every_stall_in_time() {
+    skip_unless_root_bpf!();
+    skip_unless!(support::cgroup::require_memcg());
+    skip_unless!(support::require_tool("bpftrace"));
+    let watch = Watch::start();
+    let bpf = Bpftrace::start(
+        "tracepoint:vmscan:mm_vmscan_memcg_reclaim_end { @n[tid] = count(); @by_comm[comm] = count(); }",
+    );
+    let before = mono_ns();
+    let r = labs_common::run(&["memcg-reclaim", "-r", "reclaim-stall-heatmap", "-f", "json"]);
+    let after = mono_ns();
+    let rows = bpf.stop();
+    assert!(r.ok, "{}", r.describe());
+    let maps: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|m: &serde_json::Value| m["type"] == "map")
+        .collect();
+    let key = serde_json::json!(["memcg", "mmql-workload"]);
+    let row = |name: &str| -> &serde_json::Value {
+        maps.iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["data"].as_array())
+            .and_then(|rows| rows.iter().find(|r| r["key"] == key))
+            .map(|r| &r["value"])
+            .unwrap_or_else(|| panic!("no {name}[memcg, mmql-workload]\n{}", r.describe()))
+    };
+    let heat = row("@stall_us");
+    let slice = 100_000_000;
+    assert_eq!(heat["slice_ns"], slice, "{heat}");
+    let width = heat["buckets"].as_array().map_or(0, Vec::len);
+    let mut total = 0;
+    for s in heat["slices"].as_array().expect("slices") {
+        let start = s["start_ns"].as_u64().expect("start_ns");
+        assert!(
+            start % slice == 0 && start + slice > before && start <= after,
+            "slice at {start} ns outside the run ({before}..{after} ns)\n{heat}"
+        );
+        let counts: Vec<u64> = s["counts"]
+            .as_array()
+            .expect("counts")
+            .iter()
+            .map(|c| c.as_u64().expect("a count"))
+            .collect();
+        assert_eq!(counts.len(), width, "one count per bucket\n{heat}");
+        total += counts.iter().sum::<u64>();
+    }
+    assert_eq!(
+        Some(total),
+        row("@stalls").as_u64(),
+        "the heatmap holds every stall the run counted\n{}",
+        r.describe()
+    );
+    let reader: i64 = r
+        .facts()
+        .get("step0.reader_tids")
+        .map_or(0, |t| t.split(',').map(|t| bt(&rows, "@n", t)).sum());
+    let named = bt(&rows, "@by_comm", "mmql-workload");
+    assert!(
+        reader > 0 && reader as u64 <= total && total <= named as u64,
+        "stalls in the heatmap {total}; bpftrace: {reader} from the reader's threads, {named} from tasks named mmql-workload\n{}",
+        r.describe()
+    );
+    watch.assert_restored(2048);
+}
+
 #[test]
 fn oom_lab_matches_oom_kill() {
     skip_unless_root_bpf!();

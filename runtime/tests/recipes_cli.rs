@@ -20,8 +20,8 @@ fn recipes_lists_every_recipe_with_its_purpose() {
     let listing = text(&out.stdout);
     assert_eq!(
         recipes::all().len(),
-        24,
-        "the brief's 21 reference recipes and examples, compactsnoop, pcp-traffic, zone-reclaim"
+        25,
+        "the brief's 21 reference recipes and examples, compactsnoop, pcp-traffic, zone-reclaim, reclaim-stall-heatmap"
     );
     for r in recipes::all() {
         let line = listing

@@ -68,6 +68,7 @@ const PCP_PATCH_EVENTS: &[(&str, &str)] = &[
 /// per-tracepoint examples in the reference's order, then the other documents.
 static RECIPES: &[Recipe] = &[
     file!("direct-reclaim-latency"),
+    file!("reclaim-stall-heatmap"),
     file!("kmalloc-growth"),
     file!("thp-collapse"),
     file!("oom-kills"),

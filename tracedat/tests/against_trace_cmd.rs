@@ -123,8 +123,35 @@ fn cannot_make_files() -> Option<String> {
     None
 }
 
-/// Runs `fixtures/make.sh PREFIX ARGS...`, with every format and kallsyms when `full`.
+/// The top-level tracer state `trace-cmd extract` writes (it clears `set_event`, the buffer
+/// and, with every format, the event filters) unless make.sh hides it: make.sh must leave it as
+/// it found it. A marker line written to the top-level buffer first shows the buffer was kept.
+fn top_level_tracer(marker: &str) -> Vec<(String, String)> {
+    let t = Path::new("/sys/kernel/tracing");
+    let mut state: Vec<(String, String)> = ["tracing_on", "set_event", "current_tracer"]
+        .iter()
+        .chain(["events/kmem/mm_page_alloc/filter"].iter())
+        .map(|f| {
+            let v = std::fs::read_to_string(t.join(f)).unwrap_or_else(|e| format!("<{e}>"));
+            (f.to_string(), v)
+        })
+        .collect();
+    let buffer = std::fs::read_to_string(t.join("trace")).unwrap_or_default();
+    state.push((
+        "marker in trace".into(),
+        buffer.contains(marker).to_string(),
+    ));
+    state
+}
+
+/// Runs `fixtures/make.sh PREFIX ARGS...`, with every format and kallsyms when `full`, and
+/// checks that the host's top-level tracer state is as it was.
 fn make_files(prefix: &Path, args: &[&str], full: bool) {
+    let t = Path::new("/sys/kernel/tracing");
+    let marker = format!("mmql-tracedat-test {}", std::process::id());
+    // Shows in the buffer only while tracing is on; then `before` holds it and must stay true.
+    std::fs::write(t.join("trace_marker"), &marker).expect("write trace_marker");
+    let before = top_level_tracer(&marker);
     let out = Command::new(support::fixtures().join("make.sh"))
         .arg(prefix)
         .args(args)
@@ -134,6 +161,11 @@ fn make_files(prefix: &Path, args: &[&str], full: bool) {
         .expect("make.sh runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "make.sh failed: {stderr}");
+    assert_eq!(
+        top_level_tracer(&marker),
+        before,
+        "make.sh changed the top-level tracer"
+    );
 }
 
 /// Fresh files from the real trace-cmd (a buffer big enough to lose nothing), every variant read

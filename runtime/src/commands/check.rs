@@ -10,13 +10,12 @@ pub fn run(ctx: &Context, s: &ScriptArg) -> Result<(), Failure> {
     let p = &checked.program;
     let events = p.probes.len();
     let maps = p.maps.iter().filter(|m| !m.internal).count();
-    println!(
-        "{}: ok ({} tracepoint program{}, {} map{})",
+    super::stdout::emit(&format!(
+        "{}: ok ({} tracepoint program{}, {} map{})\n",
         src.name,
         events,
         if events == 1 { "" } else { "s" },
         maps,
         if maps == 1 { "" } else { "s" }
-    );
-    Ok(())
+    ))
 }

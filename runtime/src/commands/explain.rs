@@ -18,22 +18,19 @@ pub fn run(ctx: &Context, a: &ExplainArgs) -> Result<(), Failure> {
         })?;
         let (compiled, _) = ctx.compile(&src, &LowerOptions::default())?;
         let costs = measure::measure(ctx, &src, &compiled, window)?;
-        print!("{}", mmql_compiler::explain::explain(&compiled.program));
+        let mut out = mmql_compiler::explain::explain(&compiled.program);
         if !a.plan {
-            println!("bpf:");
-            print!("{}", listing(&compiled));
+            out += "bpf:\n";
+            out += &listing(&compiled);
         }
-        print!("{costs}");
-        return Ok(());
+        out += &costs.to_string();
+        return super::stdout::emit(&out);
     }
     if a.plan {
         let (checked, _) = ctx.front_end(&src)?;
-        print!("{}", mmql_compiler::explain::explain(&checked.program));
-        return Ok(());
+        return super::stdout::emit(&mmql_compiler::explain::explain(&checked.program));
     }
     let (compiled, _) = ctx.compile(&src, &LowerOptions::default())?;
-    print!("{}", mmql_compiler::explain::explain(&compiled.program));
-    println!("bpf:");
-    print!("{}", listing(&compiled));
-    Ok(())
+    let out = mmql_compiler::explain::explain(&compiled.program);
+    super::stdout::emit(&format!("{out}bpf:\n{}", listing(&compiled)))
 }

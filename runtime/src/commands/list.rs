@@ -18,8 +18,7 @@ pub fn run(ctx: &Context, pattern: Option<&str>, verbose: bool) -> Result<(), Fa
             pattern.unwrap_or("*")
         )));
     }
-    print!("{text}");
-    Ok(())
+    super::stdout::emit(&text)
 }
 
 /// A pattern without `:` matches the event name in any category. As in probes, the

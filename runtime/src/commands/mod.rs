@@ -8,6 +8,7 @@ pub mod list;
 pub mod measure;
 pub mod recipes;
 pub mod shell;
+pub mod stdout;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -3,6 +3,8 @@
 //! a recipe name and its options in, the bundled source (named `recipe:NAME` in diagnostics)
 //! out, or a listing.
 
+use std::fmt::Write as _;
+
 use mmql_lang::diag::did_you_mean;
 use mmql_lang::Source;
 use mmql_stdlib::recipes::{self, Recipe, RecipeOptions};
@@ -15,24 +17,24 @@ pub const PREFIX: &str = "recipe:";
 
 /// `mmql recipes`: every recipe with its purpose, in the registry's order.
 pub fn list() -> Result<(), Failure> {
+    let mut out = String::new();
     let width = recipes::all()
         .iter()
         .map(|r| r.name.len())
         .max()
         .unwrap_or(0);
     for r in recipes::all() {
-        println!("{:<width$}  {}", r.name, r.summary());
+        let _ = writeln!(out, "{:<width$}  {}", r.name, r.summary());
     }
-    println!();
-    println!("Run one with `mmql run NAME [-d 10s] [-p PID] [-f json]`; `mmql show NAME` prints its source.");
-    Ok(())
+    out.push('\n');
+    let _ = writeln!(out, "Run one with `mmql run NAME [-d 10s] [-p PID] [-f json]`; `mmql show NAME` prints its source.");
+    super::stdout::emit(&out)
 }
 
 /// `mmql show NAME`: the exact source `mmql run NAME` with the same options would run.
 pub fn show(ctx: &Context, name: &str, opts: &RecipeOpts) -> Result<(), Failure> {
     let src = load(ctx, name, opts)?;
-    print!("{}", src.text);
-    Ok(())
+    super::stdout::emit(&src.text)
 }
 
 /// A script argument that may name a recipe: `recipe:NAME`, optionally followed by its

@@ -236,7 +236,7 @@ static LABS: &[Lab] = &[
         memory: "page cache down to the low watermark",
         needs: HOST,
         counters: &["zone_reclaim_success", "zone_reclaim_failed", "pgscan_direct", "pgsteal_direct", "pgscan_kswapd", "pgsteal_kswapd", "pageoutrun"],
-        look_for: "`node` lines from mmql-workload (the reader): each call reclaimed hundreds of pages (PAGES) where the allocation needed one (ORDER 0), so OVER marks it, and PRIO shows how hard its shrink passes tried. The field report saw one call reclaim 12342 pages at priority 0 on 2.6.18; today's kernel stops each call early but still overshoots. Lines count the same as zone_reclaim_success + zone_reclaim_failed.",
+        look_for: "`node` lines from mmql-workload (the reader): each call reclaimed hundreds of pages (PAGES) where the allocation needed one (ORDER 0), so OVER marks it, and PRIO shows how hard its shrink passes tried. The field report saw one call reclaim 12342 pages at priority 0 on 2.6.18; today's kernel stops each call early but still overshoots. Lines count the calls the kernel traced; zone_reclaim_success + zone_reclaim_failed counts them too, give or take a call or two (docs/labs.md).",
         build: |h| {
             let mut p = host_fill(h, ("zone_reclaim_success+zone_reclaim_failed", 20, 256), true);
             p.changes.insert(
@@ -283,7 +283,7 @@ static LABS: &[Lab] = &[
         name: "memcg-reclaim",
         reproduces: "a task at its memory cgroup's limit reclaiming its own page cache (memcg reclaim), with no pressure anywhere else",
         recipe: "direct-reclaim-latency",
-        also: &["zone-reclaim", "shrink-inactive", "lru-isolate"],
+        also: &["reclaim-stall-heatmap", "zone-reclaim", "shrink-inactive", "lru-isolate"],
         time: "2-5 s",
         memory: "a 64 MiB cgroup reading 320 MiB",
         needs: Needs { files: true, disk_mb: 16, ..SANDBOX },

@@ -35,8 +35,7 @@ pub fn internal_entry() -> Option<ExitCode> {
 
 pub fn run(ctx: &Context, args: &LabArgs) -> Result<(), Failure> {
     let Some(name) = &args.name else {
-        list();
-        return Ok(());
+        return crate::commands::stdout::emit(&list());
     };
     let lab = catalog::find(name).ok_or_else(|| {
         let hint = did_you_mean(name, catalog::all().iter().map(|l| l.name))
@@ -65,8 +64,7 @@ pub fn run(ctx: &Context, args: &LabArgs) -> Result<(), Failure> {
         watermark_scale_factor: host::sysctl("vm/watermark_scale_factor").unwrap_or(10),
     };
     if args.dry_run {
-        dry_run(lab, recipe, &plan_host(), &args.dir);
-        return Ok(());
+        return crate::commands::stdout::emit(&dry_run(lab, recipe, &plan_host(), &args.dir));
     }
     let lock = Lock::take().map_err(Failure::Message)?;
     match journal::repair(&lock) {
@@ -116,6 +114,18 @@ pub fn run(ctx: &Context, args: &LabArgs) -> Result<(), Failure> {
         .map_err(|_| Failure::Message("the host was not fully restored (see above)".into()))
 }
 
+/// Test hook (docs/labs.md, "Safety"): with `MMQL_LAB_TEST_PANIC_MS=N` in its environment a
+/// lab panics N ms after its workload started, so the tests can prove that a panic mid-run
+/// leaves the host as it was. Read only by `mmql lab` runs (the run path asks for it only when
+/// tracing host-wide, which nothing but a lab does), so no other command can hit it.
+pub const TEST_PANIC_ENV: &str = "MMQL_LAB_TEST_PANIC_MS";
+
+/// How long after its workload started a lab under test must panic, if it must.
+pub fn test_panic_after() -> Option<std::time::Duration> {
+    let ms = std::env::var(TEST_PANIC_ENV).ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The journal, undone when dropped (a panic unwinding through the lab included).
 struct Restore(Option<Journal>);
 
@@ -131,8 +141,12 @@ impl Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if let Err(failed) = self.finish() {
-            eprintln!("mmql: lab: could not restore: {}", failed.join("; "));
+        // Reached with the journal still held only when `run` did not get to `finish`: a
+        // panic is unwinding. Say what was put back, as the normal path does.
+        match self.finish() {
+            Ok(lines) if !lines.is_empty() => eprintln!("restored: {}", lines.join("; ")),
+            Ok(_) => {}
+            Err(failed) => eprintln!("mmql: lab: could not restore: {}", failed.join("; ")),
         }
     }
 }
@@ -286,7 +300,8 @@ fn summary(
     s
 }
 
-fn list() {
+fn list() -> String {
+    let mut out = String::new();
     let w = catalog::all()
         .iter()
         .map(|l| l.name.len())
@@ -302,8 +317,9 @@ fn list() {
         watermark_scale_factor: host::sysctl("vm/watermark_scale_factor").unwrap_or(10),
     };
     for l in catalog::all() {
-        println!("{:<w$}  {}", l.name, l.reproduces);
-        println!(
+        let _ = writeln!(out, "{:<w$}  {}", l.name, l.reproduces);
+        let _ = writeln!(
+            out,
             "{:<w$}  recipe {} (also: {}); {}; {}",
             "",
             l.recipe,
@@ -312,7 +328,8 @@ fn list() {
             l.memory
         );
         let changes: Vec<String> = l.plan(&h).changes.iter().map(change_kind).collect();
-        println!(
+        let _ = writeln!(
+            out,
             "{:<w$}  changes: {}",
             "",
             if changes.is_empty() {
@@ -322,8 +339,9 @@ fn list() {
             }
         );
     }
-    println!();
-    println!("Run one as root with `mmql lab NAME [-d DUR] [-f json] [-o FILE] [-r RECIPE]`; `--dry-run` shows its changes first.");
+    out.push('\n');
+    let _ = writeln!(out, "Run one as root with `mmql lab NAME [-d DUR] [-f json] [-o FILE] [-r RECIPE]`; `--dry-run` shows its changes first.");
+    out
 }
 
 /// A short name for a change, for the listing.
@@ -336,40 +354,44 @@ fn change_kind(c: &catalog::Change) -> String {
     }
 }
 
-fn dry_run(lab: &Lab, recipe: &str, h: &Host, dir: &Path) {
-    println!("lab {}: {}", lab.name, lab.reproduces);
-    println!("recipe: {recipe}");
+fn dry_run(lab: &Lab, recipe: &str, h: &Host, dir: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "lab {}: {}", lab.name, lab.reproduces);
+    let _ = writeln!(out, "recipe: {recipe}");
     if let Some((header, entries)) = journal::leftover() {
-        println!(
+        let _ = writeln!(
+            out,
             "first, undo what an unfinished lab left ({header}): {} change{}",
             entries.len(),
             if entries.len() == 1 { "" } else { "s" }
         );
     }
     let plan = lab.plan(h);
-    println!("would change:");
+    let _ = writeln!(out, "would change:");
     if plan.changes.is_empty() {
-        println!("  nothing");
+        let _ = writeln!(out, "  nothing");
     }
     for c in &plan.changes {
-        println!("  {}", apply::describe(c));
+        let _ = writeln!(out, "  {}", apply::describe(c));
     }
-    println!("would run, while the recipe traces the whole host:");
+    let _ = writeln!(out, "would run, while the recipe traces the whole host:");
     for s in &plan.steps {
-        match &s.cgroup {
-            Some(cg) => println!(
+        let _ = match &s.cgroup {
+            Some(cg) => writeln!(
+                out,
                 "  mmql-workload {}   (in {})",
                 s.args.join(" "),
                 cg.display()
             ),
-            None => println!("  mmql-workload {}", s.args.join(" ")),
-        }
+            None => writeln!(out, "  mmql-workload {}", s.args.join(" ")),
+        };
     }
-    println!("then restore every change above, in reverse order.");
+    let _ = writeln!(out, "then restore every change above, in reverse order.");
     let problems = check::problems(lab, dir);
     if problems.is_empty() {
-        println!("checks: this host meets the lab's needs now");
+        let _ = writeln!(out, "checks: this host meets the lab's needs now");
     } else {
-        println!("checks: the lab would refuse: {}", problems.join("; "));
+        let _ = writeln!(out, "checks: the lab would refuse: {}", problems.join("; "));
     }
+    out
 }

@@ -224,6 +224,12 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
         );
         let mut schedule = Schedule::new(&program.timers, start);
         let deadline = duration.map(|d| start + d);
+        // `mmql lab` under test only (lab::TEST_PANIC_ENV): a panic with the workload running.
+        let test_panic = opts
+            .host_wide
+            .then(crate::lab::test_panic_after)
+            .flatten()
+            .map(|d| start + d);
         // Records the last slice left in the ring buffer: poll without waiting.
         let mut pending = false;
         let stop = loop {
@@ -236,6 +242,7 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 .into_iter()
                 .chain(deadline)
                 .chain(progress.next_wake())
+                .chain(test_panic)
                 .min();
             let timeout = if pending {
                 0
@@ -269,6 +276,12 @@ pub fn run(ctx: &Context, src: &Source, opts: &RunOpts) -> Result<(), Failure> {
                 break Stop::PidExited;
             }
             let now = Instant::now();
+            if test_panic.is_some_and(|t| t <= now) {
+                panic!(
+                    "{} reached: the lab panics mid-run",
+                    crate::lab::TEST_PANIC_ENV
+                );
+            }
             for i in schedule.due(now) {
                 session.exec(&program.timers[i].body)?;
             }

@@ -8,6 +8,7 @@ pub mod record;
 pub mod tracecmd;
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -85,15 +86,19 @@ pub fn run(
 
 /// `mmql samples`: the bundled recordings.
 pub fn list_samples() -> Result<(), Failure> {
+    let mut out = String::new();
     let width = samples::SAMPLES
         .iter()
         .map(|s| s.name.len())
         .max()
         .unwrap_or(0);
     for s in samples::SAMPLES {
-        println!("{:<width$}  {}", s.name, s.summary);
+        let _ = writeln!(out, "{:<width$}  {}", s.name, s.summary);
     }
-    println!();
-    println!("Run a script on one with `mmql --trace sample:NAME -e PROGRAM` (no root needed).");
-    Ok(())
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "Run a script on one with `mmql --trace sample:NAME -e PROGRAM` (no root needed)."
+    );
+    crate::commands::stdout::emit(&out)
 }

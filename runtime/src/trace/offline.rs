@@ -182,7 +182,11 @@ pub fn run(
     session.reports = reports;
     let attached = compiled.programs.len();
     let result = (|| -> Result<(), Failure> {
-        let io = |e: io::Error| Failure::Message(format!("cannot write the output: {e}"));
+        // The reader went away (`mmql --trace F … | head -3`): end quietly, as a live run does.
+        let io = |e: io::Error| match e.kind() {
+            io::ErrorKind::BrokenPipe => Failure::Status(0),
+            _ => Failure::Message(format!("cannot write the output: {e}")),
+        };
         if !opts.quiet {
             match format {
                 Format::Text => eprintln!(
