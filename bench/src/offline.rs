@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::measure::Config;
 use crate::report::Tried;
-use crate::tracefs::{self, Formats, Instance, SignalsHeld};
+use crate::tracefs::{self, Instance, SignalsHeld, Symbols};
 
 pub const EVENT: &str = "kmem:mm_page_alloc";
 pub const SCRIPT: &str = "on kmem:mm_page_alloc { @[order] = count() }";
@@ -99,13 +99,13 @@ pub fn run(cfg: &Config, reps: usize) -> Offline {
         return o;
     }
     tracefs::remove_stale();
-    let formats = Formats::copy(&cfg.scratch);
+    let symbols = Symbols::copy(&cfg.scratch);
     let files = Files::in_dir(&dir);
     o.commands = files.commands(cfg);
     for rep in 0..reps {
         eprintln!("[offline] repetition {}/{reps}", rep + 1);
         let m = record_mmql(cfg, &files.mmql);
-        let f = formats
+        let f = symbols
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|fm| record_ftrace(cfg, fm, &files.dat));
@@ -330,7 +330,7 @@ fn record_perf(cfg: &Config, out: &Path) -> Tried<Recording> {
     })
 }
 
-fn record_ftrace(cfg: &Config, formats: &Formats, out: &Path) -> Tried<Recording> {
+fn record_ftrace(cfg: &Config, symbols: &Symbols, out: &Path) -> Tried<Recording> {
     let pair = untraced(cfg)?;
     // Declared first, so dropped last: after both instances are gone.
     let _held = SignalsHeld::hold();
@@ -349,7 +349,7 @@ fn record_ftrace(cfg: &Config, formats: &Formats, out: &Path) -> Tried<Recording
     let ran = ran?;
     ran.check(&churn_argv(cfg))?;
     let counts = data.counts();
-    let argv = tracefs::extract_argv(formats, &decoy, &data, out);
+    let argv = tracefs::extract_argv(symbols, &decoy, &data, out);
     let extract = Proc::spawn(&argv, false, true)?.finish()?;
     extract.check(&argv)?;
     recording(&ran, out, counts, pair, extract.cpu)

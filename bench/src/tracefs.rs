@@ -7,10 +7,10 @@
 //! Nothing outside the benchmark's instances is changed. `trace-cmd extract` itself resets the
 //! top-level tracer state (it writes `tracing_on`, `set_event`, `trace`, `current_tracer`, every
 //! event's `filter` and `events/enable` at the top level, and reads the top-level buffer), so it
-//! runs in a private mount namespace where those files are bind mounts of a second, empty
-//! instance's, and `events/` is a copy of the kernel's format files: its writes land there,
-//! and the file it writes holds the same metadata as a `trace-cmd record` file (every format,
-//! the kernel's symbols). Both instances are removed however the benchmark ends (extract
+//! runs in a private mount namespace where those files, `events/` included, are bind mounts
+//! of a second, empty instance's (an instance's `events/` holds every format and the header
+//! files): its writes land there, and the file it writes holds the same metadata as a
+//! `trace-cmd record` file (every format, the kernel's symbols). Both instances are removed however the benchmark ends (extract
 //! removes the one it extracts too).
 
 use std::fs;
@@ -142,73 +142,32 @@ impl Drop for SignalsHeld {
     }
 }
 
-/// A copy of every event's format file and of /proc/kallsyms, for extract's private view of
-/// tracefs; removed on drop.
-pub struct Formats {
-    dir: PathBuf,
+/// A copy of /proc/kallsyms for extract's private view: trace-cmd fails ("error in size of
+/// file") when the file changes between its two reads, which any BPF program loaded meanwhile
+/// makes it do. Removed on drop.
+pub struct Symbols {
+    file: PathBuf,
 }
 
-impl Formats {
-    pub fn copy(scratch: &Path) -> Result<Formats, String> {
-        let dir = scratch.join(format!("mmql-bench-{}-formats", std::process::id()));
-        let f = Formats { dir };
-        let io = |e: std::io::Error| format!("copying formats to {}: {e}", f.dir.display());
-        let events = Path::new(TRACEFS).join("events");
-        fs::create_dir_all(f.dir.join("events")).map_err(io)?;
-        for header in ["header_page", "header_event"] {
-            let text = read_whole(&events.join(header)).map_err(io)?;
-            fs::write(f.dir.join("events").join(header), text).map_err(io)?;
-        }
-        for cat in fs::read_dir(&events).map_err(io)?.flatten() {
-            let Ok(names) = fs::read_dir(cat.path()) else {
-                continue;
-            };
-            for ev in names.flatten() {
-                let Ok(text) = read_whole(&ev.path().join("format")) else {
-                    continue;
-                };
-                let to = f
-                    .dir
-                    .join("events")
-                    .join(cat.file_name())
-                    .join(ev.file_name());
-                fs::create_dir_all(&to).map_err(io)?;
-                fs::write(to.join("format"), text).map_err(io)?;
-            }
-        }
-        // A copy: trace-cmd fails when /proc/kallsyms changes between its two reads, which any
-        // BPF program loaded meanwhile makes it do.
-        let syms = read_whole(Path::new("/proc/kallsyms")).map_err(io)?;
-        fs::write(f.dir.join("kallsyms"), syms).map_err(io)?;
-        Ok(f)
+impl Symbols {
+    pub fn copy(scratch: &Path) -> Result<Symbols, String> {
+        let file = scratch.join(format!("mmql-bench-{}-kallsyms", std::process::id()));
+        let text =
+            fs::read("/proc/kallsyms").map_err(|e| format!("reading /proc/kallsyms: {e}"))?;
+        fs::write(&file, text).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        Ok(Symbols { file })
     }
 }
 
-/// A tracefs file read as `cat` reads it, in large reads: `fs::read` starts with a small read
-/// when the size is 0 (as tracefs says), and `events/header_event` then ends after its first
-/// line.
-fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut f = fs::File::open(path)?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 128 << 10];
-    loop {
-        match f.read(&mut buf)? {
-            0 => return Ok(out),
-            n => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-impl Drop for Formats {
+impl Drop for Symbols {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.file);
     }
 }
 
 /// The command that extracts `data` into `out` with the top level hidden behind `decoy`.
 pub fn extract_argv(
-    formats: &Formats,
+    symbols: &Symbols,
     decoy: &Instance,
     data: &Instance,
     out: &Path,
@@ -218,10 +177,9 @@ mount --make-rprivate /
 t=/sys/kernel/tracing
 for f in "$t/instances/$2"/*; do
     f=${f##*/}
-    [ "$f" = events ] || mount --bind "$t/instances/$2/$f" "$t/$f"
+    mount --bind "$t/instances/$2/$f" "$t/$f"
 done
-mount --bind "$1/events" "$t/events"
-mount --bind "$1/kallsyms" /proc/kallsyms
+mount --bind "$1" /proc/kallsyms
 exec trace-cmd extract -B "$3" -o "$4""#;
     [
         "unshare",
@@ -230,7 +188,7 @@ exec trace-cmd extract -B "$3" -o "$4""#;
         "-c",
         SCRIPT,
         "sh",
-        &formats.dir.display().to_string(),
+        &symbols.file.display().to_string(),
         decoy.name(),
         data.name(),
         &out.display().to_string(),

@@ -30,7 +30,7 @@ impl Ftrace {
     /// of the value in `knob`, looked at every millisecond.
     pub fn start(events: &[&str], knob: &'static str) -> Ftrace {
         let dir = PathBuf::from(INSTANCES).join(format!("mmql-test-{}", std::process::id()));
-        let _ = fs::remove_dir(&dir); // one left by a killed run of this test binary
+        remove_stale();
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let mut f = Ftrace {
             dir,
@@ -166,5 +166,24 @@ impl Counts {
     fn field(&self, event: &str, field: &str) -> (u64, u64) {
         let key = (String::new(), event.to_string(), field.to_string());
         self.fields.get(&key).copied().unwrap_or_default()
+    }
+}
+
+/// Removes the instances (and their 16 MiB buffers) of test runs that were killed before they
+/// could: `mmql-test-PID` for a PID that no longer runs, or this process's own.
+fn remove_stale() {
+    let Ok(dirs) = fs::read_dir(INSTANCES) else {
+        return;
+    };
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("mmql-test-") else {
+            continue;
+        };
+        let ours = pid == std::process::id().to_string();
+        if ours || (!pid.is_empty() && !PathBuf::from("/proc").join(pid).exists()) {
+            let _ = fs::write(d.path().join("tracing_on"), "0");
+            let _ = fs::remove_dir(d.path());
+        }
     }
 }
