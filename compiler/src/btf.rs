@@ -1,7 +1,7 @@
 //! Kernel BTF reader: raw BTF bytes (e.g. `/sys/kernel/btf/vmlinux`) in, named enums
-//! (`BTF_KIND_ENUM` and `BTF_KIND_ENUM64`) out.
+//! (`BTF_KIND_ENUM` and `BTF_KIND_ENUM64`) and where `task_struct.comm` sits out.
 //!
-//! Only enums are collected, but every type record is walked with its exact trailing size so a
+//! Only those are collected, but every type record is walked with its exact trailing size so a
 //! garbled record is detected instead of silently shifting every later type. All reads are
 //! bounds-checked; truncated or inconsistent input yields a [`BtfError`], never a panic.
 
@@ -98,15 +98,34 @@ impl Reader<'_> {
     }
 }
 
+/// What mmql takes from kernel BTF.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelBtf {
+    pub enums: BtfEnums,
+    /// Byte offset of `comm` in `struct task_struct`, when it is the `char[16]` the kernel
+    /// keeps NUL-terminated and zero-padded: probes then read a task's name with two loads
+    /// instead of a helper call (`lower::expr`).
+    pub task_comm: Option<u32>,
+}
+
+/// `TASK_COMM_LEN`: the bytes of `task_struct.comm` a probe reads.
+pub const TASK_COMM_LEN: u32 = 16;
+
 /// Every named enum in `data`. See [`enums_filtered`] to keep only some.
 pub fn enums(data: &[u8]) -> Result<BtfEnums, BtfError> {
     enums_filtered(data, &|_| true)
 }
 
-/// Named enums for which `want(name)` holds. Deciding before decoding the enumerators keeps a
-/// start-up read of the ~5 MB vmlinux BTF cheap. When two enums share a name (possible in
-/// module BTF, not in deduplicated vmlinux), the first one wins.
+/// Named enums for which `want(name)` holds. See [`read`].
 pub fn enums_filtered(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<BtfEnums, BtfError> {
+    read(data, want).map(|k| k.enums)
+}
+
+/// The named enums for which `want(name)` holds, and `task_struct.comm`'s offset. Deciding
+/// before decoding the enumerators keeps a start-up read of the ~5 MB vmlinux BTF cheap. When
+/// two enums share a name (possible in module BTF, not in deduplicated vmlinux), the first one
+/// wins.
+pub fn read(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<KernelBtf, BtfError> {
     let magic_bytes: [u8; 2] =
         data.get(0..2)
             .and_then(|s| s.try_into().ok())
@@ -172,6 +191,10 @@ pub fn enums_filtered(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<BtfEnu
     };
 
     let mut out = BtfEnums::new();
+    // `task_struct.comm`: (byte offset, type id) once the struct is seen, and the element
+    // count of every array type, to check that type once the walk is over.
+    let mut comm: Option<(u32, u32)> = None;
+    let mut arrays: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     let mut pos = 0usize;
     // Type ids start at 1; id 0 is `void` and has no record.
     let mut type_id = 1u32;
@@ -203,6 +226,28 @@ pub fn enums_filtered(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<BtfEnu
                 offset: pos,
             });
         }
+        if kind == KIND_ARRAY {
+            arrays.insert(type_id, types.u32_at(body + 8, "array")?);
+        }
+        if kind == KIND_STRUCT
+            && comm.is_none()
+            && name_off != 0
+            && name(name_off)? == "task_struct"
+        {
+            for i in 0..vlen {
+                let at = body + i * 12;
+                if name(types.u32_at(at, "member")?)? != "comm" {
+                    continue;
+                }
+                let ty = types.u32_at(at + 4, "member")?;
+                let raw = types.u32_at(at + 8, "member")?;
+                // With kind_flag the low 24 bits are the bit offset (the rest a bitfield size).
+                let bits = if kind_flag { raw & 0xff_ffff } else { raw };
+                if bits % 8 == 0 {
+                    comm = Some((bits / 8, ty));
+                }
+            }
+        }
         if (kind == KIND_ENUM || kind == KIND_ENUM64) && name_off != 0 {
             let enum_name = name(name_off)?;
             if want(enum_name) && !out.contains_key(enum_name) {
@@ -233,7 +278,13 @@ pub fn enums_filtered(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<BtfEnu
         pos = next;
         type_id = type_id.wrapping_add(1);
     }
-    Ok(out)
+    let task_comm = comm
+        .filter(|(_, ty)| arrays.get(ty) == Some(&TASK_COMM_LEN))
+        .map(|(off, _)| off);
+    Ok(KernelBtf {
+        enums: out,
+        task_comm,
+    })
 }
 
 #[cfg(test)]
@@ -329,6 +380,47 @@ mod tests {
         );
         let only = enums_filtered(&blob(&sample(), STRS), &|n| n == "big").unwrap_or_default();
         assert_eq!(only.keys().collect::<Vec<_>>(), vec!["big"]);
+    }
+
+    #[test]
+    fn finds_task_struct_comm_when_it_is_a_char_16() {
+        // Offsets: char=1 task_struct=6 pid=18 comm=22
+        const S: &[u8] = b"\0char\0task_struct\0pid\0comm\0";
+        let types = |nelems: u32, comm_bits: u32| {
+            vec![
+                // [1] char
+                1,
+                info(KIND_INT, 0, false),
+                1,
+                0x0100_0008,
+                // [2] struct task_struct { int pid; char comm[nelems]; }
+                6,
+                info(KIND_STRUCT, 2, false),
+                64,
+                18,
+                1,
+                0,
+                22,
+                3,
+                comm_bits,
+                // [3] char[nelems], after the struct that uses it
+                0,
+                info(KIND_ARRAY, 0, false),
+                0,
+                1,
+                1,
+                nelems,
+            ]
+        };
+        let got = |t: Vec<u32>| read(&blob(&t, S), &|_| true).map(|k| k.task_comm);
+        assert_eq!(got(types(16, 8 * 24)), Ok(Some(24)));
+        // Another length, or not on a byte, is not the comm a probe can copy as it is.
+        assert_eq!(got(types(64, 8 * 24)), Ok(None));
+        assert_eq!(got(types(16, 8 * 24 + 3)), Ok(None));
+        assert_eq!(
+            read(&blob(&sample(), STRS), &|_| true).map(|k| k.task_comm),
+            Ok(None)
+        );
     }
 
     #[test]

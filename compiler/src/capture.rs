@@ -47,6 +47,9 @@ pub struct CaptureOptions {
     pub pid: Option<u32>,
     /// Record kernel stacks (`--stacks`).
     pub stacks: bool,
+    /// Where the running kernel keeps a task's name (`Catalog::task_comm`): read there with
+    /// two loads, as scripts do, instead of `bpf_get_current_comm`'s byte-by-byte copy.
+    pub task_comm: Option<u32>,
 }
 
 pub struct CaptureProgram {
@@ -193,10 +196,26 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
         index as i32,
     ));
     a.push(Insn::stx(Size::H, R8, R7, header::LEN as i16));
-    a.push(Insn::mov64_reg(R1, R8));
-    a.push(Insn::alu64_imm(AluOp::Add, R1, header::COMM as i32));
-    a.push(Insn::mov64_imm(R2, 16));
-    a.push(Insn::call(helper::GET_CURRENT_COMM));
+    match opts.task_comm {
+        Some(comm) => {
+            a.push(Insn::call(helper::GET_CURRENT_TASK_BTF));
+            for i in 0..2 {
+                a.push(Insn::ldx(Size::DW, R1, R0, (comm + 8 * i) as i16));
+                a.push(Insn::stx(
+                    Size::DW,
+                    R8,
+                    R1,
+                    (header::COMM as u32 + 8 * i) as i16,
+                ));
+            }
+        }
+        None => {
+            a.push(Insn::mov64_reg(R1, R8));
+            a.push(Insn::alu64_imm(AluOp::Add, R1, header::COMM as i32));
+            a.push(Insn::mov64_imm(R2, 16));
+            a.push(Insn::call(helper::GET_CURRENT_COMM));
+        }
+    }
     a.push(Insn::mov64_reg(R1, R8));
     a.push(Insn::alu64_imm(AluOp::Add, R1, header::SIZE as i32));
     a.push(Insn::mov64_reg(R2, R7));
@@ -286,6 +305,7 @@ mod tests {
             &CaptureOptions {
                 pid: Some(42),
                 stacks: true,
+                task_comm: None,
             },
         );
         assert_eq!(c.maps.len(), 3);

@@ -24,7 +24,7 @@ pub fn compile(
     let timeline = opts
         .timeline
         .then(|| timeline::instrument(&mut checked.program, catalog));
-    let mut compiled = lower(checked.program, opts)?;
+    let mut compiled = lower(checked.program, opts, catalog.task_comm)?;
     compiled.timeline = timeline;
     Ok((compiled, checked.warnings))
 }

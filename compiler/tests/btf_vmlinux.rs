@@ -24,3 +24,23 @@ fn vmlinux_has_migratetype_and_zone_type() {
     // Thousands of enums in a real kernel: the walk stayed in sync to the end.
     assert!(enums.len() > 500, "only {} enums", enums.len());
 }
+
+#[test]
+fn vmlinux_task_struct_comm_is_found() {
+    let data = match std::fs::read("/sys/kernel/btf/vmlinux") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "SKIP: vmlinux_task_struct_comm_is_found: cannot read /sys/kernel/btf/vmlinux: {e}"
+            );
+            return;
+        }
+    };
+    let k = btf::read(&data, &|_| false).unwrap_or_else(|e| panic!("vmlinux BTF: {e}"));
+    // Past the scheduler's state, pids and credentials: hundreds of bytes in, 8-aligned.
+    let off = k
+        .task_comm
+        .unwrap_or_else(|| panic!("no task_struct.comm char[16]"));
+    assert!(off > 256 && off % 8 == 0, "comm at {off}");
+    assert!(k.enums.is_empty());
+}

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use mmql_compiler::btf::{self, BtfEnums};
+use mmql_compiler::btf::{self, KernelBtf};
 use mmql_compiler::format::{parse_btf_enums, Catalog};
 use mmql_stdlib::btf_fields::is_wanted_enum;
 
@@ -121,7 +121,10 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
         match read {
             (Ok((mut catalog, mut warnings)), btf) if !catalog.events.is_empty() => {
                 match btf {
-                    Ok(enums) => catalog.btf_enums = enums,
+                    Ok(k) => {
+                        catalog.btf_enums = k.enums;
+                        catalog.task_comm = k.task_comm;
+                    }
                     // No fallback to the snapshot's values: enum numbering depends on the
                     // kernel's configuration, and a wrong name is worse than a number.
                     Err(e) => {
@@ -157,25 +160,28 @@ fn has_categories(dir: &Path) -> bool {
         .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()))))
 }
 
-fn read_btf() -> Result<BtfEnums, String> {
+fn read_btf() -> Result<KernelBtf, String> {
     let key = btf_cache_key();
-    if let Some(enums) = key.as_deref().and_then(read_btf_cache) {
-        return Ok(enums);
+    if let Some(k) = key.as_deref().and_then(read_btf_cache) {
+        return Ok(k);
     }
     let data = fs::read(VMLINUX_BTF).map_err(|e| e.to_string())?;
-    let enums = btf::enums_filtered(&data, &is_wanted_enum).map_err(|e| e.to_string())?;
+    let k = btf::read(&data, &is_wanted_enum).map_err(|e| e.to_string())?;
     drop(data);
     if let Some(key) = key {
-        write_btf_cache(&key, &enums);
+        write_btf_cache(&key, &k);
     }
-    Ok(enums)
+    Ok(k)
 }
 
-/// The enums mmql needs are a few kilobytes of the 5 MB vmlinux BTF, and they cannot change
-/// while the kernel runs: after the first run of a boot they come from a cache in /run
-/// (a tmpfs), keyed by the boot id and by the list of enums this mmql wants. That keeps the
-/// tracer's own memory small on every later start.
+/// What mmql needs of BTF (a few kilobytes of enums and one offset of the 5 MB vmlinux BTF)
+/// cannot change while the kernel runs: after the first run of a boot it comes from a cache
+/// in /run (a tmpfs), keyed by the boot id and by the list of enums this mmql wants. That
+/// keeps the tracer's own memory small on every later start.
 const BTF_CACHE_DIR: &str = "/run/mmql";
+
+/// The cache's second line: `task_struct.comm` and its offset, or `none`.
+const COMM_LINE: &str = "task_struct.comm";
 
 fn btf_cache_key() -> Option<String> {
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
@@ -183,24 +189,43 @@ fn btf_cache_key() -> Option<String> {
         .iter()
         .map(|e| e.name)
         .collect();
-    Some(format!("boot {} wants {}", boot.trim(), wanted.join(",")))
+    Some(format!(
+        "boot {} wants {} and {COMM_LINE}",
+        boot.trim(),
+        wanted.join(",")
+    ))
 }
 
 fn btf_cache_path() -> PathBuf {
-    PathBuf::from(BTF_CACHE_DIR).join("btf-enums.txt")
+    // Named for what it holds since it also holds `task_struct.comm`: an mmql that caches
+    // only enums (an older one on the same host) keeps its own `btf-enums.txt` instead of
+    // each rewriting the other's file on every start.
+    PathBuf::from(BTF_CACHE_DIR).join("kernel-btf.txt")
 }
 
-fn read_btf_cache(key: &str) -> Option<BtfEnums> {
+fn read_btf_cache(key: &str) -> Option<KernelBtf> {
     let text = fs::read_to_string(btf_cache_path()).ok()?;
     // The first line names what the cache was made for; anything else is stale.
-    let first = text.lines().next()?;
-    if first.strip_prefix("# ")? != key {
+    let mut lines = text.lines();
+    if lines.next()?.strip_prefix("# ")? != key {
         return None;
     }
-    mmql_compiler::format::parse_btf_enums(&text).ok()
+    let comm = lines
+        .next()?
+        .strip_prefix("# ")?
+        .strip_prefix(COMM_LINE)?
+        .trim();
+    let task_comm = match comm {
+        "none" => None,
+        n => Some(n.parse().ok()?),
+    };
+    Some(KernelBtf {
+        enums: mmql_compiler::format::parse_btf_enums(&text).ok()?,
+        task_comm,
+    })
 }
 
-fn write_btf_cache(key: &str, enums: &BtfEnums) {
+fn write_btf_cache(key: &str, k: &KernelBtf) {
     use std::os::unix::fs::DirBuilderExt;
     // Best effort: without root, or on a read-only /run, every start just reads BTF.
     if fs::DirBuilder::new()
@@ -211,8 +236,12 @@ fn write_btf_cache(key: &str, enums: &BtfEnums) {
     {
         return;
     }
-    let text = mmql_compiler::format::write_btf_enums(&[key], enums);
-    let tmp = PathBuf::from(BTF_CACHE_DIR).join(format!("btf-enums.{}.tmp", std::process::id()));
+    let comm = match k.task_comm {
+        Some(off) => format!("{COMM_LINE} {off}"),
+        None => format!("{COMM_LINE} none"),
+    };
+    let text = mmql_compiler::format::write_btf_enums(&[key, &comm], &k.enums);
+    let tmp = PathBuf::from(BTF_CACHE_DIR).join(format!("kernel-btf.{}.tmp", std::process::id()));
     if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, btf_cache_path()).is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -339,8 +368,9 @@ mod tests {
             eprintln!("SKIP: btf_cache_gives_what_btf_gives: no boot id");
             return;
         };
-        let direct = btf::enums_filtered(&data, &is_wanted_enum).expect("vmlinux BTF parses");
-        assert!(direct.contains_key("migratetype"));
+        let direct = btf::read(&data, &is_wanted_enum).expect("vmlinux BTF parses");
+        assert!(direct.enums.contains_key("migratetype"));
+        assert!(direct.task_comm.is_some());
         // Whatever is cached now (or nothing), read_btf must agree with a direct parse, and
         // afterwards the cache must hold exactly that for this boot and enum list.
         assert_eq!(read_btf().expect("reads"), direct);

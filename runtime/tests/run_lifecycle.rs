@@ -194,6 +194,37 @@ fn without_privileges_one_clear_sentence() {
     assert_eq!(no_caps.stderr.lines().count(), 1, "{}", no_caps.stderr);
 }
 
+/// Each probe is attached through a BPF link to its tracepoint's perf event, so the detach
+/// can close the links (the programs stop) before the perf events (whose closing waits on the
+/// kernel's unregistering, one tracepoint at a time), and `on end` need not wait for those.
+#[test]
+fn probes_attach_through_perf_links() {
+    skip_unless_root_bpf!();
+    let mmql = start_mmql(&["-e", SCRIPT]);
+    let ours = held_programs(&mmql, 2);
+    let dir = format!("/proc/{}/fdinfo", mmql.pid());
+    let mut linked: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l == "link_type:\tperf"))
+        .map(|info| {
+            let prog: u64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("prog_id:")?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("a perf link without prog_id:\n{info}"));
+            assert!(ours.contains(&prog), "link to {prog}, not one of {ours:?}");
+            let tp = info.lines().find_map(|l| l.strip_prefix("tp_name:"));
+            tp.unwrap_or_else(|| panic!("no tp_name:\n{info}"))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    linked.sort();
+    assert_eq!(linked, ["mm_page_alloc", "oom_score_adj_update"]);
+    let out = mmql.stop();
+    check_clean_end("SIGINT", &out, &ours, &["@pages"]);
+}
+
 /// SIGTERM (what `kill` and service managers send) ends a run like Ctrl-C does.
 #[test]
 fn sigterm_detaches_everything() {
@@ -221,8 +252,8 @@ fn stop_time(n: usize) -> (f64, Finished) {
     (attached.elapsed().as_secs_f64(), out)
 }
 
-/// Closing a perf event that carries a program waits for a grace period (~40 ms here); 30
-/// probes closed one after another took 30 of them. Closed together they share them, so
+/// Closing the link of a program waits for a grace period (~40 ms here); 30 probes closed one
+/// after another took 30 of them. Closed together they share them, so
 /// stopping 30 probes costs about what stopping one does: the bound (8×) leaves room for a
 /// loaded machine and is still far below the 30× of closing them in turn.
 #[test]

@@ -20,6 +20,9 @@ pub struct Catalog {
     pub events: BTreeMap<(String, String), Event>,
     /// Enums read from kernel BTF (`enum migratetype` ...), by enum name without `enum `.
     pub btf_enums: BTreeMap<String, Vec<(String, i64)>>,
+    /// Byte offset of `task_struct.comm` in the running kernel (`btf::KernelBtf::task_comm`);
+    /// None for recorded or snapshot formats, whose programs then copy `comm` with the helper.
+    pub task_comm: Option<u32>,
 }
 
 /// One tracepoint.

@@ -1,8 +1,9 @@
-//! What mmql counts instead of losing silently: the slots of the per-CPU counters map the
+//! What mmql counts instead of losing silently: the slots of the counters map the
 //! probes add to, and one row per loss that every report reads (the lines at exit in text and
 //! JSON, live or replayed, and `mmql serve`'s metrics). A new loss is one slot and one row.
 
-/// Slots of the per-CPU counters map (`MapRoles::counters`).
+/// Slots of the counters map (`MapRoles::counters`). The map holds the slots up to the highest
+/// one a script's probes count, so the slots a script is likeliest to need come first.
 pub mod counter {
     pub const LOST_EVENTS: u32 = 0;
     pub const MAP_FULL: u32 = 1;

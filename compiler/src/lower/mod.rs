@@ -23,7 +23,7 @@ use crate::types::Type;
 use ir::{Builder, Label, Op, Src};
 use layout::{layouts, MapLayout};
 use regalloc::{assemble, AsmError};
-use roles::{add_builtin_maps, MapRoles, ObjectMap};
+use roles::{add_builtin_maps, add_counters_map, counters_index, MapRoles, ObjectMap};
 
 pub use stmt::EXIT_RECORD;
 
@@ -84,15 +84,25 @@ pub(crate) struct Lowerer<'a> {
     b: Builder,
     /// Stack slot and type of each local.
     locals: Vec<(i16, Type)>,
+    /// Where the counters map goes if a probe counts (`roles::add_counters_map`).
     counters: usize,
+    /// One more than the highest counter slot this probe adds to (0: none).
+    slots_used: u32,
     events: Option<usize>,
     stacks: Option<usize>,
+    /// Byte offset of `task_struct.comm`, when probes may read it directly.
+    task_comm: Option<u32>,
     /// Where a span end keeps its copy of the begin state.
     span_state: Option<i16>,
     max_stack: u32,
 }
 
-pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diagnostic>> {
+/// `task_comm`: where the running kernel keeps a task's name (`Catalog::task_comm`).
+pub fn lower(
+    program: Program,
+    opts: &LowerOptions,
+    task_comm: Option<u32>,
+) -> Result<Compiled, Vec<Diagnostic>> {
     let layouts = layouts(&program, opts.max_keys);
     let uses_ringbuf = program.probes.iter().any(|k| {
         uses(
@@ -115,7 +125,9 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         })
     });
     let mut bpf_maps: Vec<MapDef> = layouts.iter().map(MapLayout::def).collect();
-    let roles = add_builtin_maps(&mut bpf_maps, uses_stack, uses_ringbuf);
+    let mut roles = add_builtin_maps(&mut bpf_maps, uses_stack, uses_ringbuf);
+    let counters = counters_index(&bpf_maps);
+    let mut slots_used = 0;
 
     let mut errors = Vec::new();
     let mut programs = Vec::new();
@@ -125,7 +137,9 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
             layouts: &layouts,
             b: Builder::default(),
             locals: vec![],
-            counters: roles.counters.0,
+            counters: counters.0,
+            slots_used: 0,
+            task_comm,
             events: roles.events.map(|m| m.0),
             stacks: roles.stacks.map(|m| m.0),
             span_state: None,
@@ -136,6 +150,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
         l.probe(k, opts, exit);
         l.b.place(exit);
         l.b.push(Op::Exit);
+        slots_used = slots_used.max(l.slots_used);
         if l.max_stack.max(l.b.stack) > STACK_LIMIT {
             errors.push(
                 Diagnostic::error(
@@ -194,6 +209,7 @@ pub fn lower(program: Program, opts: &LowerOptions) -> Result<Compiled, Vec<Diag
     if !errors.is_empty() {
         return Err(errors);
     }
+    add_counters_map(&mut bpf_maps, &mut roles, slots_used);
     let defs: Vec<ProgramDef> = programs.iter().map(|p| p.def.clone()).collect();
     let object = write_object(&defs, &bpf_maps).map_err(|e| {
         vec![Diagnostic::error(

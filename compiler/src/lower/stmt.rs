@@ -83,6 +83,7 @@ impl Lowerer<'_> {
 
     /// Adds one to a slot of the counters map.
     pub(super) fn count(&mut self, slot: u32) {
+        self.slots_used = self.slots_used.max(slot + 1);
         let k = self.b.alloc(8);
         self.b.push(Op::StoreStack {
             off: k,

@@ -41,9 +41,19 @@ pub struct Loaded {
     maps: Vec<Option<OwnedFd>>,
     /// By index into `Compiled::programs`.
     progs: Vec<OwnedFd>,
-    /// Perf events with a program attached: the attachments themselves. Behind a RefCell so
-    /// `detach` works while map readers borrow the rest.
-    events: RefCell<Vec<OwnedFd>>,
+    /// The attachments: links and perf events. Behind a RefCell so `detach` works while map
+    /// readers borrow the rest.
+    events: RefCell<Vec<prog::Attachment>>,
+    /// The thread closing the perf events once `detach` has closed their links (see there).
+    closing: RefCell<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if let Some(t) = self.closing.get_mut().take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Loaded {
@@ -79,28 +89,57 @@ impl Loaded {
         self.events.borrow().len()
     }
 
-    /// Closes every attachment: no probe runs after this returns (the kernel detaches a
-    /// program when its perf event is closed), while maps stay readable for the final dump.
+    /// Detaches every probe: no probe runs after this returns, while maps stay readable for
+    /// the final dump.
     ///
-    /// The closes run on threads of their own, joined before returning. Each close of a
-    /// perf event with a program waits for an RCU tasks-trace grace period (~40 ms here)
-    /// before it returns, outside any lock, so closing them one after another cost 74 ms a
-    /// probe (7.4 s for 100); concurrent closes share their grace periods. What stays
-    /// serial is the kernel's own unregistering of a tracepoint's last perf event (under its
-    /// `event_mutex`): one wait per distinct tracepoint, not per probe.
+    /// Closing the BPF link that attaches a program detaches it; the kernel then waits for an
+    /// RCU tasks-trace grace period (~40 ms here) before the close returns, outside any lock,
+    /// so the links close on threads of their own, joined before returning, and share their
+    /// waits (one after another: 74 ms a probe, 7.4 s for 100).
+    ///
+    /// The perf events close after, on one thread that runs while `on end` and the final dump
+    /// print, and that dropping `Loaded` joins: the last perf event of each tracepoint waits
+    /// in the kernel's unregistering (`perf_trace_event_unreg`, a grace period under
+    /// `event_mutex`), one tracepoint after another, ~40 ms each, which nothing in user space
+    /// can overlap. Where the kernel has no perf links a program stays until its perf event
+    /// closes, so those events close with the links.
     pub fn detach(&self) {
-        let events = std::mem::take(&mut *self.events.borrow_mut());
-        let per_thread = events.len().div_ceil(DETACH_THREADS).max(1);
-        std::thread::scope(|s| {
-            let mut events = events.into_iter().peekable();
-            while events.peek().is_some() {
-                let chunk: Vec<OwnedFd> = events.by_ref().take(per_thread).collect();
-                // When a thread cannot start, its closure is dropped right here, which closes
-                // that share on this thread instead: slower, never left open.
-                let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(chunk));
+        let attachments = std::mem::take(&mut *self.events.borrow_mut());
+        let mut first = Vec::new();
+        let mut after = Vec::new();
+        for a in attachments {
+            match a.link {
+                Some(link) => {
+                    first.push(link);
+                    after.push(a.event);
+                }
+                None => first.push(a.event),
             }
-        });
+        }
+        close_together(first);
+        if after.is_empty() {
+            return;
+        }
+        // Without a thread the events go down with the closure, dropped here: they close on
+        // this thread instead, slower, never left open.
+        if let Ok(t) = std::thread::Builder::new().spawn(move || close_together(after)) {
+            *self.closing.borrow_mut() = Some(t);
+        }
     }
+}
+
+/// Closes `fds` on up to `DETACH_THREADS` threads at once, returning when all are closed.
+fn close_together(fds: Vec<OwnedFd>) {
+    let per_thread = fds.len().div_ceil(DETACH_THREADS).max(1);
+    std::thread::scope(|s| {
+        let mut fds = fds.into_iter().peekable();
+        while fds.peek().is_some() {
+            let chunk: Vec<OwnedFd> = fds.by_ref().take(per_thread).collect();
+            // When a thread cannot start, its closure is dropped right here, which closes
+            // that share on this thread instead: slower, never left open.
+            let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(chunk));
+        }
+    });
 }
 
 pub fn load(compiled: &Compiled) -> Result<Loaded, LoadFailure> {
@@ -125,6 +164,7 @@ pub fn load_maps(defs: &[MapDef]) -> Result<Loaded, LoadFailure> {
         maps,
         progs: Vec::new(),
         events: RefCell::new(Vec::new()),
+        closing: RefCell::new(None),
     })
 }
 

@@ -239,11 +239,16 @@ impl<'a> Maps<'a> {
         Ok(d.rows.first().map_or(Scalar::Int(0), |(_, v)| v.single()))
     }
 
-    /// One counter slot, summed over CPUs.
+    /// One counter slot (summed over CPUs in a recording made when the map was per-CPU); 0
+    /// when the script has no counters map or the map stops below `slot`: no probe counts there.
     pub fn counter(&self, slot: u32) -> io::Result<u64> {
-        let found = self
-            .store
-            .lookup(self.compiled.roles.counters, &slot.to_le_bytes())?;
+        let Some(counters) = self.compiled.roles.counters else {
+            return Ok(0);
+        };
+        if slot >= self.compiled.map_def(counters).max_entries {
+            return Ok(0);
+        }
+        let found = self.store.lookup(counters, &slot.to_le_bytes())?;
         Ok(found.map_or(0, |(v, size)| v.chunks(size).map(|c| word(c, 0)).sum()))
     }
 

@@ -150,8 +150,11 @@ impl Recording {
     pub fn bind(&mut self, compiled: &Compiled) -> Result<(), String> {
         let mut maps: Vec<Option<RecMap>> = compiled.bpf_maps.iter().map(|_| None).collect();
         for (m, def) in recorded(compiled) {
+            // The counters map was per-CPU before it was shared; its slots mean the same, and
+            // a lookup sums whatever CPU slots a value has.
+            let counters = Some(m) == compiled.roles.counters;
             let found = self.declared.remove(&def.name).filter(|r| {
-                r.per_cpu == per_cpu(def)
+                (r.per_cpu == per_cpu(def) || counters)
                     && r.key_size == def.key_size as usize
                     && r.value_size == def.value_size as usize
             });

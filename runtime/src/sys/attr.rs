@@ -13,6 +13,7 @@ pub(crate) mod cmd {
     pub const PROG_LOAD: u32 = 5;
     pub const OBJ_GET_INFO_BY_FD: u32 = 15;
     pub const MAP_LOOKUP_BATCH: u32 = 24;
+    pub const LINK_CREATE: u32 = 28;
 }
 
 /// `BPF_MAP_CREATE`.
@@ -51,6 +52,17 @@ pub(crate) struct ProgLoadAttr {
     pub prog_name: [u8; 16],
     pub prog_ifindex: u32,
     pub expected_attach_type: u32,
+}
+
+/// `BPF_LINK_CREATE` for a perf event (`link_create.perf_event`).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct LinkCreateAttr {
+    pub prog_fd: u32,
+    pub target_fd: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    pub bpf_cookie: u64,
 }
 
 /// `BPF_MAP_*_ELEM` and `BPF_MAP_GET_NEXT_KEY`.

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use mmql_compiler::bpf::{Insn, MapDef};
 
-use super::attr::{cmd, InfoAttr, MapCreateAttr, ProgLoadAttr};
+use super::attr::{cmd, InfoAttr, LinkCreateAttr, MapCreateAttr, ProgLoadAttr};
 use super::{bpf, raw};
 
 pub const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
@@ -184,9 +184,23 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 
-/// Opens the tracepoint's perf event and attaches the program to it; the program runs for the
-/// event on every CPU for as long as the returned fd is open.
-pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+/// `enum bpf_attach_type`'s `BPF_PERF_EVENT`: a BPF link from a program to a perf event.
+const BPF_PERF_EVENT: u32 = 41;
+
+/// A program attached to a tracepoint.
+pub struct Attachment {
+    /// The BPF link from the program to the perf event (Linux 5.15 and later): closing it
+    /// detaches the program, and the perf event can close after. None where the kernel has no
+    /// perf links; the program then stays attached until `event` closes.
+    pub link: Option<OwnedFd>,
+    /// The tracepoint's perf event.
+    pub event: OwnedFd,
+}
+
+/// Opens the tracepoint's perf event and attaches the program to it through a BPF link (or,
+/// on kernels without perf links, the older ioctl); the program runs for the event on every
+/// CPU until the link closes (or the event, without one).
+pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result<Attachment> {
     let mut attr = PerfEventAttr {
         kind: PERF_TYPE_TRACEPOINT,
         size: std::mem::size_of::<PerfEventAttr>() as u32,
@@ -215,13 +229,28 @@ pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result
     }
     // SAFETY: a new fd that we now own.
     let event = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let mut attr = LinkCreateAttr {
+        prog_fd: raw(prog),
+        target_fd: event.as_raw_fd() as u32,
+        attach_type: BPF_PERF_EVENT,
+        ..Default::default()
+    };
+    // SAFETY: the attr holds no pointers.
+    let link = match unsafe { bpf(cmd::LINK_CREATE, &mut attr) } {
+        // SAFETY: a successful LINK_CREATE returns a new fd that we now own.
+        Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+        // A kernel without perf links does not know the attach type.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+        Err(e) => return Err(e),
+    };
     // SAFETY: ioctls on our own perf event fd with the documented argument types.
     unsafe {
-        if libc::ioctl(
-            event.as_raw_fd(),
-            PERF_EVENT_IOC_SET_BPF as _,
-            prog.as_raw_fd(),
-        ) < 0
+        if link.is_none()
+            && libc::ioctl(
+                event.as_raw_fd(),
+                PERF_EVENT_IOC_SET_BPF as _,
+                prog.as_raw_fd(),
+            ) < 0
         {
             return Err(io::Error::last_os_error());
         }
@@ -229,7 +258,7 @@ pub fn attach_tracepoint(tracepoint_id: u64, prog: BorrowedFd<'_>) -> io::Result
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(event)
+    Ok(Attachment { link, event })
 }
 
 /// The perf event id of a tracepoint, from tracefs (or debugfs where tracefs is not mounted).

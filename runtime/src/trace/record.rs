@@ -158,6 +158,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
         &CaptureOptions {
             pid,
             stacks: args.stacks,
+            task_comm: catalog.task_comm,
         },
     );
     let write_err = |e: io::Error| {
