@@ -260,6 +260,7 @@ impl Bpftrace {
     pub fn start(prog: &str) -> Bpftrace {
         let mut p = Proc::spawn("bpftrace", Command::new("bpftrace").args(["-e", prog]));
         p.wait_for("Attaching", ATTACH_TIMEOUT);
+        crate::mmql_run::await_bpftrace_probes(&p, prog);
         Bpftrace(p)
     }
 
