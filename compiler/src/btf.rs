@@ -103,8 +103,9 @@ impl Reader<'_> {
 pub struct KernelBtf {
     pub enums: BtfEnums,
     /// Byte offset of `comm` in `struct task_struct`, when it is the `char[16]` the kernel
-    /// keeps NUL-terminated and zero-padded: probes then read a task's name with two loads
-    /// instead of a helper call (`lower::expr`).
+    /// keeps NUL-terminated and zero-padded and lies within an instruction offset's reach:
+    /// probes (`lower::expr`) and capture programs then read a task's name with two loads
+    /// instead of a helper call.
     pub task_comm: Option<u32>,
 }
 
@@ -278,9 +279,11 @@ pub fn read(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<KernelBtf, BtfEr
         pos = next;
         type_id = type_id.wrapping_add(1);
     }
+    // Both 8-byte loads must be reachable by an instruction's i16 offset from the task.
     let task_comm = comm
         .filter(|(_, ty)| arrays.get(ty) == Some(&TASK_COMM_LEN))
-        .map(|(off, _)| off);
+        .map(|(off, _)| off)
+        .filter(|off| off + TASK_COMM_LEN <= i16::MAX as u32 + 1);
     Ok(KernelBtf {
         enums: out,
         task_comm,

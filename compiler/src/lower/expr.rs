@@ -253,10 +253,7 @@ impl Lowerer<'_> {
                 if cap > 16 {
                     self.b.zero_stack(off, cap);
                 }
-                // A load's offset is an i16; a task_struct that large would take the helper.
-                let direct = self
-                    .task_comm
-                    .filter(|&at| cap >= TASK_COMM_LEN && at + 8 <= i16::MAX as u32);
+                let direct = self.task_comm.filter(|_| cap >= TASK_COMM_LEN);
                 match direct {
                     Some(at) => self.comm_loads(at, off),
                     None => {
