@@ -361,12 +361,7 @@ pub fn await_bpftrace_probes(p: &Proc, script: &str) {
 
 /// Tracepoint perf events with a BPF program that process `pid` holds (`bpftool perf show`).
 fn tracepoint_events_of(pid: u32) -> usize {
-    let out = Command::new("bpftool")
-        .args(["-j", "perf", "show"])
-        .output()
-        .expect("run bpftool perf show");
-    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    events
+    crate::bpf::bpftool_show("perf")
         .iter()
         .filter(|e| e["pid"] == pid && e["fd_type"] == "tracepoint")
         .count()
