@@ -4,10 +4,11 @@
 //! comm, stack id). Input: the events' format files. Output: program and map definitions
 //! for the loader, and the header layout the recording reader decodes.
 
-use crate::bpf::insn::{helper, AluOp, Insn, JmpOp, Size, R0, R1, R10, R2, R3, R6, R7, R8};
+use crate::bpf::insn::{helper, AluOp, Insn, JmpOp, Size, R0, R1, R10, R2, R3, R6, R7, R8, R9};
 use crate::bpf::{
     MapDef, ProgramDef, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_RINGBUF, BPF_MAP_TYPE_STACK_TRACE,
 };
+use crate::btf::TaskIds;
 use crate::format::Event;
 use crate::lower::layout::{STACK_DEPTH, STACK_ENTRIES};
 
@@ -30,18 +31,31 @@ pub const DYNAMIC_CAP: u32 = 512;
 /// The ring buffer between the probes and `mmql record`.
 pub const RING_BYTES: u32 = 16 << 20;
 
-/// Every this many bytes written the reader is woken (1/8 of the ring; a power of two).
-pub const WAKE_AT: u32 = RING_BYTES / 8;
+/// The reader is woken when a CPU has written this share of the ring since it last woke it
+/// (the threshold per CPU is `RING_BYTES / (WAKE_SHARE × CPUs)`): woken before the ring is a
+/// quarter full however the writes spread over CPUs, and in batches large enough that reading
+/// costs it little (a read every 2 ms cost `mmql record` 441 ns of CPU a record, every 50 ms
+/// 367, on a page-allocation churn here).
+///
+/// The count is kept per CPU in the counters map, whose lookup the kernel inlines, because a
+/// helper call costs the traced task dearly: on this AMD host, with the kernel's safe-RET
+/// mitigation for SRSO, asking the ring its producer position (`bpf_ringbuf_query`) cost ~70
+/// ns a record, measured as kernel run time on the same churn.
+pub const WAKE_SHARE: u32 = 4;
 /// The ring buffer's own header in front of each record (`BPF_RINGBUF_HDR_SZ`).
 const RINGBUF_HDR: u32 = 8;
-/// `bpf_ringbuf_query` and `bpf_ringbuf_submit` flags (linux/bpf.h).
-const BPF_RB_PROD_POS: i32 = 3;
+/// `bpf_ringbuf_submit` flags (linux/bpf.h).
 const BPF_RB_NO_WAKEUP: i32 = 1;
 const BPF_RB_FORCE_WAKEUP: i32 = 2;
 
+/// Slots of the per-CPU counters map: records lost to a full ring, and bytes written since
+/// this CPU last woke the reader.
+pub const LOST_SLOT: u32 = 0;
+const PENDING_SLOT: u32 = 1;
+
 /// Map indices in [`Capture::maps`].
 pub const RING_MAP: usize = 0;
-pub const LOST_MAP: usize = 1;
+pub const COUNTS_MAP: usize = 1;
 pub const STACK_MAP: usize = 2;
 
 pub struct CaptureOptions {
@@ -49,9 +63,14 @@ pub struct CaptureOptions {
     pub pid: Option<u32>,
     /// Record kernel stacks (`--stacks`).
     pub stacks: bool,
+    /// CPUs that may run a probe (`/sys/devices/system/cpu/possible`).
+    pub cpus: u32,
     /// Where the running kernel keeps a task's name (`Catalog::task_comm`): read there with
     /// two loads, as scripts do, instead of `bpf_get_current_comm`'s byte-by-byte copy.
     pub task_comm: Option<u32>,
+    /// Where it keeps the task's pid, tgid and uid (`Catalog::task_ids`): read there with
+    /// loads instead of two helper calls.
+    pub task_ids: Option<TaskIds>,
 }
 
 pub struct CaptureProgram {
@@ -133,9 +152,22 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     };
     let exit = a.label();
     a.push(Insn::mov64_reg(R6, R1));
+    // r9 = the task, or without its layout pid_tgid: asked once for the filter and header.
+    match opts.task_ids {
+        Some(ids) => {
+            a.push(Insn::call(helper::GET_CURRENT_TASK_BTF));
+            a.push(Insn::mov64_reg(R9, R0));
+            if opts.pid.is_some() {
+                a.push(Insn::ldx(Size::W, R0, R9, ids.tgid as i16));
+            }
+        }
+        None => {
+            a.push(Insn::call(helper::GET_CURRENT_PID_TGID));
+            a.push(Insn::mov64_reg(R9, R0));
+            a.push(Insn::alu64_imm(AluOp::Rsh, R0, 32));
+        }
+    }
     if let Some(pid) = opts.pid {
-        a.push(Insn::call(helper::GET_CURRENT_PID_TGID));
-        a.push(Insn::alu64_imm(AluOp::Rsh, R0, 32));
         a.jump(Insn::jmp_imm(JmpOp::Ne, R0, pid as i32, 0), exit);
     }
     // r7 = bytes to copy: the fixed part, or the end of the furthest dynamic payload.
@@ -162,8 +194,8 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     let have = a.label();
     a.jump(Insn::jmp_imm(JmpOp::Ne, R0, 0, 0), have);
     // No room: count it in the per-CPU lost counter (no other writer on this CPU).
-    a.push(Insn::st_imm(Size::W, R10, -4, 0));
-    a.map(R1, LOST_MAP);
+    a.push(Insn::st_imm(Size::W, R10, -4, LOST_SLOT as i32));
+    a.map(R1, COUNTS_MAP);
     a.push(Insn::mov64_reg(R2, R10));
     a.push(Insn::alu64_imm(AluOp::Add, R2, -4));
     a.push(Insn::call(helper::MAP_LOOKUP_ELEM));
@@ -176,8 +208,16 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     a.push(Insn::mov64_reg(R8, R0));
     a.push(Insn::call(helper::KTIME_GET_NS));
     a.push(Insn::stx(Size::DW, R8, R0, header::TS as i16));
-    a.push(Insn::call(helper::GET_CURRENT_PID_TGID));
-    a.push(Insn::stx(Size::DW, R8, R0, header::PID_TGID as i16));
+    match opts.task_ids {
+        Some(ids) => {
+            a.push(Insn::ldx(Size::W, R1, R9, ids.tgid as i16));
+            a.push(Insn::alu64_imm(AluOp::Lsh, R1, 32));
+            a.push(Insn::ldx(Size::W, R2, R9, ids.pid as i16));
+            a.push(Insn::alu64_reg(AluOp::Or, R1, R2));
+            a.push(Insn::stx(Size::DW, R8, R1, header::PID_TGID as i16));
+        }
+        None => a.push(Insn::stx(Size::DW, R8, R9, header::PID_TGID as i16)),
+    }
     a.push(Insn::call(helper::GET_SMP_PROCESSOR_ID));
     a.push(Insn::stx(Size::W, R8, R0, header::CPU as i16));
     if opts.stacks {
@@ -189,8 +229,17 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     } else {
         a.push(Insn::st_imm(Size::W, R8, header::STACK_ID as i16, -1));
     }
-    a.push(Insn::call(helper::GET_CURRENT_UID_GID));
-    a.push(Insn::stx(Size::W, R8, R0, header::UID as i16));
+    match opts.task_ids {
+        Some(ids) => {
+            a.push(Insn::ldx(Size::DW, R1, R9, ids.cred as i16));
+            a.push(Insn::ldx(Size::W, R1, R1, ids.cred_uid as i16));
+            a.push(Insn::stx(Size::W, R8, R1, header::UID as i16));
+        }
+        None => {
+            a.push(Insn::call(helper::GET_CURRENT_UID_GID));
+            a.push(Insn::stx(Size::W, R8, R0, header::UID as i16));
+        }
+    }
     a.push(Insn::st_imm(
         Size::H,
         R8,
@@ -200,9 +249,14 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     a.push(Insn::stx(Size::H, R8, R7, header::LEN as i16));
     match opts.task_comm {
         Some(comm) => {
-            a.push(Insn::call(helper::GET_CURRENT_TASK_BTF));
+            let task = if opts.task_ids.is_some() {
+                R9
+            } else {
+                a.push(Insn::call(helper::GET_CURRENT_TASK_BTF));
+                R0
+            };
             for i in 0..2 {
-                a.push(Insn::ldx(Size::DW, R1, R0, (comm + 8 * i) as i16));
+                a.push(Insn::ldx(Size::DW, R1, task, (comm + 8 * i) as i16));
                 a.push(Insn::stx(
                     Size::DW,
                     R8,
@@ -218,31 +272,12 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
             a.push(Insn::call(helper::GET_CURRENT_COMM));
         }
     }
-    a.push(Insn::mov64_reg(R1, R8));
-    a.push(Insn::alu64_imm(AluOp::Add, R1, header::SIZE as i32));
-    a.push(Insn::mov64_reg(R2, R7));
-    a.push(Insn::mov64_reg(R3, R6));
-    a.push(Insn::call(helper::PROBE_READ_KERNEL));
-    // Wake the reader each time the ring's producer position crosses a multiple of WAKE_AT,
-    // that is when this record is the first past it. A wake-up per record (the default when
-    // the reader has caught up) costs the traced task more than the copy itself, and so does
-    // asking how much data waits (BPF_RB_AVAIL_DATA reads the consumer position, a cache line
-    // the reader keeps writing from another CPU: 381 → 355 ns of kernel run time a record
-    // here, mm_page_alloc on a churn, three alternating pairs); the producer position
-    // is the line `bpf_ringbuf_reserve` just wrote. A crossing when another CPU reserves
-    // may go unseen (the position moved past the record that crossed): the next crossing,
-    // 1/8 of the ring later, wakes the reader, and `mmql record` also reads every second.
-    let reserved = (header::SIZE as u32 + cap).next_multiple_of(8) + RINGBUF_HDR;
-    a.map(R1, RING_MAP);
-    a.push(Insn::mov64_imm(R2, BPF_RB_PROD_POS));
-    a.push(Insn::call(helper::RINGBUF_QUERY));
-    a.push(Insn::alu64_imm(AluOp::And, R0, (WAKE_AT - 1) as i32));
-    a.push(Insn::mov64_imm(R2, BPF_RB_NO_WAKEUP));
-    let quiet = a.label();
-    // Past the boundary by at most this record's size: this record reached it.
-    a.jump(Insn::jmp_imm(JmpOp::Gt, R0, reserved as i32, 0), quiet);
-    a.push(Insn::mov64_imm(R2, BPF_RB_FORCE_WAKEUP));
-    a.place(quiet);
+    copy_record(&mut a, e.id, fixed, cap);
+    wake_flags(
+        &mut a,
+        (header::SIZE as u32 + cap).next_multiple_of(8) + RINGBUF_HDR,
+        opts.cpus,
+    );
     a.push(Insn::mov64_reg(R1, R8));
     a.push(Insn::call(helper::RINGBUF_SUBMIT));
     a.place(exit);
@@ -259,6 +294,70 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     }
 }
 
+/// Copies the record behind the header: r6 the context, r7 the bytes to copy, r8 the
+/// reserved space, its header written.
+///
+/// The first 8 bytes (`common_type`, `common_flags`, `common_preempt_count`, `common_pid`)
+/// are no longer the record's when the program runs: perf writes its `pt_regs` pointer over
+/// them, and the verifier refuses a context load there. They are written as the kernel
+/// wrote them where that is known (the event's ID, the thread's pid) and zero where not
+/// (flags, preempt count), so a recording holds no kernel address.
+///
+/// The fixed fields are then copied with context loads, each aligned to its size and none
+/// past the last field: the kernel refuses to attach a program whose loads reach past the
+/// fixed part (EACCES), and loads cost the traced task less than `bpf_probe_read_kernel`.
+/// Only `__data_loc` payloads, whose length the record says, go through the helper.
+fn copy_record(a: &mut Asm, id: u32, fixed: u32, cap: u32) {
+    const COMMON: u32 = 8;
+    let to = |off: u32| (header::SIZE as u32 + off) as i16;
+    a.push(Insn::ldx(Size::DW, R1, R8, header::PID_TGID as i16));
+    a.push(Insn::alu64_imm(AluOp::Lsh, R1, 32));
+    a.push(Insn::alu64_imm(AluOp::Or, R1, (id & 0xffff) as i32));
+    a.push(Insn::stx(Size::DW, R8, R1, to(0)));
+    let mut off = COMMON;
+    while off < fixed {
+        let (size, width) = [(Size::DW, 8), (Size::W, 4), (Size::H, 2), (Size::B, 1)]
+            .into_iter()
+            .find(|&(_, w)| off % w == 0 && off + w <= fixed)
+            .expect("a 1-byte load always fits");
+        a.push(Insn::ldx(size, R1, R6, off as i16));
+        a.push(Insn::stx(size, R8, R1, to(off)));
+        off += width;
+    }
+    if cap > fixed {
+        a.push(Insn::mov64_reg(R1, R8));
+        a.push(Insn::alu64_imm(AluOp::Add, R1, to(fixed) as i32));
+        a.push(Insn::mov64_reg(R2, R7));
+        a.push(Insn::alu64_imm(AluOp::Sub, R2, fixed as i32));
+        a.push(Insn::mov64_reg(R3, R6));
+        a.push(Insn::alu64_imm(AluOp::Add, R3, fixed as i32));
+        a.push(Insn::call(helper::PROBE_READ_KERNEL));
+    }
+}
+
+/// r2 = the submit flags: a forced wake-up when this record takes this CPU's bytes written
+/// since its last wake-up past its threshold (WAKE_SHARE says why), none otherwise.
+fn wake_flags(a: &mut Asm, reserved: u32, cpus: u32) {
+    let threshold = RING_BYTES / (WAKE_SHARE * cpus.max(1));
+    let counted = a.label();
+    a.push(Insn::st_imm(Size::W, R10, -4, PENDING_SLOT as i32));
+    a.map(R1, COUNTS_MAP);
+    a.push(Insn::mov64_reg(R2, R10));
+    a.push(Insn::alu64_imm(AluOp::Add, R2, -4));
+    a.push(Insn::call(helper::MAP_LOOKUP_ELEM));
+    a.push(Insn::mov64_imm(R2, BPF_RB_NO_WAKEUP));
+    a.jump(Insn::jmp_imm(JmpOp::Eq, R0, 0, 0), counted);
+    a.push(Insn::ldx(Size::DW, R1, R0, 0));
+    a.push(Insn::alu64_imm(AluOp::Add, R1, reserved as i32));
+    let store = a.label();
+    a.jump(Insn::jmp_imm(JmpOp::Lt, R1, threshold as i32, 0), store);
+    a.push(Insn::mov64_imm(R1, 0));
+    a.push(Insn::mov64_imm(R2, BPF_RB_FORCE_WAKEUP));
+    a.place(store);
+    a.push(Insn::stx(Size::DW, R0, R1, 0));
+    a.place(counted);
+}
+
 /// The capture programs for `events` (whose position is the event number in each header).
 pub fn capture(events: &[&Event], opts: &CaptureOptions) -> Capture {
     let mut maps = vec![
@@ -271,11 +370,11 @@ pub fn capture(events: &[&Event], opts: &CaptureOptions) -> Capture {
             flags: 0,
         },
         MapDef {
-            name: "mmql_lost".into(),
+            name: "mmql_counts".into(),
             map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
             key_size: 4,
             value_size: 8,
-            max_entries: 1,
+            max_entries: PENDING_SLOT + 1,
             flags: 0,
         },
     ];
@@ -316,7 +415,9 @@ mod tests {
             &CaptureOptions {
                 pid: Some(42),
                 stacks: true,
+                cpus: 2,
                 task_comm: None,
+                task_ids: None,
             },
         );
         assert_eq!(c.maps.len(), 3);

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use mmql_compiler::btf::{self, KernelBtf};
+use mmql_compiler::btf::{self, KernelBtf, TaskIds};
 use mmql_compiler::format::{parse_btf_enums, Catalog};
 use mmql_stdlib::btf_fields::is_wanted_enum;
 
@@ -124,6 +124,7 @@ fn load_live(want: &(dyn Fn(&str) -> bool + Sync)) -> LoadedCatalog {
                     Ok(k) => {
                         catalog.btf_enums = k.enums;
                         catalog.task_comm = k.task_comm;
+                        catalog.task_ids = k.task_ids;
                     }
                     // No fallback to the snapshot's values: enum numbering depends on the
                     // kernel's configuration, and a wrong name is worse than a number.
@@ -182,6 +183,8 @@ const BTF_CACHE_DIR: &str = "/run/mmql";
 
 /// The cache's second line: `task_struct.comm` and its offset, or `none`.
 const COMM_LINE: &str = "task_struct.comm";
+/// The third: `task ids` and the offsets of pid, tgid, cred and cred.uid, or `none`.
+const IDS_LINE: &str = "task ids";
 
 fn btf_cache_key() -> Option<String> {
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
@@ -190,7 +193,7 @@ fn btf_cache_key() -> Option<String> {
         .map(|e| e.name)
         .collect();
     Some(format!(
-        "boot {} wants {} and {COMM_LINE}",
+        "boot {} wants {} and {COMM_LINE} and {IDS_LINE}",
         boot.trim(),
         wanted.join(",")
     ))
@@ -219,9 +222,34 @@ fn read_btf_cache(key: &str) -> Option<KernelBtf> {
         "none" => None,
         n => Some(n.parse().ok()?),
     };
+    let ids = lines
+        .next()?
+        .strip_prefix("# ")?
+        .strip_prefix(IDS_LINE)?
+        .trim();
+    let task_ids = match ids {
+        "none" => None,
+        n => {
+            let n: Vec<u32> = n
+                .split(' ')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            match n[..] {
+                [pid, tgid, cred, cred_uid] => Some(TaskIds {
+                    pid,
+                    tgid,
+                    cred,
+                    cred_uid,
+                }),
+                _ => return None,
+            }
+        }
+    };
     Some(KernelBtf {
         enums: mmql_compiler::format::parse_btf_enums(&text).ok()?,
         task_comm,
+        task_ids,
     })
 }
 
@@ -240,7 +268,11 @@ fn write_btf_cache(key: &str, k: &KernelBtf) {
         Some(off) => format!("{COMM_LINE} {off}"),
         None => format!("{COMM_LINE} none"),
     };
-    let text = mmql_compiler::format::write_btf_enums(&[key, &comm], &k.enums);
+    let ids = match k.task_ids {
+        Some(t) => format!("{IDS_LINE} {} {} {} {}", t.pid, t.tgid, t.cred, t.cred_uid),
+        None => format!("{IDS_LINE} none"),
+    };
+    let text = mmql_compiler::format::write_btf_enums(&[key, &comm, &ids], &k.enums);
     let tmp = PathBuf::from(BTF_CACHE_DIR).join(format!("kernel-btf.{}.tmp", std::process::id()));
     if fs::write(&tmp, text).is_ok() && fs::rename(&tmp, btf_cache_path()).is_err() {
         let _ = fs::remove_file(&tmp);
@@ -371,6 +403,7 @@ mod tests {
         let direct = btf::read(&data, &is_wanted_enum).expect("vmlinux BTF parses");
         assert!(direct.enums.contains_key("migratetype"));
         assert!(direct.task_comm.is_some());
+        assert!(direct.task_ids.is_some());
         // Whatever is cached now (or nothing), read_btf must agree with a direct parse, and
         // afterwards the cache must hold exactly that for this boot and enum list.
         assert_eq!(read_btf().expect("reads"), direct);

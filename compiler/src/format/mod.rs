@@ -23,6 +23,8 @@ pub struct Catalog {
     /// Byte offset of `task_struct.comm` in the running kernel (`btf::KernelBtf::task_comm`);
     /// None for recorded or snapshot formats, whose programs then copy `comm` with the helper.
     pub task_comm: Option<u32>,
+    /// Where the running kernel keeps the task's pid, tgid and uid (`btf::KernelBtf::task_ids`).
+    pub task_ids: Option<crate::btf::TaskIds>,
 }
 
 /// One tracepoint.

@@ -153,12 +153,15 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
     let pid = child.as_ref().map(GatedChild::pid).or(args.pid);
     let signals = SignalPipe::install()
         .map_err(|e| Failure::Message(format!("cannot set up signals: {e}")))?;
+    let cpus = crate::sys::possible_cpus().map_err(|e| Failure::Message(e.to_string()))?;
     let cap = capture::capture(
         &events,
         &CaptureOptions {
             pid,
             stacks: args.stacks,
+            cpus: cpus as u32,
             task_comm: catalog.task_comm,
+            task_ids: catalog.task_ids,
         },
     );
     let write_err = |e: io::Error| {
@@ -168,7 +171,6 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
         ))
     };
     let mut w = TraceWriter::create(&args.output).map_err(write_err)?;
-    let cpus = crate::sys::possible_cpus().map_err(|e| Failure::Message(e.to_string()))?;
     // Symbols are read before attaching: kallsyms takes a while to parse.
     let ksyms = Ksyms::load();
     let mut kernel =
@@ -297,12 +299,16 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
     }
     result.map_err(write_err)?;
     let lost = kernel
-        .map_fd(ObjectMap(capture::LOST_MAP))
+        .map_fd(ObjectMap(capture::COUNTS_MAP))
         .map(RawMap::new)
         .transpose()
         .ok()
         .flatten()
-        .and_then(|m| m.lookup_per_cpu(&0u32.to_le_bytes()).ok().flatten())
+        .and_then(|m| {
+            m.lookup_per_cpu(&capture::LOST_SLOT.to_le_bytes())
+                .ok()
+                .flatten()
+        })
         .map_or(0, |slots| {
             slots
                 .iter()

@@ -1,5 +1,6 @@
 //! Kernel BTF reader: raw BTF bytes (e.g. `/sys/kernel/btf/vmlinux`) in, named enums
-//! (`BTF_KIND_ENUM` and `BTF_KIND_ENUM64`) and where `task_struct.comm` sits out.
+//! (`BTF_KIND_ENUM` and `BTF_KIND_ENUM64`) and where the current task's name and ids sit
+//! (`task.rs`) out.
 //!
 //! Only those are collected, but every type record is walked with its exact trailing size so a
 //! garbled record is detected instead of silently shifting every later type. All reads are
@@ -7,6 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod task;
+pub use task::TaskIds;
 
 /// Enum name (without `enum `) -> enumerators in declaration order.
 pub type BtfEnums = BTreeMap<String, Vec<(String, i64)>>;
@@ -107,6 +111,8 @@ pub struct KernelBtf {
     /// probes (`lower::expr`) and capture programs then read a task's name with two loads
     /// instead of a helper call.
     pub task_comm: Option<u32>,
+    /// Where the task's pid, tgid and uid are, for loads instead of helper calls.
+    pub task_ids: Option<TaskIds>,
 }
 
 /// `TASK_COMM_LEN`: the bytes of `task_struct.comm` a probe reads.
@@ -192,10 +198,7 @@ pub fn read(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<KernelBtf, BtfEr
     };
 
     let mut out = BtfEnums::new();
-    // `task_struct.comm`: (byte offset, type id) once the struct is seen, and the element
-    // count of every array type, to check that type once the walk is over.
-    let mut comm: Option<(u32, u32)> = None;
-    let mut arrays: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    let mut layout = task::Collector::default();
     let mut pos = 0usize;
     // Type ids start at 1; id 0 is `void` and has no record.
     let mut type_id = 1u32;
@@ -227,27 +230,24 @@ pub fn read(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<KernelBtf, BtfEr
                 offset: pos,
             });
         }
+        layout.ty(type_id, kind, types.u32_at(pos + 8, "type record")?);
         if kind == KIND_ARRAY {
-            arrays.insert(type_id, types.u32_at(body + 8, "array")?);
+            layout.array(type_id, types.u32_at(body + 8, "array")?);
         }
-        if kind == KIND_STRUCT
-            && comm.is_none()
-            && name_off != 0
-            && name(name_off)? == "task_struct"
-        {
+        if kind == KIND_STRUCT && name_off != 0 && layout.wants(name(name_off)?) {
+            let mut members = Vec::with_capacity(vlen);
             for i in 0..vlen {
                 let at = body + i * 12;
-                if name(types.u32_at(at, "member")?)? != "comm" {
-                    continue;
-                }
-                let ty = types.u32_at(at + 4, "member")?;
                 let raw = types.u32_at(at + 8, "member")?;
                 // With kind_flag the low 24 bits are the bit offset (the rest a bitfield size).
                 let bits = if kind_flag { raw & 0xff_ffff } else { raw };
-                if bits % 8 == 0 {
-                    comm = Some((bits / 8, ty));
-                }
+                members.push((
+                    name(types.u32_at(at, "member")?)?,
+                    types.u32_at(at + 4, "member")?,
+                    bits,
+                ));
             }
+            layout.members(name(name_off)?, type_id, members.into_iter());
         }
         if (kind == KIND_ENUM || kind == KIND_ENUM64) && name_off != 0 {
             let enum_name = name(name_off)?;
@@ -279,14 +279,11 @@ pub fn read(data: &[u8], want: &dyn Fn(&str) -> bool) -> Result<KernelBtf, BtfEr
         pos = next;
         type_id = type_id.wrapping_add(1);
     }
-    // Both 8-byte loads must be reachable by an instruction's i16 offset from the task.
-    let task_comm = comm
-        .filter(|(_, ty)| arrays.get(ty) == Some(&TASK_COMM_LEN))
-        .map(|(off, _)| off)
-        .filter(|off| off + TASK_COMM_LEN <= i16::MAX as u32 + 1);
+    let (task_comm, task_ids) = layout.finish();
     Ok(KernelBtf {
         enums: out,
         task_comm,
+        task_ids,
     })
 }
 
@@ -422,6 +419,88 @@ mod tests {
         assert_eq!(got(types(16, 8 * 24 + 3)), Ok(None));
         assert_eq!(
             read(&blob(&sample(), STRS), &|_| true).map(|k| k.task_comm),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn finds_the_task_ids_through_typedefs_qualifiers_and_tags() {
+        // Offsets: int=1 pid_t=5 task_struct=11 pid=23 tgid=27 cred=32 uid=37 rcu=41 long=45
+        const S: &[u8] = b"\0int\0pid_t\0task_struct\0pid\0tgid\0cred\0uid\0rcu\0long\0";
+        // `cred_target`: the type task_struct.cred's pointer leads to (7 is struct cred);
+        // `tgid_ty`: tgid's type (2 is pid_t, 9 an 8-byte long).
+        let types = |cred_target: u32, tgid_ty: u32| {
+            vec![
+                // [1] int
+                1,
+                info(KIND_INT, 0, false),
+                4,
+                0x0100_0020,
+                // [2] typedef pid_t -> int
+                5,
+                info(KIND_TYPEDEF, 0, false),
+                1,
+                // [3] struct task_struct { pid_t pid; pid_t tgid; const cred __rcu *cred; }
+                11,
+                info(KIND_STRUCT, 3, false),
+                16,
+                23,
+                2,
+                0,
+                27,
+                tgid_ty,
+                32,
+                32,
+                4,
+                64,
+                // [4] pointer -> [5] type tag rcu -> [6] const -> the target
+                0,
+                info(KIND_PTR, 0, false),
+                5,
+                41,
+                info(KIND_TYPE_TAG, 0, false),
+                6,
+                0,
+                info(KIND_CONST, 0, false),
+                cred_target,
+                // [7] struct cred { int pad; kuid_t uid; }, [8] kuid_t = struct { int val; }
+                32,
+                info(KIND_STRUCT, 2, false),
+                8,
+                23,
+                1,
+                0,
+                37,
+                8,
+                32,
+                0,
+                info(KIND_STRUCT, 1, false),
+                4,
+                23,
+                1,
+                0,
+                // [9] long
+                45,
+                info(KIND_INT, 0, false),
+                8,
+                0x0100_0040,
+            ]
+        };
+        let got = |t: Vec<u32>| read(&blob(&t, S), &|_| true).map(|k| k.task_ids);
+        assert_eq!(
+            got(types(7, 2)),
+            Ok(Some(TaskIds {
+                pid: 0,
+                tgid: 4,
+                cred: 8,
+                cred_uid: 4,
+            }))
+        );
+        // A pointer to another struct, or an id of another width, is not used.
+        assert_eq!(got(types(8, 2)), Ok(None));
+        assert_eq!(got(types(7, 9)), Ok(None));
+        assert_eq!(
+            read(&blob(&sample(), STRS), &|_| true).map(|k| k.task_ids),
             Ok(None)
         );
     }
