@@ -1,0 +1,217 @@
+//! What `mmql record` writes, read back with the recording reader (`mmql_trace`):
+//! - each record starts with its common fields as the kernel wrote them (`common_type`,
+//!   `common_pid`), not with the `pt_regs` pointer perf leaves there for a BPF program, and its
+//!   `__data_loc` payload is copied whole;
+//! - every event of the traced process is either in the file or counted lost: with the
+//!   recorder stopped (SIGSTOP) the ring overflows and the loss is counted exactly; with the
+//!   recorder running, a workload writing several rings' worth loses nothing, which it would if
+//!   the capture programs did not wake the reader (its own timer reads once a second, and the
+//!   ring fills in about half a second here).
+//!
+//! The witness for "every event" is a live `mmql -p PID` count of the same tracepoint, started
+//! before the recorder and stopped after it, around a workload held at a gate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mmql_testsupport as support;
+use mmql_testsupport::skip_unless_root_bpf;
+use mmql_trace::file::TraceFile;
+use mmql_trace::TraceSource;
+use support::mmql_run::{mmql_cmd, start_mmql, Proc};
+use support::Gate;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The two counting tests each load the CPU with a churn; one at a time keeps the recorder's
+/// pace the only variable.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn file(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "mmql-record-file-{tag}-{}.mmqltrace",
+        std::process::id()
+    ))
+}
+
+fn read(path: &Path) -> TraceFile {
+    let data = std::fs::read(path).expect("the recording exists");
+    TraceFile::parse(path, &data).expect("the recording parses")
+}
+
+/// The `ID:` line of a format file's text.
+fn format_id(text: &str) -> u16 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("ID:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the format text has an ID line")
+}
+
+/// The byte offset of `field` in a format file's text (`field:TYPE NAME; offset:N; ...`).
+fn field_offset(text: &str, field: &str) -> usize {
+    text.lines()
+        .find(|l| {
+            l.split(';')
+                .next()
+                .is_some_and(|decl| decl.trim_end().ends_with(&format!(" {field}")))
+        })
+        .and_then(|l| l.split("offset:").nth(1))
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no field `{field}` in\n{text}"))
+}
+
+/// "Recorded N events (B bytes)[; lost L (ring buffer full)]" → (N, L).
+fn recorded(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Recorded "))
+        .unwrap_or_else(|| panic!("no `Recorded` line:\n{stderr}"));
+    let number = |s: &str| -> u64 {
+        s.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number in `{line}`"))
+    };
+    let lost = line.split_once("lost ").map_or(0, |(_, l)| number(l));
+    (number(line), lost)
+}
+
+/// `@n: COUNT` from a live run's text output.
+fn live_count(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("@n: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `@n` in the live output:\n{stdout}"))
+}
+
+#[test]
+fn records_start_with_their_common_fields_and_keep_their_strings() {
+    skip_unless_root_bpf!();
+    let path = file("common");
+    let gate = Gate::new("churn --pages 64 --rounds 4", None);
+    let pid = gate.pid();
+    let path_s = path.to_string_lossy().to_string();
+    let pid_s = pid.to_string();
+    let mut rec = Proc::spawn(
+        "mmql record",
+        &mut mmql_cmd(&[
+            "record",
+            "-o",
+            &path_s,
+            "-p",
+            &pid_s,
+            "kmem:mm_page_alloc",
+            "sched:sched_process_exec",
+        ]),
+    );
+    rec.wait_for("Recording", TIMEOUT);
+    let _ = gate.open();
+    rec.stop().expect_code(0, "mmql record");
+    let mut t = read(&path);
+    let formats = t.info().formats.clone();
+    let (mut allocs, mut execs) = (0, 0);
+    while let Some(e) = t.next_event().expect("events read") {
+        let (category, name, text) = &formats[e.format];
+        assert_eq!(e.tgid, Some(pid), "{category}:{name} of another process");
+        let head = &e.raw[..8];
+        assert_eq!(
+            u16::from_le_bytes([head[0], head[1]]),
+            format_id(text),
+            "{category}:{name}: common_type, record {head:02x?}"
+        );
+        assert_eq!(&head[2..4], &[0, 0], "{name}: flags and preempt count");
+        assert_eq!(
+            u32::from_le_bytes([head[4], head[5], head[6], head[7]]),
+            e.pid,
+            "{name}: common_pid is the thread's id"
+        );
+        match name.as_str() {
+            "mm_page_alloc" => allocs += 1,
+            "sched_process_exec" => {
+                execs += 1;
+                let at = field_offset(text, "filename");
+                let loc = u32::from_le_bytes(e.raw[at..at + 4].try_into().expect("4 bytes"));
+                let (off, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+                let filename = &e.raw[off..off + len];
+                assert!(
+                    filename.ends_with(b"mmql-workload\0"),
+                    "the exec's filename: {:?}",
+                    String::from_utf8_lossy(filename)
+                );
+            }
+            other => panic!("an event not recorded: {other}"),
+        }
+    }
+    assert_eq!(execs, 1, "the gate's exec of the workload");
+    assert!(
+        allocs >= 256,
+        "{allocs} page allocations of 64 pages × 4 rounds"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Records the gate's page allocations beside a live count of them; `stall` stops the
+/// recorder while the workload runs. Returns (recorded, lost, live count).
+fn record_beside_a_count(tag: &str, churn: &str, stall: bool) -> (u64, u64, u64) {
+    let path = file(tag);
+    let gate = Gate::new(churn, None);
+    let pid = gate.pid().to_string();
+    let path_s = path.to_string_lossy().to_string();
+    let live = start_mmql(&["-p", &pid, "-e", "on kmem:mm_page_alloc { @n = count() }"]);
+    let mut rec = Proc::spawn(
+        "mmql record",
+        &mut mmql_cmd(&["record", "-o", &path_s, "-p", &pid, "kmem:mm_page_alloc"]),
+    );
+    rec.wait_for("Recording", TIMEOUT);
+    if stall {
+        rec.signal(libc::SIGSTOP);
+    }
+    let _ = gate.open();
+    if stall {
+        rec.signal(libc::SIGCONT);
+    }
+    let rec = rec.stop();
+    let live = live.stop();
+    rec.expect_code(0, "mmql record");
+    live.expect_code(0, "mmql -p");
+    let (n, lost) = recorded(&rec.stderr);
+    let mut t = read(&path);
+    let mut in_file = 0;
+    while t.next_event().expect("events read").is_some() {
+        in_file += 1;
+    }
+    assert_eq!(in_file, n, "events in the file against the count printed");
+    assert_eq!(t.lost(), lost, "lost in the file against the count printed");
+    let _ = std::fs::remove_file(&path);
+    (n, lost, live_count(&live.stdout))
+}
+
+#[test]
+fn a_stopped_recorder_counts_every_record_the_full_ring_dropped() {
+    skip_unless_root_bpf!();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // 262,144 allocations of ~100 bytes each: over 25 MB into a 16 MiB ring nobody reads.
+    let (n, lost, live) = record_beside_a_count("stall", "churn --pages 4096 --rounds 64", true);
+    assert!(
+        lost > 0,
+        "nothing lost with the reader stopped: {n} recorded"
+    );
+    assert_eq!(
+        n + lost,
+        live,
+        "recorded {n} + lost {lost} against {live} counted live"
+    );
+}
+
+#[test]
+fn a_running_recorder_is_woken_in_time_and_loses_nothing() {
+    skip_unless_root_bpf!();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // 655,360 allocations, ~68 MB of records: four rings' worth in about two seconds.
+    let (n, lost, live) = record_beside_a_count("awake", "churn --pages 8192 --rounds 80", false);
+    assert_eq!(lost, 0, "{lost} lost of {live}");
+    assert_eq!(n, live, "recorded {n} against {live} counted live");
+}
