@@ -301,7 +301,7 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
 /// are no longer the record's when the program runs: perf writes its `pt_regs` pointer over
 /// them, and the verifier refuses a context load there. They are written as the kernel
 /// wrote them where that is known (the event's ID, the thread's pid) and zero where not
-/// (flags, preempt count), so a recording holds no kernel address.
+/// (flags, preempt count): a recording holds the event's bytes, not a pointer into perf's data.
 ///
 /// The fixed fields are then copied with context loads, each aligned to its size and none
 /// past the last field: the kernel refuses to attach a program whose loads reach past the
