@@ -28,11 +28,24 @@ pub mod header {
 
 /// Bytes kept past an event's fixed fields for its `__data_loc` payloads (strings, arrays).
 pub const DYNAMIC_CAP: u32 = 512;
-/// The ring buffer between the probes and `mmql record`.
-pub const RING_BYTES: u32 = 16 << 20;
+/// The ring buffer between the probes and `mmql record`: 16 MiB, and more on machines with
+/// so many CPUs that each CPU's wake-up threshold would fall under [`MIN_WAKE_BYTES`].
+pub fn ring_bytes(cpus: u32) -> u32 {
+    let want = u64::from(cpus.max(1)) * u64::from(WAKE_SHARE * MIN_WAKE_BYTES);
+    want.next_power_of_two().clamp(16 << 20, 256 << 20) as u32
+}
+
+/// Bytes a CPU writes before it wakes the reader ([`WAKE_SHARE`] says why).
+fn wake_threshold(cpus: u32) -> u32 {
+    (u64::from(ring_bytes(cpus)) / (u64::from(WAKE_SHARE) * u64::from(cpus.max(1)))) as u32
+}
+
+/// The smallest per-CPU wake-up threshold a ring is sized for: a reader woken for less reads
+/// in batches too small to be cheap.
+const MIN_WAKE_BYTES: u32 = 64 << 10;
 
 /// The reader is woken when a CPU has written this share of the ring since it last woke it
-/// (the threshold per CPU is `RING_BYTES / (WAKE_SHARE × CPUs)`): woken before the ring is a
+/// (the threshold per CPU is `ring_bytes / (WAKE_SHARE × CPUs)`): woken before the ring is a
 /// quarter full however the writes spread over CPUs, and in batches large enough that reading
 /// costs it little (a read every 2 ms cost `mmql record` 441 ns of CPU a record, every 50 ms
 /// 367, on a page-allocation churn here).
@@ -338,7 +351,7 @@ fn copy_record(a: &mut Asm, id: u32, fixed: u32, cap: u32) {
 /// r2 = the submit flags: a forced wake-up when this record takes this CPU's bytes written
 /// since its last wake-up past its threshold (WAKE_SHARE says why), none otherwise.
 fn wake_flags(a: &mut Asm, reserved: u32, cpus: u32) {
-    let threshold = RING_BYTES / (WAKE_SHARE * cpus.max(1));
+    let threshold = wake_threshold(cpus);
     let counted = a.label();
     a.push(Insn::st_imm(Size::W, R10, -4, PENDING_SLOT as i32));
     a.map(R1, COUNTS_MAP);
@@ -366,7 +379,7 @@ pub fn capture(events: &[&Event], opts: &CaptureOptions) -> Capture {
             map_type: BPF_MAP_TYPE_RINGBUF,
             key_size: 0,
             value_size: 0,
-            max_entries: RING_BYTES,
+            max_entries: ring_bytes(opts.cpus),
             flags: 0,
         },
         MapDef {
@@ -432,5 +445,25 @@ mod tests {
             assert_eq!(p.def.insns.last().copied(), Some(Insn::exit()));
         }
         assert!(fixed_size(victim) > 8);
+    }
+
+    #[test]
+    fn the_ring_grows_with_the_cpus_and_each_cpu_wakes_the_reader_in_time() {
+        for cpus in [1, 2, 64, 65, 256, 1024, 8192, u32::MAX / 2] {
+            let ring = ring_bytes(cpus);
+            assert!(ring.is_power_of_two(), "{cpus} CPUs: {ring}");
+            assert!(
+                (16 << 20..=256 << 20).contains(&ring),
+                "{cpus} CPUs: {ring}"
+            );
+            // Every CPU at its threshold fills at most a quarter of the ring.
+            let threshold = wake_threshold(cpus);
+            assert!(u64::from(threshold) * u64::from(cpus) <= u64::from(ring / 4));
+            if cpus <= 1024 {
+                assert!(threshold >= MIN_WAKE_BYTES, "{cpus} CPUs: {threshold}");
+            }
+        }
+        assert_eq!(ring_bytes(2), 16 << 20);
+        assert_eq!(ring_bytes(256), 64 << 20);
     }
 }
