@@ -3,6 +3,7 @@
 //! as its timeout; when tracing stops, detach, run `on end`, print every non-empty map, report
 //! losses.
 
+pub(crate) mod budget;
 pub(crate) mod child;
 pub(crate) mod ksyms;
 // `serve` (src/serve) reuses loading, map reading, records and signals, and drives a
@@ -35,6 +36,7 @@ use crate::cli::{OutputFormat, RunOpts};
 use crate::commands::{Context, Failure};
 use crate::output::value::Scalar;
 use crate::output::{heatmap, printf, timefmt, Format};
+use budget::Budget;
 use child::{GatedChild, TracedPid};
 use load::LoadFailure;
 use maps::Maps;
@@ -396,14 +398,14 @@ impl<'a, 'm> Session<'a, 'm> {
         rb: &mut RingBuf<aya::maps::MapData>,
         budget: Duration,
     ) -> io::Result<bool> {
-        let until = Instant::now() + budget;
+        let mut budget = Budget::new(budget);
         while let Some(item) = rb.next() {
             if let Some(r) = self.recorder.as_mut() {
                 r.ring(&item)?;
             }
             self.record(&item)?;
             // An exit() ends the slice at once: the loop stops, then prints the rest.
-            if self.exit || Instant::now() >= until {
+            if self.exit || budget.spent() {
                 return Ok(true);
             }
         }

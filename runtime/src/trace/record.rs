@@ -22,6 +22,7 @@ use serde_json::json;
 use crate::cli::{RecordArgs, ScriptArg};
 use crate::commands::{recipes, Context, Failure};
 use crate::formats::FormatSource;
+use crate::run::budget::Budget;
 use crate::run::child::GatedChild;
 use crate::run::ksyms::Ksyms;
 use crate::run::load::{self, AttachError};
@@ -269,10 +270,10 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
             wait_readable(&fds, timeout)?;
             // One slice at a time, as a run drains (run::SLICE): records arriving faster
             // than they are written must not keep a stop request waiting.
-            let until = Instant::now() + crate::run::SLICE;
+            let mut budget = Budget::new(crate::run::SLICE);
             while let Some(item) = ring.next() {
                 rec.event(&item, stack_map.as_ref())?;
-                if Instant::now() >= until {
+                if budget.spent() {
                     break;
                 }
             }
