@@ -213,38 +213,31 @@ fn read_btf_cache(key: &str) -> Option<KernelBtf> {
     if lines.next()?.strip_prefix("# ")? != key {
         return None;
     }
-    let comm = lines
-        .next()?
-        .strip_prefix("# ")?
-        .strip_prefix(COMM_LINE)?
-        .trim();
-    let task_comm = match comm {
-        "none" => None,
-        n => Some(n.parse().ok()?),
-    };
-    let ids = lines
-        .next()?
-        .strip_prefix("# ")?
-        .strip_prefix(IDS_LINE)?
-        .trim();
-    let task_ids = match ids {
-        "none" => None,
-        n => {
-            let n: Vec<u32> = n
-                .split(' ')
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?;
-            match n[..] {
-                [pid, tgid, cred, cred_uid] => Some(TaskIds {
-                    pid,
-                    tgid,
-                    cred,
-                    cred_uid,
-                }),
-                _ => return None,
-            }
+    // `# NAME none`, or `# NAME` and its numbers: Some(None), Some(Some(numbers)).
+    let mut offsets = |name: &str| -> Option<Option<Vec<u32>>> {
+        let rest = lines.next()?.strip_prefix("# ")?.strip_prefix(name)?.trim();
+        if rest == "none" {
+            return Some(None);
         }
+        rest.split(' ')
+            .map(|n| n.parse().ok())
+            .collect::<Option<_>>()
+            .map(Some)
+    };
+    let task_comm = match offsets(COMM_LINE)?.as_deref() {
+        None => None,
+        Some(&[off]) => Some(off),
+        Some(_) => return None,
+    };
+    let task_ids = match offsets(IDS_LINE)?.as_deref() {
+        None => None,
+        Some(&[pid, tgid, cred, cred_uid]) => Some(TaskIds {
+            pid,
+            tgid,
+            cred,
+            cred_uid,
+        }),
+        Some(_) => return None,
     };
     Some(KernelBtf {
         enums: mmql_compiler::format::parse_btf_enums(&text).ok()?,
