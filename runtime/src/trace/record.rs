@@ -325,15 +325,21 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Failure> {
         .map_err(write_err)?;
     let size = w.finish(monotonic_ns()).map_err(write_err)?;
     drop(kernel);
+    // The reader fell behind the probes; what to do about it goes with the count.
+    let why =
+        "ring buffer full: `mmql record` fell behind; record fewer events, or one process with -p";
     if !args.quiet {
         eprintln!(
             "Recorded {count} events ({size} bytes){}",
             if lost > 0 {
-                format!("; lost {lost} (ring buffer full)")
+                format!("; lost {lost} ({why})")
             } else {
                 String::new()
             }
         );
+    } else if lost > 0 {
+        // -q drops the summary, never a loss.
+        eprintln!("mmql: lost {lost} events ({why})");
     }
     Ok(())
 }
