@@ -6,7 +6,7 @@ use mmql_lang::diag::{did_you_mean, Code, Diagnostic};
 use mmql_lang::Span;
 use mmql_stdlib::knowledge::{self, SpanKey};
 
-use crate::format::Catalog;
+use crate::format::{Catalog, Recording};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved {
@@ -108,6 +108,9 @@ pub fn resolve(p: &EventPattern, catalog: &Catalog) -> Result<Resolution, Diagno
         .filter(|c| glob_match(category, c))
         .collect();
     if matching_cats.is_empty() {
+        if let Some(r) = &catalog.recording {
+            return Err(not_recorded(pattern, span, r, category, None));
+        }
         let help = mmql_lang::foreign_probe_help(category)
             .or_else(|| did_you_mean(category, cats.iter().copied()))
             .unwrap_or_else(|| {
@@ -137,6 +140,9 @@ pub fn resolve(p: &EventPattern, catalog: &Catalog) -> Result<Resolution, Diagno
             }
         }
         if found.is_empty() {
+            if let Some(r) = &catalog.recording {
+                return Err(not_recorded(pattern, span, r, category, None));
+            }
             return Err(Diagnostic::error(
                 Code::E0103,
                 format!("`{pattern}` matches no tracepoint"),
@@ -208,6 +214,9 @@ pub fn resolve(p: &EventPattern, catalog: &Catalog) -> Result<Resolution, Diagno
         let long = format!("mm_{category}_{name}");
         help = did_you_mean(&long, names);
     }
+    if let Some(r) = &catalog.recording {
+        return Err(not_recorded(pattern, span, r, category, help));
+    }
     Err(Diagnostic::error(
         Code::E0102,
         format!("no tracepoint `{name}` in category `{category}`"),
@@ -217,6 +226,49 @@ pub fn resolve(p: &EventPattern, catalog: &Catalog) -> Result<Resolution, Diagno
         help.unwrap_or_else(|| {
             format!("`mmql list '{category}:*'` shows this category's tracepoints")
         }),
+    ))
+}
+
+/// An event a recording does not hold: what it does hold, and how to record the rest.
+fn not_recorded(
+    pattern: &str,
+    span: Span,
+    r: &Recording,
+    category: &str,
+    near: Option<String>,
+) -> Diagnostic {
+    const SHOWN: usize = 6;
+    let same: Vec<&String> = r
+        .events
+        .iter()
+        .filter(|e| e.split(':').next() == Some(category))
+        .collect();
+    // Events of the category asked for first: the likeliest near misses.
+    let shown: Vec<&str> = same
+        .iter()
+        .copied()
+        .chain(r.events.iter().filter(|e| !same.contains(e)))
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect();
+    let more = r.events.len().saturating_sub(shown.len());
+    let holds = match (shown.is_empty(), more) {
+        (true, _) => "no events".to_string(),
+        (false, 0) => shown.join(", "),
+        (false, n) => format!(
+            "{} and {n} more (`mmql --trace {} list`)",
+            shown.join(", "),
+            r.name
+        ),
+    };
+    Diagnostic::error(
+        Code::E0401,
+        format!("`{pattern}` is not in the recording `{}`", r.name),
+    )
+    .at(span, "not recorded")
+    .with_help(format!(
+        "{}it holds {holds}; record it next time: `mmql record -o FILE '{pattern}'`",
+        near.map_or(String::new(), |n| format!("{n} ")),
     ))
 }
 

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use mmql_compiler::btf::{self, KernelBtf, TaskIds};
-use mmql_compiler::format::{parse_btf_enums, Catalog};
+use mmql_compiler::format::{parse_btf_enums, Catalog, Recording};
 use mmql_stdlib::btf_fields::is_wanted_enum;
 
 /// Where to read format files from. The snapshot embedded in the binary is what `Live`
@@ -92,6 +92,12 @@ fn load_recorded(
             parse_btf_enums(text).map_err(|e| format!("{}: BTF enums: {e}", r.name))?;
     }
     catalog.apply_btf_enums();
+    let mut events: Vec<String> = r.files.iter().map(|(c, n, _)| format!("{c}:{n}")).collect();
+    events.sort();
+    catalog.recording = Some(Recording {
+        name: r.name.clone(),
+        events,
+    });
     Ok(LoadedCatalog { catalog, warnings })
 }
 

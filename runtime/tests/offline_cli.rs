@@ -136,15 +136,39 @@ fn wrong_uses_are_explained() {
     assert_eq!(code, Some(1));
     assert!(err.contains("[E0401]") && err.contains("--stacks"), "{err}");
 
-    // Checking uses the recording's formats: an event it does not hold is unknown there.
-    let (code, _, err) = run(&[
-        "--trace",
-        "sample:compaction",
-        "check",
-        "-e",
-        "on kmem:mm_page_alloc { @n = count() }",
-    ]);
-    assert_eq!(code, Some(1), "{err}");
+    // Checking uses the recording's formats: an event it does not hold is not recorded, and
+    // the error says what the recording holds and how to record the event, whether its
+    // category is in the recording or not.
+    for (event, holds) in [
+        ("kmem:mm_page_alloc", "kmem:mm_page_alloc_extfrag"),
+        (
+            "vmscan:mm_vmscan_kswapd_wake",
+            "compaction:mm_compaction_begin",
+        ),
+        ("compaction:*nothing*", "compaction:mm_compaction_begin"),
+    ] {
+        let script = format!("on {event} {{ @n = count() }}");
+        let (code, _, err) = run(&[
+            "--trace",
+            "sample:compaction",
+            "--color",
+            "never",
+            "check",
+            "-e",
+            &script,
+        ]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "[E0401] Error: `{event}` is not in the recording `sample:compaction`"
+            )) && err.contains(&format!("it holds {holds}"))
+                && err.contains("`mmql --trace sample:compaction list`")
+                && err.contains(&format!(
+                    "record it next time: `mmql record -o FILE '{event}'`"
+                )),
+            "{err}"
+        );
+    }
     let (code, out, err) = run(&[
         "--trace",
         "sample:compaction",

@@ -25,6 +25,17 @@ pub struct Catalog {
     pub task_comm: Option<u32>,
     /// Where the running kernel keeps the task's pid, tgid and uid (`btf::KernelBtf::task_ids`).
     pub task_ids: Option<crate::btf::TaskIds>,
+    /// Set when the formats are a recording's: an event it lacks was not recorded, which is
+    /// not the same news as a tracepoint the kernel lacks.
+    pub recording: Option<Recording>,
+}
+
+/// A recording the formats came from: its name for messages, and every event it holds
+/// (`category:name`, sorted), also those of categories a catalog was not read for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recording {
+    pub name: String,
+    pub events: Vec<String>,
 }
 
 /// One tracepoint.
