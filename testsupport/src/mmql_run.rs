@@ -187,13 +187,23 @@ impl Proc {
     /// Waits until stderr contains `needle`, the child exits, or `timeout` passes; true when
     /// the needle appeared.
     pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> bool {
+        self.wait_text(needle, timeout, false)
+    }
+
+    /// [`Proc::wait_stderr`] for stdout (collected by [`Proc::spawn`]).
+    pub fn wait_stdout(&mut self, needle: &str, timeout: Duration) -> bool {
+        self.wait_text(needle, timeout, true)
+    }
+
+    fn wait_text(&mut self, needle: &str, timeout: Duration, stdout: bool) -> bool {
         let deadline = Instant::now() + timeout;
+        let seen = |p: &Proc| if stdout { &p.out } else { &p.err }.text().contains(needle);
         while Instant::now() < deadline {
-            if self.err.text().contains(needle) {
+            if seen(self) {
                 return true;
             }
             if !self.running() {
-                return self.err.text().contains(needle);
+                return seen(self);
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -47,6 +47,11 @@ pub fn start_cmd(name: &str, mut cmd: Command, secs: u64) -> Running {
 }
 
 impl Running {
+    /// Waits up to `timeout` for the recipe to print `needle`; true when it did.
+    pub fn await_stdout(&mut self, needle: &str, timeout: Duration) -> bool {
+        self.proc.wait_stdout(needle, timeout)
+    }
+
     /// Stops the recipe now (SIGINT, as Ctrl-C) and collects what it printed.
     pub fn interrupt(self) -> Finished {
         self.proc.interrupt();
