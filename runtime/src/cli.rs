@@ -40,6 +40,10 @@ pub struct Common {
     /// and `list` then use the recording's formats.
     #[arg(long, global = true, value_name = "FILE")]
     pub trace: Option<String>,
+    /// With --trace: run on a recording that was cut short (its recorder was killed), using
+    /// the events written before the cut; a warning says what is missing.
+    #[arg(long, global = true, requires = "trace")]
+    pub partial: bool,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,

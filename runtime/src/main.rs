@@ -40,7 +40,7 @@ fn main() -> ExitCode {
                 "--trace runs scripts on a recording; it does not apply to this command",
             );
         }
-        match trace::open(arg) {
+        match trace::open(arg, cli.common.partial) {
             Ok(t) => {
                 ctx.formats = trace::formats(arg, t.as_ref());
                 recording = Some(t);

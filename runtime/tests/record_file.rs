@@ -8,6 +8,10 @@
 //!   nothing, which it would if the capture programs did not wake the reader (its own timer
 //!   reads once a second, and the ring fills in about half a second here).
 //!
+//! - a recorder killed with SIGKILL (the OOM killer, during the pressure it records) leaves a
+//!   file that `--trace` refuses, saying how many events `--partial` would read, and that
+//!   `--partial` runs on, with a warning.
+//!
 //! The witness for "every event" is a live `mmql -p PID` count of the same tracepoint, started
 //! before the recorder and stopped after it, around a workload held at a gate.
 
@@ -19,7 +23,7 @@ use mmql_testsupport as support;
 use mmql_testsupport::skip_unless_root_bpf;
 use mmql_trace::file::TraceFile;
 use mmql_trace::TraceSource;
-use support::mmql_run::{mmql_cmd, start_mmql, Proc};
+use support::mmql_run::{mmql_cmd, run_mmql, start_mmql, Proc};
 use support::Gate;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -254,4 +258,53 @@ fn a_running_recorder_is_woken_in_time_and_loses_nothing() {
     let (n, lost, live) = record_beside_a_count("awake", "churn --pages 8192 --rounds 32", false);
     assert_eq!(lost, 0, "{lost} lost of {live}");
     assert_eq!(n, live, "recorded {n} against {live} counted live");
+}
+
+#[test]
+fn a_killed_recorder_leaves_what_it_wrote_for_partial() {
+    skip_unless_root_bpf!();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = file("killed");
+    let path_s = path.to_string_lossy().to_string();
+    let _churn = support::churn_in_background();
+    let mut rec = Proc::spawn(
+        "mmql record",
+        &mut mmql_cmd(&["record", "-o", &path_s, "kmem:mm_page_alloc"]),
+    );
+    rec.wait_for("Recording", TIMEOUT);
+    // The recorder writes a block at least every second: two and a half seconds leave two.
+    std::thread::sleep(Duration::from_millis(2500));
+    rec.signal(libc::SIGKILL);
+    let killed = rec.finish(TIMEOUT);
+    assert_eq!(killed.code, None, "killed by a signal: {:?}", killed.status);
+    let script = "on kmem:mm_page_alloc { @n = count() }";
+    let refused = run_mmql(&["--trace", &path_s, "-e", script], TIMEOUT);
+    refused.expect_code(1, "--trace on a cut recording");
+    let said: u64 = refused
+        .stderr
+        .split("`--partial` runs on the ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `--partial` hint:\n{}", refused.stderr));
+    assert!(
+        said > 0,
+        "two seconds of page allocations: {}",
+        refused.stderr
+    );
+    let partial = run_mmql(&["--trace", &path_s, "--partial", "-e", script], TIMEOUT);
+    partial.expect_code(0, "--trace --partial");
+    assert!(
+        partial
+            .stderr
+            .contains("mmql: warning: the recording was cut short at byte "),
+        "{}",
+        partial.stderr
+    );
+    assert!(
+        partial.stdout.contains(&format!("@n: {said}")),
+        "--partial ran on other than the {said} events the refusal named:\n{}",
+        partial.stdout
+    );
+    let _ = std::fs::remove_file(&path);
 }

@@ -167,9 +167,25 @@ pub fn is_recording(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
+/// What to do with a recording that ends before its end marker: its recorder was killed (the
+/// OOM killer, during the very memory pressure it recorded) or the file was truncated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutShort {
+    /// An error naming the file and the offset (the default: a file may be incomplete for
+    /// reasons a user should hear about before trusting any count).
+    Refuse,
+    /// The complete blocks before the cut, with the cut's offset in `TraceInfo::cut_short_at`.
+    Read,
+}
+
 impl TraceFile {
     /// Reads a recording held in memory (`path` names it in errors).
     pub fn parse(path: &Path, data: &[u8]) -> Result<TraceFile, TraceError> {
+        Self::parse_with(path, data, CutShort::Refuse)
+    }
+
+    /// [`TraceFile::parse`], choosing what a recording cut short gives.
+    pub fn parse_with(path: &Path, data: &[u8], cut: CutShort) -> Result<TraceFile, TraceError> {
         let err = |offset: usize, message: String| TraceError {
             path: path.to_path_buf(),
             offset: offset as u64,
@@ -201,24 +217,26 @@ impl TraceFile {
         };
         let mut blocks = Vec::new();
         let mut at = FILE_HEADER;
+        // Where the file stops holding whole blocks, when it does before its end.
+        let mut cut_at = None;
         while at < data.len() {
             if reader.ended {
                 return Err(err(at, "data after the end marker".into()));
             }
-            if data.len() - at < 8 {
-                return Err(err(at, "truncated block header".into()));
+            let whole =
+                data.len() - at >= 8 && u32_at(data, at + 4) as usize <= data.len() - at - 8;
+            if !whole {
+                if cut == CutShort::Read {
+                    cut_at = Some(at);
+                    break;
+                }
+                return Err(err(
+                    at,
+                    cut_short(&reader, "a block runs past the end of the file"),
+                ));
             }
             let raw_len = u32_at(data, at) as usize;
             let z_len = u32_at(data, at + 4) as usize;
-            if z_len > data.len() - at - 8 {
-                return Err(err(
-                    at,
-                    format!(
-                        "block of {z_len} bytes runs past the end of the file ({} left): the file is truncated",
-                        data.len() - at - 8
-                    ),
-                ));
-            }
             if raw_len > BLOCK_MAX || raw_len > z_len.saturating_mul(MAX_RATIO) + 1024 {
                 return Err(err(at, format!("block claims {raw_len} bytes uncompressed; at most {BLOCK_MAX} are allowed")));
             }
@@ -244,10 +262,13 @@ impl TraceFile {
             ));
         }
         if !reader.ended {
-            return Err(err(
-                at,
-                "the recording ends without its end marker: it was cut short (the recorder was killed, or the file truncated)".into(),
-            ));
+            if cut == CutShort::Refuse {
+                return Err(err(
+                    at,
+                    cut_short(&reader, "the recording ends without its end marker"),
+                ));
+            }
+            reader.info.cut_short_at = Some(cut_at.unwrap_or(at) as u64);
         }
         let Reader {
             mut info,
@@ -272,6 +293,15 @@ impl TraceFile {
             lost,
         })
     }
+}
+
+/// The error for a recording cut short, with what `--partial` would still read.
+fn cut_short(reader: &Reader, what: &str) -> String {
+    format!(
+        "{what}: it was cut short (the recorder was killed, or the file truncated); \
+         `--partial` runs on the {} events before the cut",
+        reader.order.len()
+    )
 }
 
 struct Reader {
@@ -470,27 +500,86 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample(path: &Path, events: usize) {
+    /// A writer with the recording's information and one format written (not yet flushed).
+    fn begin(path: &Path) -> TraceWriter {
         let mut w = TraceWriter::create(path).expect("create");
         w.info(&json!({"cpus": 2, "kernel_release": "6.18-test", "stacks": false, "start_ns": 5}))
             .expect("info");
         w.format(0, "kmem", "mm_page_alloc", "name: mm_page_alloc\n")
             .expect("format");
+        w
+    }
+
+    /// Event `i`: pid 8 of tgid 7 on CPU 1, `cat`, four bytes of record ending in `i`.
+    fn event(w: &mut TraceWriter, i: usize) {
+        let mut h = [0u8; header::SIZE];
+        // Out of time order: the reader sorts.
+        h[header::TS..header::TS + 8].copy_from_slice(&(1000 - i as u64).to_le_bytes());
+        h[header::PID_TGID..header::PID_TGID + 8]
+            .copy_from_slice(&((7u64 << 32) | 8).to_le_bytes());
+        h[header::CPU..header::CPU + 4].copy_from_slice(&1u32.to_le_bytes());
+        h[header::STACK_ID..header::STACK_ID + 4].copy_from_slice(&(-1i32).to_le_bytes());
+        h[header::LEN..header::LEN + 2].copy_from_slice(&4u16.to_le_bytes());
+        h[header::COMM..header::COMM + 3].copy_from_slice(b"cat");
+        w.item(kind::EVENT, &[&h, &[1, 2, 3, i as u8]])
+            .expect("event");
+    }
+
+    fn sample(path: &Path, events: usize) {
+        let mut w = begin(path);
         for i in 0..events {
-            let mut h = [0u8; header::SIZE];
-            // Out of time order: the reader sorts.
-            h[header::TS..header::TS + 8].copy_from_slice(&(1000 - i as u64).to_le_bytes());
-            h[header::PID_TGID..header::PID_TGID + 8]
-                .copy_from_slice(&((7u64 << 32) | 8).to_le_bytes());
-            h[header::CPU..header::CPU + 4].copy_from_slice(&1u32.to_le_bytes());
-            h[header::STACK_ID..header::STACK_ID + 4].copy_from_slice(&(-1i32).to_le_bytes());
-            h[header::LEN..header::LEN + 2].copy_from_slice(&4u16.to_le_bytes());
-            h[header::COMM..header::COMM + 3].copy_from_slice(b"cat");
-            w.item(kind::EVENT, &[&h, &[1, 2, 3, i as u8]])
-                .expect("event");
+            event(&mut w, i);
         }
         w.item(kind::LOST, &[&3u64.to_le_bytes()]).expect("lost");
         w.finish(2000).expect("finish");
+    }
+
+    fn count(mut f: TraceFile) -> usize {
+        let mut n = 0;
+        while f.next_event().expect("event").is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_recording_cut_short_gives_its_whole_blocks_only_when_asked() {
+        // As a killed recorder leaves it: two flushed blocks of 10 events, then a third block
+        // cut anywhere, and no end marker.
+        let path = std::env::temp_dir().join(format!("mmql-trace-cut-{}", std::process::id()));
+        let mut w = begin(&path);
+        let mut ends = Vec::new();
+        for b in 0..3 {
+            for i in 0..10 {
+                event(&mut w, b * 10 + i);
+            }
+            w.flush().expect("flush");
+            ends.push(std::fs::metadata(&path).expect("size").len() as usize);
+        }
+        drop(w);
+        let data = std::fs::read(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        let p = Path::new("t.mmqltrace");
+        for cut in ends[0]..=data.len() {
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            let f = TraceFile::parse_with(p, &data[..cut], CutShort::Read).expect("reads");
+            let boundary = ends[whole - 1];
+            assert_eq!(f.info().cut_short_at, Some(boundary as u64), "cut at {cut}");
+            assert_eq!(f.lost(), 0);
+            assert_eq!(count(f), whole * 10, "cut at {cut}");
+            let e = TraceFile::parse(p, &data[..cut])
+                .err()
+                .expect("refused by default");
+            assert!(
+                e.to_string()
+                    .contains(&format!("`--partial` runs on the {} events", whole * 10)),
+                "{e}"
+            );
+        }
+        // Cut inside the first block, nothing says what the recording is: still an error.
+        for cut in 0..ends[0] {
+            assert!(TraceFile::parse_with(p, &data[..cut], CutShort::Read).is_err());
+        }
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct TraceInfo {
     pub wall_offset_ns: Option<i64>,
     /// What to tell a user who needs more than the file has (`record it with --stacks`).
     pub how_recorded: &'static str,
+    /// The byte offset where a recording read with `CutShort::Read` stops holding whole
+    /// blocks: it has no end marker, so no stop time and no lost count, and events after the
+    /// recorder's last write are missing.
+    pub cut_short_at: Option<u64>,
 }
 
 /// One recorded event, borrowed from the source until the next one is read.

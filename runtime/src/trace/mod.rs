@@ -24,8 +24,9 @@ use mmql_trace::{file, TraceSource};
 /// What `--trace sample:NAME` starts with.
 pub const SAMPLE: &str = "sample:";
 
-/// Opens `--trace ARG`: an mmql recording, a trace-cmd trace.dat, or a bundled sample.
-pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
+/// Opens `--trace ARG`: an mmql recording, a trace-cmd trace.dat, or a bundled sample;
+/// `partial` (`--partial`) accepts an mmql recording cut short.
+pub fn open(arg: &str, partial: bool) -> Result<Box<dyn TraceSource>, Failure> {
     let path = Path::new(arg);
     let data: Cow<'static, [u8]> = match arg.strip_prefix(SAMPLE) {
         Some(name) => match samples::get(name) {
@@ -46,7 +47,13 @@ pub fn open(arg: &str) -> Result<Box<dyn TraceSource>, Failure> {
         ),
     };
     if file::is_recording(&data) {
-        let f = file::TraceFile::parse(path, &data).map_err(|e| Failure::Message(e.to_string()))?;
+        let cut = if partial {
+            file::CutShort::Read
+        } else {
+            file::CutShort::Refuse
+        };
+        let f = file::TraceFile::parse_with(path, &data, cut)
+            .map_err(|e| Failure::Message(e.to_string()))?;
         return Ok(Box::new(f));
     }
     if tracedat::is_trace_dat(&data) {

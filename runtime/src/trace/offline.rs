@@ -264,6 +264,13 @@ pub fn run(
             .reports
             .set_clock(start + last.duration_since(base).as_nanos() as u64);
         session.finish().map_err(io)?;
+        if let Some(at) = source.info().cut_short_at {
+            eprintln!(
+                "mmql: warning: the recording was cut short at byte {at} (its recorder was \
+                 killed, or the file truncated): this ran on the events written before the \
+                 cut; later ones, and how many were lost, are unknown"
+            );
+        }
         let lost = source.lost();
         if lost > 0 {
             eprintln!("mmql: warning: the recording lost {lost} events while recording (ring buffer full); counts may be short");

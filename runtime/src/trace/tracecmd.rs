@@ -43,6 +43,7 @@ impl TraceCmdFile {
             end_ns: None,
             wall_offset_ns: None,
             how_recorded: "trace-cmd",
+            cut_short_at: None,
         };
         let lost_in_stats = trace.lost_in_stats();
         let events = trace.into_events().map_err(|e| located(path, e))?;
