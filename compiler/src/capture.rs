@@ -207,11 +207,7 @@ fn program(index: usize, e: &Event, opts: &CaptureOptions) -> ProgramDef {
     let have = a.label();
     a.jump(Insn::jmp_imm(JmpOp::Ne, R0, 0, 0), have);
     // No room: count it in the per-CPU lost counter (no other writer on this CPU).
-    a.push(Insn::st_imm(Size::W, R10, -4, LOST_SLOT as i32));
-    a.map(R1, COUNTS_MAP);
-    a.push(Insn::mov64_reg(R2, R10));
-    a.push(Insn::alu64_imm(AluOp::Add, R2, -4));
-    a.push(Insn::call(helper::MAP_LOOKUP_ELEM));
+    counter(&mut a, LOST_SLOT);
     a.jump(Insn::jmp_imm(JmpOp::Eq, R0, 0, 0), exit);
     a.push(Insn::ldx(Size::DW, R1, R0, 0));
     a.push(Insn::alu64_imm(AluOp::Add, R1, 1));
@@ -348,16 +344,22 @@ fn copy_record(a: &mut Asm, id: u32, fixed: u32, cap: u32) {
     }
 }
 
+/// r0 = this CPU's slot `slot` of the counters map, or 0 (the lookup of an array the kernel
+/// inlines).
+fn counter(a: &mut Asm, slot: u32) {
+    a.push(Insn::st_imm(Size::W, R10, -4, slot as i32));
+    a.map(R1, COUNTS_MAP);
+    a.push(Insn::mov64_reg(R2, R10));
+    a.push(Insn::alu64_imm(AluOp::Add, R2, -4));
+    a.push(Insn::call(helper::MAP_LOOKUP_ELEM));
+}
+
 /// r2 = the submit flags: a forced wake-up when this record takes this CPU's bytes written
 /// since its last wake-up past its threshold (WAKE_SHARE says why), none otherwise.
 fn wake_flags(a: &mut Asm, reserved: u32, cpus: u32) {
     let threshold = wake_threshold(cpus);
     let counted = a.label();
-    a.push(Insn::st_imm(Size::W, R10, -4, PENDING_SLOT as i32));
-    a.map(R1, COUNTS_MAP);
-    a.push(Insn::mov64_reg(R2, R10));
-    a.push(Insn::alu64_imm(AluOp::Add, R2, -4));
-    a.push(Insn::call(helper::MAP_LOOKUP_ELEM));
+    counter(a, PENDING_SLOT);
     a.push(Insn::mov64_imm(R2, BPF_RB_NO_WAKEUP));
     a.jump(Insn::jmp_imm(JmpOp::Eq, R0, 0, 0), counted);
     a.push(Insn::ldx(Size::DW, R1, R0, 0));

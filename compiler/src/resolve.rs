@@ -238,16 +238,14 @@ fn not_recorded(
     near: Option<String>,
 ) -> Diagnostic {
     const SHOWN: usize = 6;
-    let same: Vec<&String> = r
+    // Events of the category asked for first: the likeliest near misses.
+    let (same, other): (Vec<&String>, Vec<&String>) = r
         .events
         .iter()
-        .filter(|e| e.split(':').next() == Some(category))
-        .collect();
-    // Events of the category asked for first: the likeliest near misses.
+        .partition(|e| e.split(':').next() == Some(category));
     let shown: Vec<&str> = same
-        .iter()
-        .copied()
-        .chain(r.events.iter().filter(|e| !same.contains(e)))
+        .into_iter()
+        .chain(other)
         .take(SHOWN)
         .map(String::as_str)
         .collect();

@@ -216,9 +216,8 @@ impl TraceFile {
             has_info: false,
         };
         let mut blocks = Vec::new();
+        // On leaving the loop, where the file stops holding whole blocks.
         let mut at = FILE_HEADER;
-        // Where the file stops holding whole blocks, when it does before its end.
-        let mut cut_at = None;
         while at < data.len() {
             if reader.ended {
                 return Err(err(at, "data after the end marker".into()));
@@ -227,7 +226,6 @@ impl TraceFile {
                 data.len() - at >= 8 && u32_at(data, at + 4) as usize <= data.len() - at - 8;
             if !whole {
                 if cut == CutShort::Read {
-                    cut_at = Some(at);
                     break;
                 }
                 return Err(err(
@@ -268,7 +266,7 @@ impl TraceFile {
                     cut_short(&reader, "the recording ends without its end marker"),
                 ));
             }
-            reader.info.cut_short_at = Some(cut_at.unwrap_or(at) as u64);
+            reader.info.cut_short_at = Some(at as u64);
         }
         let Reader {
             mut info,
